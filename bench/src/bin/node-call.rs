@@ -1,0 +1,68 @@
+//! Cost of one node call — a fresh instance from the `InstancePre` plus the call, with small
+//! JSON — and of one execution of the demo flow (condition + response), in a plain timed loop.
+//!
+//! `cargo run --release -p hookflow-bench --bin node-call [ITERATIONS]`
+
+use std::time::{Duration, Instant};
+
+use hookflow::plugin::{HostConfig, PluginHost};
+use hookflow::workflow::{Execution, NodeCall, NodeRunner, compile, execute, parse_workflow};
+use serde_json::json;
+
+const WARM_UP: u32 = 200;
+
+fn main() {
+    let iterations: u32 = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(20_000);
+    let cache_dir = std::env::temp_dir().join("hookflow-bench-cache");
+    let host = PluginHost::new(HostConfig { cache_dir: Some(cache_dir), ..HostConfig::default() })
+        .unwrap_or_else(|e| panic!("cannot start the plugin host: {e}"));
+
+    let config = json!({"rejectOnFalse": false, "calculation": {"group": {"type": "and", "calculations": [
+        {"calculator": "equal", "operands": ["paid", "paid"]}]}}})
+    .to_string();
+    let context = json!({"$context": {"headers": {}, "query": {}, "body": {"status": "paid", "order": 42}},
+        "$jobsMapByNodeKey": {}, "$execution": {"id": "bench"}, "$system": {"now": "2026-11-29T00:00:00Z"}})
+    .to_string();
+    let call = NodeCall { execution_id: "bench", node_key: "check", config: &config, context: &context };
+    let per_call = time(iterations, || {
+        host.run("condition", &call).unwrap_or_else(|e| panic!("node call failed: {e}"));
+    });
+
+    let definition = json!({"key": "demo-payment", "sync": true, "nodes": [
+        {"key": "check", "type": "condition",
+         "config": {"rejectOnFalse": false, "calculation": {"group": {"type": "and", "calculations": [
+            {"calculator": "equal", "operands": ["{{$context.body.status}}", "paid"]}]}}},
+         "branches": {
+            "true": [{"key": "ok", "type": "response",
+                      "config": {"statusCode": 200, "body": {"ok": true, "order": "{{$context.body.order}}"}}}],
+            "false": [{"key": "fail", "type": "response", "config": {"statusCode": 400, "body": {"ok": false}}}]}}
+    ]});
+    let workflow = parse_workflow(&definition.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    let plan = compile(&workflow, &host).unwrap_or_else(|e| panic!("{e}"));
+    let trigger = json!({"headers": {}, "query": {}, "body": {"status": "paid", "order": 42}});
+    let per_execution = time(iterations / 2, || {
+        let mut execution = Execution::new("demo-payment", 1, trigger.clone());
+        execute(&host, &plan, &mut execution, &mut ());
+        assert_eq!(execution.jobs.len(), 2, "{execution:#?}");
+    });
+
+    println!("node call (fresh instance + call, condition): {:>8.1} µs", micros(per_call));
+    println!("demo execution (condition + response):        {:>8.1} µs", micros(per_execution));
+    println!("({iterations} node calls, {} executions, after {WARM_UP} warm-up rounds each)", iterations / 2);
+}
+
+/// Mean wall time of `f` over `iterations` runs, after a warm-up.
+fn time(iterations: u32, mut f: impl FnMut()) -> Duration {
+    for _ in 0..WARM_UP {
+        f();
+    }
+    let started = Instant::now();
+    for _ in 0..iterations {
+        f();
+    }
+    started.elapsed() / iterations.max(1)
+}
+
+fn micros(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e6
+}

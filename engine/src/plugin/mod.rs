@@ -1,0 +1,395 @@
+//! The wasmtime host: one engine, a registry of node types (each a compiled component with its
+//! `InstancePre`), and [`NodeRunner`] for the executor — a fresh sandboxed instance per call,
+//! under a memory limit and an epoch deadline. The only module that touches wasmtime.
+
+mod bindings;
+mod cache;
+mod sandbox;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+
+use crate::workflow::{
+    Directive, EndStatus, NodeCall, NodeFailure, NodeInfo, NodeOutcome, NodeRunner, Reply, is_header_name,
+    is_header_value,
+};
+use bindings::{Node, NodePre};
+use sandbox::{MemoryLimitExceeded, Sandbox};
+
+/// The built-in node components, compiled by `build.rs`: `(type name, component bytes)`.
+pub const BUILTIN_NODES: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/builtin_nodes.rs"));
+
+/// How often the epoch advances; the granularity of node time budgets.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Limits and places for the plugin host.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// How long one node call may run (default 1 s).
+    pub time_budget: Duration,
+    /// How much linear memory one node instance may use (default 64 MiB).
+    pub memory_limit: usize,
+    /// How many node instances may exist at once (default 128); further calls wait.
+    pub max_instances: u32,
+    /// Where compiled components are cached (`None`: compile on every load).
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig { time_budget: Duration::from_secs(1), memory_limit: 64 << 20, max_instances: 128, cache_dir: None }
+    }
+}
+
+/// Why a component could not be installed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The wasmtime engine could not be configured.
+    #[error("cannot configure the WebAssembly engine: {0}")]
+    Engine(String),
+    /// The bytes are not a valid component.
+    #[error("plugin {name:?} is not a valid WebAssembly component: {reason}")]
+    Compile {
+        /// The node type name.
+        name: String,
+        /// Wasmtime's explanation.
+        reason: String,
+    },
+    /// The component does not fit the `node` world.
+    #[error("plugin {name:?} does not target the hookflow:node/node@0.1.0 world: {reason}")]
+    WrongWorld {
+        /// The node type name.
+        name: String,
+        /// What it lacks.
+        reason: String,
+    },
+    /// `describe` failed or answered nonsense.
+    #[error("plugin {name:?} failed to describe itself: {reason}")]
+    Describe {
+        /// The node type name.
+        name: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The name is not usable as a node type.
+    #[error("{0:?} is not a valid node type name: use 1 to 64 of a-z 0-9 _ -, starting with a letter")]
+    InvalidName(String),
+    /// A custom plugin tried to take a built-in's name.
+    #[error("plugin {0:?} has the name of a built-in node")]
+    BuiltinName(String),
+    /// A plugin file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// An installed node type.
+#[derive(Clone)]
+pub struct Plugin {
+    /// The node type name workflows use.
+    pub name: String,
+    /// What the component declares.
+    pub info: Arc<NodeInfo>,
+    /// SHA-256 of the component bytes, hex.
+    pub digest: String,
+    /// Whether it is embedded in the binary.
+    pub builtin: bool,
+    pre: NodePre<Sandbox>,
+}
+
+/// The plugin host: engine, linker and registry.
+pub struct PluginHost {
+    engine: Engine,
+    linker: Linker<Sandbox>,
+    config: HostConfig,
+    deadline_ticks: u64,
+    plugins: RwLock<HashMap<String, Arc<Plugin>>>,
+    slots: Slots,
+}
+
+impl PluginHost {
+    /// Creates the engine (pooling allocator, epoch interruption and its ticker thread) and
+    /// installs the built-in nodes.
+    pub fn new(config: HostConfig) -> Result<PluginHost, LoadError> {
+        let engine_error = |e: wasmtime::Error| LoadError::Engine(format!("{e:#}"));
+        let instances = config.max_instances.max(1);
+        let mut pool = PoolingAllocationConfig::new();
+        // A Rust wasip2 component holds a main module plus adapter shims: several core
+        // instances and tables, and up to two memories, per component instance.
+        pool.total_component_instances(instances)
+            .total_core_instances(instances * 8)
+            .total_memories(instances * 2)
+            .total_tables(instances * 8)
+            .max_memory_size(config.memory_limit);
+        let mut wasm_config = Config::new();
+        wasm_config.epoch_interruption(true).allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wasm_config).map_err(engine_error)?;
+        spawn_epoch_ticker(&engine).map_err(|e| LoadError::Engine(format!("cannot start the epoch ticker: {e}")))?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_error)?;
+        Node::add_to_linker::<Sandbox, HasSelf<Sandbox>>(&mut linker, |sandbox| sandbox).map_err(engine_error)?;
+
+        let deadline_ticks = config.time_budget.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1) as u64 + 1;
+        let host = PluginHost {
+            engine,
+            linker,
+            deadline_ticks,
+            plugins: RwLock::new(HashMap::new()),
+            slots: Slots::new(instances as usize),
+            config,
+        };
+        for (name, wasm) in BUILTIN_NODES {
+            let plugin = host.prepare(name, wasm, true)?;
+            host.insert(plugin);
+        }
+        Ok(host)
+    }
+
+    /// Compiles and installs a custom node type, replacing an earlier one of the same name.
+    pub fn install(&self, name: &str, wasm: &[u8]) -> Result<Arc<Plugin>, LoadError> {
+        if !is_valid_type_name(name) {
+            return Err(LoadError::InvalidName(name.to_string()));
+        }
+        if BUILTIN_NODES.iter().any(|(builtin, _)| *builtin == name) {
+            return Err(LoadError::BuiltinName(name.to_string()));
+        }
+        let plugin = self.prepare(name, wasm, false)?;
+        Ok(self.insert(plugin))
+    }
+
+    /// Installs every `<type>.wasm` in `dir`. A faulty file does not stop the others: the result
+    /// lists what was installed and what was refused.
+    pub fn install_dir(&self, dir: &Path) -> Result<(Vec<Arc<Plugin>>, Vec<LoadError>), LoadError> {
+        let io_error = |source| LoadError::Io { path: dir.to_path_buf(), source };
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(io_error)?
+            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            .filter(|path| path.extension().is_some_and(|ext| ext == "wasm"))
+            .collect();
+        paths.sort();
+        let (mut installed, mut refused) = (Vec::new(), Vec::new());
+        for path in paths {
+            let name = path.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_default();
+            let result = std::fs::read(&path)
+                .map_err(|source| LoadError::Io { path: path.clone(), source })
+                .and_then(|wasm| self.install(&name, &wasm));
+            match result {
+                Ok(plugin) => installed.push(plugin),
+                Err(error) => refused.push(error),
+            }
+        }
+        Ok((installed, refused))
+    }
+
+    /// The installed node types, sorted by name.
+    pub fn plugins(&self) -> Vec<Arc<Plugin>> {
+        let mut plugins: Vec<_> = self.registry().values().cloned().collect();
+        plugins.sort_by(|a, b| a.name.cmp(&b.name));
+        plugins
+    }
+
+    /// One installed node type.
+    pub fn plugin(&self, name: &str) -> Option<Arc<Plugin>> {
+        self.registry().get(name).cloned()
+    }
+
+    fn registry(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Plugin>>> {
+        // A panic while holding the lock cannot leave the map half-updated (inserts are single
+        // calls), so a poisoned lock is still consistent.
+        self.plugins.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn insert(&self, plugin: Plugin) -> Arc<Plugin> {
+        let plugin = Arc::new(plugin);
+        let mut plugins = self.plugins.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        plugins.insert(plugin.name.clone(), plugin.clone());
+        plugin
+    }
+
+    /// Compiles (or loads from the cache), links against the `node` world and describes.
+    fn prepare(&self, name: &str, wasm: &[u8], builtin: bool) -> Result<Plugin, LoadError> {
+        let digest = hex(&Sha256::digest(wasm));
+        let component = cache::load(&self.engine, wasm, &digest, self.config.cache_dir.as_deref())
+            .map_err(|e| LoadError::Compile { name: name.to_string(), reason: format!("{e:#}") })?;
+        let wrong_world =
+            |e: wasmtime::Error| LoadError::WrongWorld { name: name.to_string(), reason: format!("{e:#}") };
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(wrong_world)?;
+        let pre = NodePre::new(instance_pre).map_err(wrong_world)?;
+
+        let describe_error = |reason: String| LoadError::Describe { name: name.to_string(), reason };
+        let _slot = self.slots.acquire();
+        let mut store = self.store("", "", name);
+        let node = pre.instantiate(&mut store).map_err(|e| describe_error(trap_message(&e)))?;
+        let info = node.call_describe(&mut store).map_err(|e| describe_error(trap_message(&e)))?;
+        let config_schema = serde_json::from_str(&info.config_schema)
+            .map_err(|e| describe_error(format!("config-schema is not JSON: {e}")))?;
+        let info = NodeInfo {
+            name: info.name,
+            version: info.version,
+            config_schema,
+            branches: info.branches,
+            may_respond: info.may_respond,
+        };
+        Ok(Plugin { name: name.to_string(), info: Arc::new(info), digest, builtin, pre })
+    }
+
+    fn store(&self, execution_id: &str, node_key: &str, node_type: &str) -> Store<Sandbox> {
+        let sandbox = Sandbox::new(self.config.memory_limit, execution_id, node_key, node_type);
+        let mut store = Store::new(&self.engine, sandbox);
+        store.limiter(|sandbox| sandbox);
+        store.set_epoch_deadline(self.deadline_ticks);
+        store.epoch_deadline_trap();
+        store
+    }
+
+    fn call(&self, plugin: &Plugin, call: &NodeCall<'_>) -> Result<NodeOutcome, NodeFailure> {
+        let _slot = self.slots.acquire();
+        let mut store = self.store(call.execution_id, call.node_key, &plugin.name);
+        let failure = |error: wasmtime::Error| match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => NodeFailure::Timeout(format!(
+                "node ran past its time budget of {}",
+                humantime::format_duration(self.config.time_budget)
+            )),
+            _ => NodeFailure::Error(trap_message(&error)),
+        };
+        let node = plugin.pre.instantiate(&mut store).map_err(failure)?;
+        let invocation = bindings::Invocation {
+            node_key: call.node_key.to_string(),
+            config: call.config.to_string(),
+            context: call.context.to_string(),
+        };
+        let outcome = node
+            .call_run(&mut store, &invocation)
+            .map_err(failure)?
+            .map_err(|error| NodeFailure::Error(error.message))?;
+        convert_outcome(outcome).map_err(NodeFailure::Error)
+    }
+}
+
+impl NodeRunner for PluginHost {
+    fn describe(&self, node_type: &str) -> Option<Arc<NodeInfo>> {
+        self.plugin(node_type).map(|plugin| plugin.info.clone())
+    }
+
+    fn run(&self, node_type: &str, call: &NodeCall<'_>) -> Result<NodeOutcome, NodeFailure> {
+        let plugin = self
+            .plugin(node_type)
+            .ok_or_else(|| NodeFailure::Error(format!("node type {node_type:?} is not installed")))?;
+        self.call(&plugin, call)
+    }
+}
+
+/// Whether a name may be a node type: 1–64 of `[a-z0-9_-]`, starting with a letter.
+pub fn is_valid_type_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// Checks what a component returned and turns it into the executor's types.
+fn convert_outcome(outcome: bindings::Outcome) -> Result<NodeOutcome, String> {
+    let output = serde_json::from_str(&outcome.output).map_err(|e| format!("node output is not JSON: {e}"))?;
+    let directive = match outcome.directive {
+        bindings::Directive::Continue => Directive::Continue,
+        bindings::Directive::Branch(name) => Directive::Branch(name),
+        bindings::Directive::Respond(reply) => Directive::Respond { reply: convert_reply(reply)?, keep_running: false },
+        bindings::Directive::RespondAndContinue(reply) => {
+            Directive::Respond { reply: convert_reply(reply)?, keep_running: true }
+        }
+        bindings::Directive::End(bindings::EndStatus::Resolved) => Directive::End(EndStatus::Resolved),
+        bindings::Directive::End(bindings::EndStatus::Failed) => Directive::End(EndStatus::Failed),
+    };
+    Ok(NodeOutcome { output, directive })
+}
+
+fn convert_reply(reply: bindings::Reply) -> Result<Reply, String> {
+    if !(100..=599).contains(&reply.status) {
+        return Err(format!("node replied with status {}, outside 100–599", reply.status));
+    }
+    let headers = reply
+        .headers
+        .into_iter()
+        .map(|header| {
+            if !is_header_name(&header.name) {
+                return Err(format!("node replied with an invalid header name {:?}", header.name));
+            }
+            if !is_header_value(&header.value) {
+                return Err(format!("node replied with an invalid value for header {:?}", header.name));
+            }
+            Ok((header.name, header.value))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Reply { status: reply.status, headers, body: reply.body })
+}
+
+/// A trap or host error in one line: what trapped and why, without the wasm backtrace.
+fn trap_message(error: &wasmtime::Error) -> String {
+    if let Some(exceeded) = error.downcast_ref::<MemoryLimitExceeded>() {
+        return exceeded.to_string();
+    }
+    let root = error.root_cause().to_string();
+    match error.downcast_ref::<Trap>() {
+        Some(trap) if root != trap.to_string() => format!("node trapped: {trap} ({root})"),
+        Some(trap) => format!("node trapped: {trap}"),
+        None => root,
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Advances the engine's epoch every tick until the engine is dropped.
+fn spawn_epoch_ticker(engine: &Engine) -> std::io::Result<()> {
+    let weak = engine.weak();
+    std::thread::Builder::new().name("hookflow-epoch".into()).spawn(move || {
+        while let Some(engine) = weak.upgrade() {
+            engine.increment_epoch();
+            drop(engine);
+            std::thread::sleep(EPOCH_TICK);
+        }
+    })?;
+    Ok(())
+}
+
+/// A counting semaphore over the pool's instance slots: calls beyond it wait instead of failing.
+struct Slots {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+struct Slot<'a>(&'a Slots);
+
+impl Slots {
+    fn new(count: usize) -> Slots {
+        Slots { free: Mutex::new(count), freed: Condvar::new() }
+    }
+
+    fn acquire(&self) -> Slot<'_> {
+        let mut free = self.free.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+        *free -= 1;
+        Slot(self)
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) += 1;
+        self.0.freed.notify_one();
+    }
+}

@@ -1,0 +1,86 @@
+//! The per-call store state: a WASI context that grants nothing, resource limits, and the
+//! `host` interface (logging tagged with the execution and node of the call).
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::hookflow::node::host::{Host, Level};
+
+/// Longest log line kept from a node; the rest is cut.
+const MAX_LOG_LINE: usize = 4096;
+
+/// What a store holds for one node call.
+pub struct Sandbox {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    memory_limit: usize,
+    execution_id: String,
+    node_key: String,
+    node_type: String,
+}
+
+impl Sandbox {
+    /// A sandbox with no filesystem, network, environment, arguments or stdio.
+    pub fn new(memory_limit: usize, execution_id: &str, node_key: &str, node_type: &str) -> Sandbox {
+        let wasi = WasiCtx::builder().allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).build();
+        Sandbox {
+            wasi,
+            table: ResourceTable::new(),
+            memory_limit,
+            execution_id: execution_id.to_string(),
+            node_key: node_key.to_string(),
+            node_type: node_type.to_string(),
+        }
+    }
+}
+
+/// The trap raised when a node asks for more linear memory than its limit.
+#[derive(Debug, thiserror::Error)]
+#[error("node exceeded its memory limit of {limit} bytes (it asked for {desired} bytes)")]
+pub struct MemoryLimitExceeded {
+    limit: usize,
+    desired: usize,
+}
+
+/// Installed with `Store::limiter`: growth past the memory limit traps with
+/// [`MemoryLimitExceeded`] instead of failing `memory.grow`, so the cause is reported precisely.
+impl ResourceLimiter for Sandbox {
+    fn memory_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit {
+            return Err(MemoryLimitExceeded { limit: self.memory_limit, desired }.into());
+        }
+        Ok(maximum.is_none_or(|maximum| desired <= maximum))
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(maximum.is_none_or(|maximum| desired <= maximum))
+    }
+}
+
+impl WasiView for Sandbox {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl Host for Sandbox {
+    fn log(&mut self, level: Level, mut message: String) {
+        if message.len() > MAX_LOG_LINE {
+            let mut cut = MAX_LOG_LINE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push('…');
+        }
+        let (execution, node, node_type) = (&self.execution_id, &self.node_key, &self.node_type);
+        match level {
+            Level::Trace => tracing::trace!(target: "hookflow::node", execution, node, node_type, "{message}"),
+            Level::Debug => tracing::debug!(target: "hookflow::node", execution, node, node_type, "{message}"),
+            Level::Info => tracing::info!(target: "hookflow::node", execution, node, node_type, "{message}"),
+            Level::Warn => tracing::warn!(target: "hookflow::node", execution, node, node_type, "{message}"),
+            Level::Error => tracing::error!(target: "hookflow::node", execution, node, node_type, "{message}"),
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! Execution records: one run of a workflow for one request, and its jobs (DESIGN §4.1).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::timestamp::Timestamp;
+
+/// One run of a workflow for one request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Execution {
+    /// Sortable unique id (a ULID).
+    pub id: String,
+    /// The workflow's key.
+    pub workflow: String,
+    /// The workflow version the execution runs against.
+    pub version: u64,
+    /// Where the execution stands.
+    pub status: ExecutionStatus,
+    /// The trigger data: `{"headers", "query", "body"}`.
+    pub trigger: Value,
+    /// When the request was accepted.
+    pub created_at: Timestamp,
+    /// When the execution ended.
+    pub finished_at: Option<Timestamp>,
+    /// One entry per node run, in order.
+    pub jobs: Vec<Job>,
+}
+
+impl Execution {
+    /// A new `queued` execution with a fresh id, created now.
+    pub fn new(workflow: &str, version: u64, trigger: Value) -> Execution {
+        Execution {
+            id: ulid::Ulid::new().to_string(),
+            workflow: workflow.to_string(),
+            version,
+            status: ExecutionStatus::Queued,
+            trigger,
+            created_at: Timestamp::now(),
+            finished_at: None,
+            jobs: Vec::new(),
+        }
+    }
+}
+
+/// One node run within an execution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    /// The node's key.
+    pub node_key: String,
+    /// The node's type.
+    #[serde(rename = "type")]
+    pub node_type: String,
+    /// How the run ended.
+    pub status: JobStatus,
+    /// The node's config with templates resolved.
+    pub input: Value,
+    /// The node's output (`null` when it produced none).
+    pub output: Value,
+    /// Why the run failed, when it did.
+    pub error: Option<String>,
+    /// When the call started.
+    pub started_at: Timestamp,
+    /// When the call returned.
+    pub finished_at: Timestamp,
+    /// Where the execution went after this job; lets a resumed execution replay it.
+    #[serde(default, skip_serializing_if = "Next::is_continue")]
+    pub next: Next,
+}
+
+/// Where an execution went after a job.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Next {
+    /// On to the next node (also after a failed job, whose status ends the execution).
+    #[default]
+    Continue,
+    /// Into the named branch.
+    Branch(String),
+    /// The node ended the execution.
+    End,
+}
+
+impl Next {
+    fn is_continue(&self) -> bool {
+        *self == Next::Continue
+    }
+}
+
+/// Execution statuses, as NocoBase names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutionStatus {
+    /// Accepted, waiting for a worker.
+    Queued,
+    /// Running.
+    Started,
+    /// Ended successfully.
+    Resolved,
+    /// Ended by a deliberate failure (a rejecting condition, an `end` with failure).
+    Failed,
+    /// Ended because a node errored or trapped.
+    Error,
+    /// Ended because a time limit ran out.
+    Aborted,
+    /// Ended by an operator.
+    Canceled,
+}
+
+impl ExecutionStatus {
+    /// Whether the execution has ended.
+    pub fn is_final(self) -> bool {
+        !matches!(self, ExecutionStatus::Queued | ExecutionStatus::Started)
+    }
+
+    /// The lower-case name used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionStatus::Queued => "queued",
+            ExecutionStatus::Started => "started",
+            ExecutionStatus::Resolved => "resolved",
+            ExecutionStatus::Failed => "failed",
+            ExecutionStatus::Error => "error",
+            ExecutionStatus::Aborted => "aborted",
+            ExecutionStatus::Canceled => "canceled",
+        }
+    }
+}
+
+/// Job statuses, as NocoBase names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    /// Not finished.
+    Pending,
+    /// Ran successfully.
+    Resolved,
+    /// Ended the execution deliberately as failed.
+    Failed,
+    /// Errored or trapped.
+    Error,
+    /// Ran past its time budget.
+    Aborted,
+    /// Stopped by an operator.
+    Canceled,
+}

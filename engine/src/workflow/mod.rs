@@ -1,0 +1,20 @@
+//! Workflows: the definition model, validation into a runnable plan, templates, execution
+//! records and the executor. Pure logic: nodes are called through [`NodeRunner`]; nothing here
+//! touches the network, the disk or wasmtime.
+
+mod example;
+mod execution;
+mod executor;
+mod model;
+mod node;
+mod plan;
+pub mod template;
+
+pub use example::example_paths;
+pub use execution::{Execution, ExecutionStatus, Job, JobStatus, Next};
+pub use executor::{Observer, caller_reply, execute};
+pub use model::{BasicAuth, HeaderSpec, Node, Options, RequestSpec, Trigger, TriggerResponse, Variable, Workflow};
+pub use node::{Directive, EndStatus, NodeCall, NodeFailure, NodeInfo, NodeOutcome, NodeRunner, Reply};
+pub use plan::{
+    Fault, Plan, PlanNode, ValidationError, compile, is_header_name, is_header_value, is_valid_key, parse_workflow,
+};

@@ -1,0 +1,181 @@
+//! The workflow definition as operators write it (DESIGN §3.2), in serde form.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::node::Reply;
+
+/// A workflow definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Workflow {
+    /// The webhook key; generated when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// A human title.
+    #[serde(default)]
+    pub title: String,
+    /// Whether the webhook URL accepts requests.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Whether the caller waits for the execution (and its Response node).
+    #[serde(default)]
+    pub sync: bool,
+    /// How requests are accepted and parsed.
+    #[serde(default)]
+    pub trigger: Trigger,
+    /// The top-level chain of nodes.
+    #[serde(default)]
+    pub nodes: Vec<Node>,
+    /// Execution-history options.
+    #[serde(default)]
+    pub options: Options,
+}
+
+/// The webhook trigger's configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Trigger {
+    /// HTTP Basic credentials a caller must present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuth>,
+    /// Which parts of the request the operator expects.
+    #[serde(default)]
+    pub request: RequestSpec,
+    /// The answer of an asynchronous workflow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<TriggerResponse>,
+}
+
+/// HTTP Basic credentials (RFC 7617).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    /// The user name.
+    pub username: String,
+    /// The password.
+    pub password: String,
+}
+
+/// The request parts the trigger captures or documents.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestSpec {
+    /// Header names to capture.
+    #[serde(default)]
+    pub headers: Vec<Variable>,
+    /// Query paths the operator expects.
+    #[serde(default)]
+    pub query: Vec<Variable>,
+    /// Body paths the operator expects.
+    #[serde(default)]
+    pub body: Vec<Variable>,
+}
+
+/// One configured request variable: a path (or header name) and its display name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variable {
+    /// The path, or the header name.
+    pub key: String,
+    /// The display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+}
+
+/// The configured answer of an asynchronous workflow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TriggerResponse {
+    /// Status code (default 200).
+    #[serde(default = "ok_status")]
+    pub status_code: u16,
+    /// Response headers.
+    #[serde(default)]
+    pub headers: Vec<HeaderSpec>,
+    /// The body: a string is sent as text, anything else as JSON (default `"ok"`).
+    #[serde(default = "ok_body")]
+    pub body: Value,
+}
+
+impl TriggerResponse {
+    /// The HTTP answer: a string body is sent as `text/plain; charset=utf-8`, anything else as
+    /// JSON, unless a `Content-Type` header is configured (the Response node's rule).
+    pub fn reply(&self) -> Reply {
+        let mut headers: Vec<(String, String)> =
+            self.headers.iter().map(|header| (header.name.clone(), header.value.clone())).collect();
+        let has_content_type = headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+        let (content_type, body) = match &self.body {
+            Value::Null => (None, Vec::new()),
+            Value::String(text) => (Some("text/plain; charset=utf-8"), text.clone().into_bytes()),
+            other => (Some("application/json"), other.to_string().into_bytes()),
+        };
+        if let Some(content_type) = content_type.filter(|_| !has_content_type) {
+            headers.push(("content-type".into(), content_type.into()));
+        }
+        Reply { status: self.status_code, headers, body }
+    }
+}
+
+impl Default for TriggerResponse {
+    fn default() -> Self {
+        Self { status_code: ok_status(), headers: Vec::new(), body: ok_body() }
+    }
+}
+
+/// One configured response header.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderSpec {
+    /// Header name.
+    pub name: String,
+    /// Header value.
+    pub value: String,
+}
+
+/// Workflow options (NocoBase keeps history settings here).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Options {
+    /// Execution statuses whose records are deleted once finished.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delete_execution_on_status: Vec<String>,
+}
+
+/// One node of a chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    /// Unique within the workflow; names the node's output in `$jobsMapByNodeKey`.
+    pub key: String,
+    /// The node type (a plugin name).
+    #[serde(rename = "type")]
+    pub node_type: String,
+    /// A human title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// The node's config; may hold templates.
+    #[serde(default = "empty_object")]
+    pub config: Value,
+    /// Named sub-chains the node may pick.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub branches: BTreeMap<String, Vec<Node>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn ok_status() -> u16 {
+    200
+}
+
+fn ok_body() -> Value {
+    Value::String("ok".into())
+}
+
+fn empty_object() -> Value {
+    Value::Object(serde_json::Map::new())
+}

@@ -1,0 +1,258 @@
+//! Validation: a [`Workflow`] definition becomes a [`Plan`] — every node's type looked up, every
+//! template compiled — or a list of faults, each naming its JSON path
+//! (`nodes[0].branches.true[1].type`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::model::{Node, Workflow};
+use super::node::{NodeInfo, NodeRunner};
+use super::template::{Root, Step, Template, join_key};
+use crate::workflow::execution::ExecutionStatus;
+
+/// A validated workflow, ready to run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The definition the plan was made from.
+    pub workflow: Workflow,
+    /// The compiled top-level chain.
+    pub nodes: Vec<PlanNode>,
+}
+
+/// A node of a plan.
+#[derive(Debug, Clone)]
+pub struct PlanNode {
+    /// The node's key.
+    pub key: String,
+    /// The node's type.
+    pub node_type: String,
+    /// What the type declares.
+    pub info: Arc<NodeInfo>,
+    /// The compiled config.
+    pub config: Template,
+    /// Compiled branches by name.
+    pub branches: BTreeMap<String, Vec<PlanNode>>,
+}
+
+/// A definition that cannot run, with every fault found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ValidationError {
+    /// The faults, in document order.
+    pub faults: Vec<Fault>,
+}
+
+/// One fault of a definition.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Fault {
+    /// JSON path of the faulty value, e.g. `nodes[0].branches.true[1].type`.
+    pub path: String,
+    /// What is wrong there.
+    pub message: String,
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, fault) in self.faults.iter().enumerate() {
+            if index > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{}: {}", fault.path, fault.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl ValidationError {
+    fn single(path: impl Into<String>, message: impl Into<String>) -> ValidationError {
+        ValidationError { faults: vec![Fault { path: path.into(), message: message.into() }] }
+    }
+}
+
+/// Parses a definition from JSON text; a type error names its JSON path.
+pub fn parse_workflow(json: &str) -> Result<Workflow, ValidationError> {
+    let deserializer = &mut serde_json::Deserializer::from_str(json);
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        ValidationError::single(path, error.into_inner().to_string())
+    })
+}
+
+/// Validates a definition against the installed node types and compiles it.
+pub fn compile(workflow: &Workflow, runner: &(impl NodeRunner + ?Sized)) -> Result<Plan, ValidationError> {
+    let mut checker = Checker { runner, sync: workflow.sync, faults: Vec::new(), keys: HashMap::new() };
+    checker.check_workflow_fields(workflow);
+    checker.collect_keys(&workflow.nodes, "nodes");
+    let nodes = checker.chain(&workflow.nodes, "nodes");
+    if checker.faults.is_empty() {
+        Ok(Plan { workflow: workflow.clone(), nodes })
+    } else {
+        Err(ValidationError { faults: checker.faults })
+    }
+}
+
+/// Whether a workflow key is well formed: 1–64 of `[A-Za-z0-9_-]`.
+pub fn is_valid_key(key: &str) -> bool {
+    (1..=64).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Whether a string is an HTTP header name (RFC 9110 token).
+pub fn is_header_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Whether a string may be an HTTP header value (no control characters but tab).
+pub fn is_header_value(value: &str) -> bool {
+    value.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+}
+
+struct Checker<'r, R: ?Sized> {
+    runner: &'r R,
+    sync: bool,
+    faults: Vec<Fault>,
+    /// Node key → path of its first occurrence.
+    keys: HashMap<String, String>,
+}
+
+impl<R: NodeRunner + ?Sized> Checker<'_, R> {
+    fn fault(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.faults.push(Fault { path: path.into(), message: message.into() });
+    }
+
+    fn check_workflow_fields(&mut self, workflow: &Workflow) {
+        if let Some(key) = &workflow.key
+            && !is_valid_key(key)
+        {
+            self.fault("key", format!("{key:?} is not a valid key: use 1 to 64 of A-Z a-z 0-9 _ -"));
+        }
+        let trigger = &workflow.trigger;
+        if let Some(auth) = &trigger.basic_auth
+            && auth.username.contains(':')
+        {
+            self.fault("trigger.basicAuth.username", "a Basic auth user name cannot contain ':'");
+        }
+        for (index, header) in trigger.request.headers.iter().enumerate() {
+            if !is_header_name(&header.key) {
+                self.fault(
+                    format!("trigger.request.headers[{index}].key"),
+                    format!("{:?} is not a valid header name", header.key),
+                );
+            }
+        }
+        if let Some(response) = &trigger.response {
+            if !(100..=599).contains(&response.status_code) {
+                self.fault("trigger.response.statusCode", "expected a status code from 100 to 599");
+            }
+            for (index, header) in response.headers.iter().enumerate() {
+                if !is_header_name(&header.name) {
+                    self.fault(
+                        format!("trigger.response.headers[{index}].name"),
+                        format!("{:?} is not a valid header name", header.name),
+                    );
+                }
+                if !is_header_value(&header.value) {
+                    self.fault(
+                        format!("trigger.response.headers[{index}].value"),
+                        "control characters are not allowed in a header value",
+                    );
+                }
+            }
+        }
+        for (index, status) in workflow.options.delete_execution_on_status.iter().enumerate() {
+            let known = serde_json::from_value::<ExecutionStatus>(Value::String(status.clone()));
+            if !matches!(known, Ok(status) if status.is_final()) {
+                self.fault(
+                    format!("options.deleteExecutionOnStatus[{index}]"),
+                    format!("{status:?} is not a final execution status (resolved, failed, error, aborted, canceled)"),
+                );
+            }
+        }
+    }
+
+    /// First pass: every node key with the path of its first occurrence; duplicates are faults.
+    fn collect_keys(&mut self, chain: &[Node], path: &str) {
+        for (index, node) in chain.iter().enumerate() {
+            let node_path = format!("{path}[{index}]");
+            if node.key.is_empty() {
+                self.fault(format!("{node_path}.key"), "a node key cannot be empty");
+            } else if let Some(first) = self.keys.get(&node.key) {
+                let message = format!("duplicate node key {:?} (first used at {first})", node.key);
+                self.fault(format!("{node_path}.key"), message);
+            } else {
+                self.keys.insert(node.key.clone(), format!("{node_path}.key"));
+            }
+            for (name, branch) in &node.branches {
+                self.collect_keys(branch, &join_key(&format!("{node_path}.branches"), name));
+            }
+        }
+    }
+
+    fn chain(&mut self, chain: &[Node], path: &str) -> Vec<PlanNode> {
+        chain.iter().enumerate().filter_map(|(index, node)| self.node(node, &format!("{path}[{index}]"))).collect()
+    }
+
+    fn node(&mut self, node: &Node, path: &str) -> Option<PlanNode> {
+        let info = self.runner.describe(&node.node_type);
+        match &info {
+            None => self.fault(format!("{path}.type"), format!("unknown node type {:?}", node.node_type)),
+            Some(info) if info.may_respond && !self.sync => self.fault(
+                format!("{path}.type"),
+                format!(
+                    "a {:?} node answers the caller, but this workflow is asynchronous: its caller is answered by trigger.response",
+                    node.node_type
+                ),
+            ),
+            Some(_) => {}
+        }
+        let config = match Template::compile(&node.config, &format!("{path}.config")) {
+            Ok(config) => Some(config),
+            Err((fault_path, error)) => {
+                self.fault(fault_path, error.to_string());
+                None
+            }
+        };
+        if let Some(config) = &config {
+            self.check_references(config, &format!("{path}.config"));
+        }
+        let mut branches = BTreeMap::new();
+        for (name, chain) in &node.branches {
+            let branch_path = join_key(&format!("{path}.branches"), name);
+            if let Some(info) = &info
+                && !info.branches.contains(name)
+            {
+                let declared = if info.branches.is_empty() { "none".to_string() } else { info.branches.join(", ") };
+                self.fault(
+                    branch_path.clone(),
+                    format!("node type {:?} has no branch {name:?} (it declares: {declared})", node.node_type),
+                );
+            }
+            branches.insert(name.clone(), self.chain(chain, &branch_path));
+        }
+        Some(PlanNode {
+            key: node.key.clone(),
+            node_type: node.node_type.clone(),
+            info: info?,
+            config: config?,
+            branches,
+        })
+    }
+
+    /// `$jobsMapByNodeKey.<key>` must name a node of this workflow.
+    fn check_references(&mut self, config: &Template, path: &str) {
+        let unknown: Vec<String> = config
+            .exprs()
+            .into_iter()
+            .filter(|expr| expr.root == Root::Jobs)
+            .filter_map(|expr| match expr.path.first() {
+                Some(Step::Key(key)) if !self.keys.contains_key(key) => Some(key.clone()),
+                _ => None,
+            })
+            .collect();
+        for key in unknown {
+            self.fault(path, format!("$jobsMapByNodeKey.{key} names no node of this workflow"));
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! Templates in node configs (DESIGN §3.3): `{{$context.body.order.id}}` and friends.
+//!
+//! A config is compiled once, when its workflow is loaded, into a [`Template`] tree; resolving it
+//! against an execution's [`Scope`] is then a walk with no parsing.
+//!
+//! Rules:
+//! - a string that is exactly one template takes the referenced value with its JSON type;
+//! - a template inside a longer string is interpolated as text: strings as they are, `null` as
+//!   nothing, anything else as compact JSON;
+//! - a missing path resolves to `null`;
+//! - a key step applied to an array maps the rest of the path over its elements
+//!   (`items.sku` is every item's sku); mapping inside a mapping flattens into one list.
+
+use serde_json::{Map, Value};
+
+/// A compiled config value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Template {
+    /// A value without templates.
+    Literal(Value),
+    /// A string that is exactly one template: resolves to the referenced value.
+    Exact(Expr),
+    /// A string mixing text and templates: resolves to a string.
+    Text(Vec<Piece>),
+    /// An array with templates inside.
+    Array(Vec<Template>),
+    /// An object with templates inside.
+    Object(Vec<(String, Template)>),
+}
+
+/// A part of an interpolated string.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Piece {
+    /// Literal text.
+    Text(String),
+    /// A template rendered as text.
+    Expr(Expr),
+}
+
+/// A variable reference: a root and a path below it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expr {
+    /// The variable the path starts from.
+    pub root: Root,
+    /// The steps below the root.
+    pub path: Vec<Step>,
+}
+
+/// The variables a template may start from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Root {
+    /// `$context`: the trigger data.
+    Context,
+    /// `$jobsMapByNodeKey`: earlier nodes' outputs.
+    Jobs,
+    /// `$system`: `now`.
+    System,
+    /// `$execution`: `id`.
+    Execution,
+}
+
+/// One step of a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// An object key (`.a` or `["a.b"]`).
+    Key(String),
+    /// An array index (`[0]`); on an object, the key `"0"`.
+    Index(usize),
+}
+
+/// A template that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct TemplateError(pub String);
+
+/// The values templates resolve against, for one node call.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    /// The trigger data.
+    pub context: &'a Value,
+    /// Outputs of the nodes run so far, by node key.
+    pub jobs: &'a Map<String, Value>,
+    /// `$system` (`{"now": ...}`).
+    pub system: &'a Value,
+    /// `$execution` (`{"id": ...}`).
+    pub execution: &'a Value,
+}
+
+impl Template {
+    /// Compiles a config value; `Err` names the faulty string's JSON path below `path`.
+    pub fn compile(value: &Value, path: &str) -> Result<Template, (String, TemplateError)> {
+        match value {
+            Value::String(text) => compile_string(text).map_err(|error| (path.to_string(), error)),
+            Value::Array(items) => {
+                let compiled = items
+                    .iter()
+                    .enumerate()
+                    .map(|(index, item)| Template::compile(item, &format!("{path}[{index}]")))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(if compiled.iter().all(Template::is_literal) {
+                    Template::Literal(value.clone())
+                } else {
+                    Template::Array(compiled)
+                })
+            }
+            Value::Object(fields) => {
+                let compiled = fields
+                    .iter()
+                    .map(|(key, item)| Ok((key.clone(), Template::compile(item, &join_key(path, key))?)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(if compiled.iter().all(|(_, t)| t.is_literal()) {
+                    Template::Literal(value.clone())
+                } else {
+                    Template::Object(compiled)
+                })
+            }
+            other => Ok(Template::Literal(other.clone())),
+        }
+    }
+
+    /// Every variable reference in the template, in order.
+    pub fn exprs(&self) -> Vec<&Expr> {
+        let mut found = Vec::new();
+        self.collect_exprs(&mut found);
+        found
+    }
+
+    fn collect_exprs<'s>(&'s self, found: &mut Vec<&'s Expr>) {
+        match self {
+            Template::Literal(_) => {}
+            Template::Exact(expr) => found.push(expr),
+            Template::Text(pieces) => found.extend(pieces.iter().filter_map(|piece| match piece {
+                Piece::Expr(expr) => Some(expr),
+                Piece::Text(_) => None,
+            })),
+            Template::Array(items) => items.iter().for_each(|item| item.collect_exprs(found)),
+            Template::Object(fields) => fields.iter().for_each(|(_, item)| item.collect_exprs(found)),
+        }
+    }
+
+    /// Resolves the template against a scope.
+    pub fn resolve(&self, scope: &Scope<'_>) -> Value {
+        match self {
+            Template::Literal(value) => value.clone(),
+            Template::Exact(expr) => expr.resolve(scope),
+            Template::Text(pieces) => {
+                let mut text = String::new();
+                for piece in pieces {
+                    match piece {
+                        Piece::Text(literal) => text.push_str(literal),
+                        Piece::Expr(expr) => match expr.resolve(scope) {
+                            Value::Null => {}
+                            Value::String(s) => text.push_str(&s),
+                            other => text.push_str(&other.to_string()),
+                        },
+                    }
+                }
+                Value::String(text)
+            }
+            Template::Array(items) => Value::Array(items.iter().map(|item| item.resolve(scope)).collect()),
+            Template::Object(fields) => {
+                Value::Object(fields.iter().map(|(key, item)| (key.clone(), item.resolve(scope))).collect())
+            }
+        }
+    }
+
+    fn is_literal(&self) -> bool {
+        matches!(self, Template::Literal(_))
+    }
+}
+
+impl Expr {
+    /// Parses the inside of `{{ }}` (surrounding whitespace allowed).
+    pub fn parse(source: &str) -> Result<Expr, TemplateError> {
+        let source = source.trim();
+        let root_end = source.find(['.', '[']).unwrap_or(source.len());
+        let root = match &source[..root_end] {
+            "$context" => Root::Context,
+            "$jobsMapByNodeKey" => Root::Jobs,
+            "$system" => Root::System,
+            "$execution" => Root::Execution,
+            "" => return Err(TemplateError("empty template".into())),
+            other => {
+                return Err(TemplateError(format!(
+                    "unknown variable {other:?}; expected $context, $jobsMapByNodeKey, $system or $execution"
+                )));
+            }
+        };
+        let path =
+            parse_path(&source[root_end..]).map_err(|why| TemplateError(format!("in {{{{{source}}}}}: {why}")))?;
+        Ok(Expr { root, path })
+    }
+
+    /// Resolves the reference; a missing path is `null`.
+    pub fn resolve(&self, scope: &Scope<'_>) -> Value {
+        let start = match self.root {
+            Root::Context => scope.context,
+            Root::System => scope.system,
+            Root::Execution => scope.execution,
+            Root::Jobs => {
+                let Some((first, rest)) = self.path.split_first() else {
+                    return Value::Object(scope.jobs.clone());
+                };
+                let key = match first {
+                    Step::Key(key) => key.clone(),
+                    Step::Index(index) => index.to_string(),
+                };
+                return match scope.jobs.get(&key) {
+                    Some(output) => walk(output, rest).into_value(),
+                    None => Value::Null,
+                };
+            }
+        };
+        walk(start, &self.path).into_value()
+    }
+}
+
+/// The result of walking a path: one value, or the values of a mapping over an array.
+enum Walked {
+    One(Value),
+    Many(Vec<Value>),
+}
+
+impl Walked {
+    fn into_value(self) -> Value {
+        match self {
+            Walked::One(value) => value,
+            Walked::Many(values) => Value::Array(values),
+        }
+    }
+}
+
+fn walk(value: &Value, path: &[Step]) -> Walked {
+    let Some((step, rest)) = path.split_first() else {
+        return Walked::One(value.clone());
+    };
+    match (value, step) {
+        (Value::Object(fields), Step::Key(key)) => fields.get(key).map_or(Walked::One(Value::Null), |v| walk(v, rest)),
+        (Value::Object(fields), Step::Index(index)) => {
+            fields.get(&index.to_string()).map_or(Walked::One(Value::Null), |v| walk(v, rest))
+        }
+        (Value::Array(items), Step::Index(index)) => {
+            items.get(*index).map_or(Walked::One(Value::Null), |v| walk(v, rest))
+        }
+        (Value::Array(items), Step::Key(_)) => {
+            let mut mapped = Vec::with_capacity(items.len());
+            for item in items {
+                match walk(item, path) {
+                    Walked::One(value) => mapped.push(value),
+                    Walked::Many(values) => mapped.extend(values),
+                }
+            }
+            Walked::Many(mapped)
+        }
+        _ => Walked::One(Value::Null),
+    }
+}
+
+fn compile_string(text: &str) -> Result<Template, TemplateError> {
+    if !text.contains("{{") {
+        return Ok(Template::Literal(Value::String(text.to_string())));
+    }
+    let mut pieces = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find("{{") {
+        if open > 0 {
+            pieces.push(Piece::Text(rest[..open].to_string()));
+        }
+        let after = &rest[open + 2..];
+        let close = after
+            .find("}}")
+            .ok_or_else(|| TemplateError(format!("unterminated template in {text:?}: missing }}}}")))?;
+        pieces.push(Piece::Expr(Expr::parse(&after[..close])?));
+        rest = &after[close + 2..];
+    }
+    if !rest.is_empty() {
+        pieces.push(Piece::Text(rest.to_string()));
+    }
+    Ok(match pieces.as_slice() {
+        [Piece::Expr(expr)] => Template::Exact(expr.clone()),
+        _ => Template::Text(pieces),
+    })
+}
+
+/// Parses `.a.b[0]["c.d"]` (everything after the root).
+fn parse_path(mut rest: &str) -> Result<Vec<Step>, String> {
+    let mut path = Vec::new();
+    while let Some(first) = rest.chars().next() {
+        match first {
+            '.' => {
+                let name_end = rest[1..].find(['.', '[']).map_or(rest.len(), |i| i + 1);
+                let name = &rest[1..name_end];
+                if name.is_empty() {
+                    return Err("empty key after '.'".into());
+                }
+                if name.contains(|c: char| c.is_whitespace() || c == ']' || c == '"' || c == '\'') {
+                    return Err(format!("invalid key {name:?}"));
+                }
+                path.push(Step::Key(name.to_string()));
+                rest = &rest[name_end..];
+            }
+            '[' => {
+                let inner = &rest[1..];
+                let quoted = inner.trim_start();
+                if let Some(quote) = quoted.chars().next().filter(|c| *c == '"' || *c == '\'') {
+                    let body = &quoted[1..];
+                    let end = body.find(quote).ok_or("unterminated quoted key")?;
+                    path.push(Step::Key(body[..end].to_string()));
+                    rest = body[end + 1..].trim_start().strip_prefix(']').ok_or("expected ']' after a quoted key")?;
+                } else {
+                    let close = inner.find(']').ok_or("missing ']'")?;
+                    let index = inner[..close].trim();
+                    let index = index
+                        .parse::<usize>()
+                        .map_err(|_| format!("expected an index or a quoted key in [{index}]"))?;
+                    path.push(Step::Index(index));
+                    rest = &inner[close + 1..];
+                }
+            }
+            other => return Err(format!("unexpected {other:?}")),
+        }
+    }
+    Ok(path)
+}
+
+/// Appends an object key to a JSON path: `a.b`, or `a["b.c"]` when the key needs quoting.
+pub fn join_key(path: &str, key: &str) -> String {
+    let plain = !key.is_empty() && key.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-' || c == '$');
+    match (path.is_empty(), plain) {
+        (true, true) => key.to_string(),
+        (false, true) => format!("{path}.{key}"),
+        (_, false) => format!("{path}[{key:?}]"),
+    }
+}

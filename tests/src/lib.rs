@@ -1,0 +1,16 @@
+//! Black-box tests of the hookflow engine live in `tests/engine/`; this library holds what they
+//! share that needs the build script: the misbehaving test components of `fixtures/`.
+
+/// Test components built by `build.rs`: `(name, component bytes)` — `misbehave` (a node that
+/// traps, loops forever, allocates without bound or computes for a while, as its config says) and
+/// `other-world` (a component that targets another WIT world).
+pub const FIXTURES: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/fixtures.rs"));
+
+/// The bytes of one fixture component.
+pub fn fixture(name: &str) -> &'static [u8] {
+    FIXTURES
+        .iter()
+        .find(|(fixture, _)| *fixture == name)
+        .map(|(_, wasm)| *wasm)
+        .unwrap_or_else(|| panic!("no fixture component named {name:?}"))
+}

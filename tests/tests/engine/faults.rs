@@ -1,0 +1,143 @@
+//! Fault isolation: nodes that trap, loop forever or eat memory fail their own job within their
+//! budget; the engine and the next execution are unaffected. Components that do not fit the
+//! `node` world are refused at load.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use hookflow::plugin::{HostConfig, LoadError, PluginHost};
+use hookflow_tests::fixture;
+use serde_json::json;
+
+use crate::util::{cache_dir, plan_on, run_on};
+
+/// A host with tight limits and the misbehaving fixtures installed.
+fn host() -> &'static PluginHost {
+    static HOST: OnceLock<PluginHost> = OnceLock::new();
+    HOST.get_or_init(|| {
+        let host = PluginHost::new(HostConfig {
+            time_budget: Duration::from_millis(200),
+            memory_limit: 16 << 20,
+            cache_dir: Some(cache_dir()),
+            ..HostConfig::default()
+        })
+        .unwrap();
+        host.install("misbehave", fixture("misbehave")).unwrap();
+        host
+    })
+}
+
+/// Runs a sync workflow whose first node misbehaves in `mode`, then checks that a healthy execution on
+/// the same host still succeeds. Returns the failed job's status and error.
+fn run_faulty(mode: &str) -> (String, String, String) {
+    let faulty = plan_on(
+        host(),
+        json!({"sync": true, "nodes": [
+            {"key": "bad", "type": "misbehave", "config": {"mode": mode}},
+            {"key": "never", "type": "response", "config": {}}
+        ]}),
+    );
+    let trigger = json!({"headers": {}, "query": {}, "body": null});
+    let ran = run_on(host(), &faulty, trigger.clone());
+    assert_eq!(ran.job_keys(), ["bad"], "nodes after a failed node do not run");
+    assert!(ran.answer.is_err(), "a failed node fails the execution");
+    let job = &ran.execution.jobs[0];
+    let job_status = serde_json::to_value(job.status).unwrap().as_str().unwrap().to_string();
+
+    let healthy = plan_on(
+        host(),
+        json!({"sync": true, "nodes": [
+            {"key": "ok", "type": "response", "config": {"body": "fine"}}
+        ]}),
+    );
+    let next = run_on(host(), &healthy, trigger);
+    assert_eq!(next.status(), "resolved", "the next execution on the same engine succeeds");
+    assert_eq!(next.reply().body, b"fine");
+
+    (ran.status(), job_status, job.error.clone().unwrap_or_default())
+}
+
+#[test]
+fn a_trapping_node_fails_its_job_with_error() {
+    let (execution, job, message) = run_faulty("trap");
+    assert_eq!((execution.as_str(), job.as_str()), ("error", "error"));
+    assert!(message.contains("trapped") && message.contains("unreachable"), "{message}");
+}
+
+#[test]
+fn a_looping_node_is_aborted_at_its_time_budget() {
+    let started = Instant::now();
+    let (execution, job, message) = run_faulty("spin");
+    assert_eq!((execution.as_str(), job.as_str()), ("aborted", "aborted"));
+    assert!(message.contains("time budget of 200ms"), "{message}");
+    // Not a speed assertion: a budget that is not enforced would hang here far longer.
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn a_memory_hog_fails_at_its_memory_limit() {
+    let (execution, job, message) = run_faulty("hog");
+    assert_eq!((execution.as_str(), job.as_str()), ("error", "error"));
+    assert!(message.contains("node exceeded its memory limit of 16777216 bytes"), "{message}");
+}
+
+#[test]
+fn many_executions_of_faulty_nodes_leave_the_engine_healthy() {
+    for _ in 0..20 {
+        run_faulty("trap");
+        run_faulty("hog");
+    }
+}
+
+#[test]
+fn a_component_of_another_world_is_refused() {
+    let error = host().install("greeter", fixture("other-world")).err().unwrap();
+    assert!(matches!(error, LoadError::WrongWorld { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains("does not target the hookflow:node/node@0.1.0 world"), "{message}");
+    assert!(message.contains("describe"), "the message says what is missing: {message}");
+    assert!(host().plugin("greeter").is_none());
+}
+
+#[test]
+fn bytes_that_are_not_a_component_are_refused() {
+    let error = host().install("junk", b"\0asm not really").err().unwrap();
+    assert!(matches!(error, LoadError::Compile { .. }), "{error:?}");
+    let error = host().install("Bad Name", fixture("misbehave")).err().unwrap();
+    assert!(matches!(error, LoadError::InvalidName(_)), "{error:?}");
+    let error = host().install("condition", fixture("misbehave")).err().unwrap();
+    assert!(matches!(error, LoadError::BuiltinName(_)), "{error:?}");
+}
+
+#[test]
+fn installed_plugins_describe_themselves() {
+    let condition = host().plugin("condition").unwrap();
+    assert!(condition.builtin);
+    assert_eq!(condition.info.branches, ["true", "false"]);
+    assert!(!condition.info.may_respond);
+    assert_eq!(condition.info.config_schema["type"], json!("object"));
+    let response = host().plugin("response").unwrap();
+    assert!(response.info.may_respond);
+    let custom = host().plugin("misbehave").unwrap();
+    assert!(!custom.builtin);
+    assert_eq!(custom.digest.len(), 64);
+    assert_eq!(custom.info.name, "misbehave");
+}
+
+#[test]
+fn compiled_components_are_cached_on_disk() {
+    let dir = std::env::temp_dir().join(format!("hookflow-cache-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = HostConfig { cache_dir: Some(dir.clone()), max_instances: 4, ..HostConfig::default() };
+    PluginHost::new(config.clone()).unwrap();
+    let cached: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(cached.len(), hookflow::plugin::BUILTIN_NODES.len(), "{cached:?}");
+    assert!(cached.iter().all(|p| p.extension().is_some_and(|e| e == "cwasm")));
+
+    // A second engine loads the artifacts; a corrupted one is recompiled, not fatal.
+    std::fs::write(&cached[0], b"garbage").unwrap();
+    let host = PluginHost::new(config).unwrap();
+    assert_eq!(host.plugins().len(), hookflow::plugin::BUILTIN_NODES.len());
+    assert!(std::fs::metadata(&cached[0]).unwrap().len() > 1000, "the corrupted artifact was rewritten");
+    let _ = std::fs::remove_dir_all(&dir);
+}

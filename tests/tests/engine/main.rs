@@ -1,0 +1,8 @@
+//! Black-box tests of the engine: real components, real files, real sockets.
+
+#![allow(clippy::unwrap_used)]
+
+mod executor;
+mod faults;
+mod util;
+mod validation;
