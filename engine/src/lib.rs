@@ -2,6 +2,12 @@
 //!
 //! The map of the code is `ARCHITECTURE.md` at the repository root.
 
+pub mod api_error;
+pub mod catalog;
+pub mod dispatch;
+pub mod ingress;
 pub mod plugin;
+pub mod server;
+pub mod store;
 pub mod timestamp;
 pub mod workflow;

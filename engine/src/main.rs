@@ -1,5 +1,112 @@
-//! The `hookflow` binary.
+//! The `hookflow` binary: parses the command line, runs the command, and maps the outcome to an
+//! exit code (0 ok, 1 failure, 2 usage — clap's).
 
-fn main() {
-    println!("hookflow {}", env!("CARGO_PKG_VERSION"));
+mod cli;
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use hookflow::dispatch::DispatchConfig;
+use hookflow::ingress::parse_query_example;
+use hookflow::plugin::HostConfig;
+use hookflow::server::{Server, ServerConfig};
+use hookflow::workflow::example_paths;
+use serde_json::{Value, json};
+
+use cli::{Cli, Command, ParseCommand, ServeArgs};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("hookflow: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Parse(ParseCommand::Query { example }) => print_paths(&parse_query_example(&example)),
+        Command::Parse(ParseCommand::Body { example }) => {
+            let example: Value = serde_json::from_str(&example).context("the example body is not valid JSON")?;
+            print_paths(&example)
+        }
+    }
+}
+
+/// Prints `[{"key": "a"}, {"key": "b"}, {"key": "b.c"}]`.
+fn print_paths(example: &Value) -> anyhow::Result<()> {
+    let entries: Vec<Value> = example_paths(example).into_iter().map(|key| json!({ "key": key })).collect();
+    println!("{}", serde_json::to_string_pretty(&entries)?);
+    Ok(())
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let mut config = ServerConfig::new(args.listen, args.data);
+    config.workflows_dir = args.workflows;
+    config.plugins_dir = args.plugins;
+    config.demo = args.demo;
+    config.public_url = args.public_url;
+    config.body_limit = args.body_limit;
+    config.host =
+        HostConfig { time_budget: args.node_timeout, memory_limit: args.node_memory, ..HostConfig::default() };
+    config.dispatch = DispatchConfig { sync_timeout: args.sync_timeout, workers: args.workers };
+
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    runtime.block_on(async {
+        let server = Server::start(config).await?;
+        for endpoint in &server.endpoints {
+            let mode = if endpoint.sync { "sync" } else { "async" };
+            println!("{:<24} {mode:<5}  POST {}", endpoint.key, endpoint.url);
+        }
+        if args.demo {
+            print_demo_calls(&server);
+        }
+        wait_for_signal().await?;
+        tracing::info!("shutting down: finishing in-flight requests");
+        server.stop().await?;
+        tracing::info!("stopped");
+        anyhow::Ok(())
+    })
+}
+
+/// Ready-to-paste `curl` lines for the demo workflows.
+fn print_demo_calls(server: &Server) {
+    let url = |key: &str| server.endpoints.iter().find(|e| e.key == key).map(|e| e.url.clone());
+    let (Some(sync), Some(asynchronous)) = (url("demo-payment"), url("demo-payment-async")) else { return };
+    println!();
+    println!("Try it:");
+    println!(
+        "  curl -i -X POST '{sync}' -H 'Content-Type: application/json' -d '{{\"status\": \"paid\", \"order\": 42}}'"
+    );
+    println!(
+        "  curl -i -X POST '{sync}' -H 'Content-Type: application/json' -d '{{\"status\": \"unpaid\", \"order\": 42}}'"
+    );
+    println!(
+        "  curl -i -X POST '{asynchronous}' -H 'Content-Type: application/json' -d '{{\"status\": \"paid\", \"order\": 42}}'"
+    );
+    println!("  curl -i '{sync}'");
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    tokio::select! {
+        interrupted = tokio::signal::ctrl_c() => interrupted.context("cannot listen for SIGINT")?,
+        _ = terminate.recv() => {}
+    }
+    Ok(())
 }

@@ -1,5 +1,7 @@
 //! Black-box tests of the hookflow engine live in `tests/engine/`; this library holds what they
-//! share that needs the build script: the misbehaving test components of `fixtures/`.
+//! share: the test components of `fixtures/` (built by the build script) and a raw HTTP client.
+
+pub mod http;
 
 /// Test components built by `build.rs`: `(name, component bytes)` — `misbehave` (a node that
 /// traps, loops forever, allocates without bound or computes for a while, as its config says) and

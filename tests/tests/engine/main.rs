@@ -4,5 +4,6 @@
 
 mod executor;
 mod faults;
+mod trigger;
 mod util;
 mod validation;

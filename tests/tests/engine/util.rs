@@ -1,12 +1,16 @@
 //! Helpers shared by the test modules.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use hookflow::plugin::{HostConfig, PluginHost};
+use hookflow::server::{Server, ServerConfig};
 use hookflow::workflow::{
     Execution, ExecutionStatus, Observer, Plan, Reply, caller_reply, compile, execute, parse_workflow,
 };
+use hookflow_tests::http::{self, HttpResponse};
 use serde_json::Value;
 
 /// Where the tests cache compiled components, shared by every test and run.
@@ -88,4 +92,95 @@ pub fn run_on(host: &PluginHost, plan: &Plan, trigger: Value) -> Ran {
     let reply = execute(host, plan, &mut execution, &mut recorder);
     let answer = caller_reply(&execution, reply);
     Ran { execution, answer, replied: recorder.0 }
+}
+
+/// A fresh directory under the target's temporary directory.
+pub fn fresh_dir(name: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let unique = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}-{unique}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A hookflow server running in this process on a random loopback port, with its own runtime.
+pub struct TestServer {
+    runtime: tokio::runtime::Runtime,
+    server: Option<Server>,
+    /// Where it keeps its data.
+    pub data_dir: PathBuf,
+    /// The address it listens on.
+    pub address: SocketAddr,
+}
+
+impl TestServer {
+    /// Starts a server on a fresh data directory, deploying `workflows` (as files) and the
+    /// misbehaving test node; `configure` may change anything else.
+    pub fn start(workflows: &[Value], configure: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        let data_dir = fresh_dir("data");
+        let workflows_dir = fresh_dir("workflows");
+        for (index, workflow) in workflows.iter().enumerate() {
+            std::fs::write(workflows_dir.join(format!("{index:02}.json")), workflow.to_string()).unwrap();
+        }
+        TestServer::start_in(data_dir, |config| {
+            config.workflows_dir = Some(workflows_dir);
+            configure(config);
+        })
+    }
+
+    /// Starts a server on an existing data directory (a restart).
+    pub fn start_in(data_dir: PathBuf, configure: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        let plugins_dir = fresh_dir("plugins");
+        std::fs::write(plugins_dir.join("misbehave.wasm"), hookflow_tests::fixture("misbehave")).unwrap();
+        let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), data_dir.clone());
+        config.plugins_dir = Some(plugins_dir);
+        config.host.cache_dir = Some(cache_dir());
+        config.host.max_instances = 16;
+        configure(&mut config);
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let server = runtime.block_on(Server::start(config)).unwrap();
+        let address = server.address;
+        TestServer { runtime, server: Some(server), data_dir, address }
+    }
+
+    /// The running server.
+    pub fn server(&self) -> &Server {
+        self.server.as_ref().unwrap()
+    }
+
+    /// POSTs to a workflow's webhook.
+    pub fn post(&self, key: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+        http::post(self.address, &format!("/api/webhook:trigger/{key}"), headers, body)
+    }
+
+    /// POSTs JSON to a workflow's webhook.
+    pub fn post_json(&self, key: &str, body: &Value) -> HttpResponse {
+        self.post(key, &[("Content-Type", "application/json")], body.to_string().as_bytes())
+    }
+
+    /// An execution from the store, with its jobs.
+    pub fn execution(&self, id: &str) -> Option<Execution> {
+        self.server().store().execution(id).unwrap()
+    }
+
+    /// Waits (at most 30 s) until an execution has ended, and returns it.
+    pub fn finished_execution(&self, id: &str) -> Execution {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(execution) = self.execution(id).filter(|e| e.status.is_final()) {
+                return execution;
+            }
+            assert!(Instant::now() < deadline, "execution {id} did not finish: {:?}", self.execution(id));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the server cleanly (as on SIGTERM) and returns its data directory.
+    pub fn stop(mut self) -> PathBuf {
+        let server = self.server.take().unwrap();
+        self.runtime.block_on(server.stop()).unwrap();
+        self.data_dir.clone()
+    }
 }

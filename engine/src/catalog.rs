@@ -1,0 +1,169 @@
+//! The deployed workflows: for each key, the current version compiled into a plan, ready for the
+//! trigger's hot path; older versions compiled on demand for executions that started on them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::plugin::PluginHost;
+use crate::store::{Store, StoreError, WorkflowRecord};
+use crate::timestamp::Timestamp;
+use crate::workflow::{Plan, Reply, ValidationError, Workflow, compile, is_valid_key};
+
+/// Length of a generated workflow key.
+const GENERATED_KEY_LEN: usize = 16;
+
+/// A workflow version ready to run.
+#[derive(Debug)]
+pub struct Deployed {
+    /// The webhook key.
+    pub key: String,
+    /// The version the plan was compiled from.
+    pub version: u64,
+    /// The compiled definition.
+    pub plan: Plan,
+    /// The answer to an accepted async request (`trigger.response`, default `200 ok`).
+    pub accept_reply: Reply,
+}
+
+impl Deployed {
+    fn new(key: String, version: u64, plan: Plan) -> Deployed {
+        let accept_reply = plan.workflow.trigger.response.clone().unwrap_or_default().reply();
+        Deployed { key, version, plan, accept_reply }
+    }
+
+    /// The definition.
+    pub fn workflow(&self) -> &Workflow {
+        &self.plan.workflow
+    }
+}
+
+/// Why a definition was not deployed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// The definition is invalid.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Deployed workflows by key.
+pub struct Catalog {
+    store: Store,
+    host: Arc<PluginHost>,
+    current: RwLock<HashMap<String, Arc<Deployed>>>,
+    /// Plans of versions that are no longer current, for executions still running on them.
+    older: Mutex<HashMap<(String, u64), Arc<Deployed>>>,
+}
+
+impl Catalog {
+    /// Deploys every stored workflow. One that no longer compiles (a node type was removed) is
+    /// reported and left out.
+    pub fn load(store: Store, host: Arc<PluginHost>) -> Result<Catalog, StoreError> {
+        let catalog = Catalog { store, host, current: RwLock::default(), older: Mutex::default() };
+        for record in catalog.store.workflows()? {
+            let key = record.definition.key.clone().unwrap_or_default();
+            match compile(&record.definition, catalog.host.as_ref()) {
+                Ok(plan) => {
+                    catalog.publish(Deployed::new(key, record.version, plan));
+                }
+                Err(error) => tracing::error!(workflow = %key, "stored workflow left out: {error}"),
+            }
+        }
+        Ok(catalog)
+    }
+
+    /// The current version of a workflow.
+    pub fn get(&self, key: &str) -> Option<Arc<Deployed>> {
+        self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(key).cloned()
+    }
+
+    /// Every deployed workflow, by key.
+    pub fn all(&self) -> Vec<Arc<Deployed>> {
+        let current = self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut all: Vec<_> = current.values().cloned().collect();
+        all.sort_by(|a, b| a.key.cmp(&b.key));
+        all
+    }
+
+    /// A given version of a workflow: the current one, or an older one from the store.
+    pub fn version(&self, key: &str, version: u64) -> Result<Option<Arc<Deployed>>, DeployError> {
+        if let Some(current) = self.get(key).filter(|current| current.version == version) {
+            return Ok(Some(current));
+        }
+        let cache_key = (key.to_string(), version);
+        if let Some(older) = self.older.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&cache_key) {
+            return Ok(Some(older.clone()));
+        }
+        let Some(definition) = self.store.workflow_version(key, version)? else {
+            return Ok(None);
+        };
+        let plan = compile(&definition, self.host.as_ref())?;
+        let deployed = Arc::new(Deployed::new(key.to_string(), version, plan));
+        self.older.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(cache_key, deployed.clone());
+        Ok(Some(deployed))
+    }
+
+    /// Validates and stores a definition, and makes it current. A definition without a key gets
+    /// a generated one — or, when it comes from a file (`source`), the key that file was given
+    /// before. An unchanged definition keeps its version.
+    pub async fn deploy(&self, mut definition: Workflow, source: Option<&str>) -> Result<Arc<Deployed>, DeployError> {
+        let previous_from_source = source.and_then(|source| {
+            self.store.workflows().ok()?.into_iter().find(|record| record.source.as_deref() == Some(source))
+        });
+        if definition.key.is_none() {
+            let key = previous_from_source.as_ref().and_then(|record| record.definition.key.clone());
+            definition.key = Some(key.unwrap_or_else(generate_key));
+        }
+        let plan = compile(&definition, self.host.as_ref())?;
+        let key = definition.key.clone().unwrap_or_default();
+        debug_assert!(is_valid_key(&key));
+
+        let stored = self.store.workflows()?.into_iter().find(|record| record.definition.key.as_deref() == Some(&key));
+        let now = Timestamp::now();
+        let record = match stored {
+            Some(stored) if stored.definition == definition => stored,
+            Some(stored) => WorkflowRecord {
+                definition,
+                version: stored.version + 1,
+                created_at: stored.created_at,
+                updated_at: now,
+                source: source.map(str::to_string),
+            },
+            None => WorkflowRecord {
+                definition,
+                version: 1,
+                created_at: now,
+                updated_at: now,
+                source: source.map(str::to_string),
+            },
+        };
+        self.store.put_workflow(&record).await?;
+        let deployed = Deployed::new(key, record.version, plan);
+        Ok(self.publish(deployed))
+    }
+
+    fn publish(&self, deployed: Deployed) -> Arc<Deployed> {
+        let deployed = Arc::new(deployed);
+        let mut current = self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        current.insert(deployed.key.clone(), deployed.clone());
+        deployed
+    }
+}
+
+/// A fresh unguessable workflow key: `[0-9a-z]`, from the operating system's CSPRNG.
+pub fn generate_key() -> String {
+    const ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut key = String::with_capacity(GENERATED_KEY_LEN);
+    while key.len() < GENERATED_KEY_LEN {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes)
+            .unwrap_or_else(|error| panic!("the operating system's random source failed: {error}"));
+        // 252 is the largest multiple of 36 that fits a byte: rejecting above it keeps every
+        // character equally likely.
+        let wanted = GENERATED_KEY_LEN - key.len();
+        key.extend(bytes.iter().filter(|b| **b < 252).map(|b| char::from(ALPHABET[usize::from(b % 36)])).take(wanted));
+    }
+    key
+}

@@ -1,0 +1,227 @@
+//! `hookflow serve`: assembles the plugin host, the store, the catalog, dispatch and the HTTP
+//! routes, listens, and shuts down cleanly (stop accepting, finish in-flight requests, make every
+//! record durable).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::Uri;
+use axum::response::IntoResponse;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::api_error::{ApiError, ErrorCode};
+use crate::catalog::{Catalog, DeployError};
+use crate::dispatch::{DispatchConfig, Dispatcher};
+use crate::ingress::{self, Ingress, TRIGGER_PATH};
+use crate::plugin::{HostConfig, LoadError, PluginHost};
+use crate::store::{Store, StoreError};
+use crate::workflow::parse_workflow;
+
+/// The example workflows `--demo` deploys: `(file name, definition)`.
+pub const DEMO_WORKFLOWS: &[(&str, &str)] = &[
+    ("demo-payment.json", include_str!("../../examples/workflows/demo-payment.json")),
+    ("demo-payment-async.json", include_str!("../../examples/workflows/demo-payment-async.json")),
+];
+
+/// Everything `serve` needs to know.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// Directory of the database and the compiled-component cache.
+    pub data_dir: PathBuf,
+    /// Directory of workflow definitions (`*.json`) deployed at start.
+    pub workflows_dir: Option<PathBuf>,
+    /// Directory of custom node components (`<type>.wasm`).
+    pub plugins_dir: Option<PathBuf>,
+    /// Deploy the example workflows.
+    pub demo: bool,
+    /// Origin of printed webhook URLs (default `http://<listen address>`).
+    pub public_url: Option<String>,
+    /// Largest accepted trigger body, in bytes.
+    pub body_limit: usize,
+    /// Node limits; its `cache_dir` is set under `data_dir` when absent.
+    pub host: HostConfig,
+    /// Sync timeout and workers.
+    pub dispatch: DispatchConfig,
+}
+
+impl ServerConfig {
+    /// Defaults for everything but where to listen and keep data.
+    pub fn new(listen: SocketAddr, data_dir: PathBuf) -> ServerConfig {
+        ServerConfig {
+            listen,
+            data_dir,
+            workflows_dir: None,
+            plugins_dir: None,
+            demo: false,
+            public_url: None,
+            body_limit: 1 << 20,
+            host: HostConfig::default(),
+            dispatch: DispatchConfig::default(),
+        }
+    }
+}
+
+/// Why the server could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The plugin host could not start, or a directory of plugins could not be read.
+    #[error(transparent)]
+    Plugins(#[from] LoadError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The workflows directory could not be read.
+    #[error("cannot read the workflows directory {path}: {source}")]
+    WorkflowsDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The listener could not bind, or serving failed.
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        /// The address.
+        address: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// A deployed webhook as start-up reports it.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// The workflow key.
+    pub key: String,
+    /// The full webhook URL.
+    pub url: String,
+    /// Whether the caller waits for the execution.
+    pub sync: bool,
+}
+
+/// A running server.
+pub struct Server {
+    /// The address it listens on.
+    pub address: SocketAddr,
+    /// Every enabled workflow's webhook.
+    pub endpoints: Vec<Endpoint>,
+    /// Definitions that were refused at start, as `path: fault` lines.
+    pub refused: Vec<String>,
+    store: Store,
+    stop: oneshot::Sender<()>,
+    serving: JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Starts everything and begins accepting requests.
+    pub async fn start(mut config: ServerConfig) -> Result<Server, ServerError> {
+        config.host.cache_dir.get_or_insert_with(|| config.data_dir.join("component-cache"));
+        let host_config = config.host.clone();
+        let host = tokio::task::spawn_blocking(move || PluginHost::new(host_config))
+            .await
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))?;
+        let host = Arc::new(host);
+        let mut refused = Vec::new();
+        if let Some(dir) = &config.plugins_dir {
+            let (installed, errors) = host.install_dir(dir)?;
+            for plugin in installed {
+                tracing::info!(plugin = %plugin.name, digest = %plugin.digest, "installed custom node");
+            }
+            refused.extend(errors.iter().map(ToString::to_string));
+        }
+
+        let store = Store::open(&config.data_dir.join("hookflow.redb"))?;
+        let catalog = Arc::new(Catalog::load(store.clone(), host.clone())?);
+        let mut sources: Vec<(String, String)> = Vec::new();
+        if config.demo {
+            sources.extend(DEMO_WORKFLOWS.iter().map(|(name, json)| (format!("demo:{name}"), json.to_string())));
+        }
+        if let Some(dir) = &config.workflows_dir {
+            sources.extend(read_definitions(dir, &mut refused)?);
+        }
+        for (source, json) in sources {
+            let deployed = match parse_workflow(&json) {
+                Ok(definition) => catalog.deploy(definition, Some(&source)).await,
+                Err(invalid) => Err(DeployError::Invalid(invalid)),
+            };
+            if let Err(error) = deployed {
+                refused.push(format!("{source}: {error}"));
+            }
+        }
+        for line in &refused {
+            tracing::error!("refused: {line}");
+        }
+
+        let dispatcher = Dispatcher::start(host, store.clone(), catalog.clone(), &config.dispatch)?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ServerError::Listen { address: config.listen, source })?;
+        let address = listener.local_addr().map_err(|source| ServerError::Listen { address: config.listen, source })?;
+        let origin = config.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
+        let endpoints = catalog
+            .all()
+            .iter()
+            .filter(|deployed| deployed.workflow().enabled)
+            .map(|deployed| Endpoint {
+                key: deployed.key.clone(),
+                url: format!("{}{TRIGGER_PATH}{}", origin.trim_end_matches('/'), deployed.key),
+                sync: deployed.workflow().sync,
+            })
+            .collect();
+
+        let ingress = Arc::new(Ingress { catalog, dispatcher, body_limit: config.body_limit });
+        let app = Router::new().merge(ingress::router(ingress)).fallback(not_found);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let serving = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        tracing::info!(%address, "hookflow is listening");
+        Ok(Server { address, endpoints, refused, store, stop, serving })
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and makes every record durable.
+    pub async fn stop(self) -> Result<(), ServerError> {
+        let _ = self.stop.send(());
+        let served = self.serving.await.unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()));
+        served.map_err(|source| ServerError::Listen { address: self.address, source })?;
+        self.store.flush().await?;
+        Ok(())
+    }
+
+    /// The server's store (for inspection by tests and tools).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+/// Every `*.json` file of `dir` as `(path, contents)`; unreadable files go to `refused`.
+fn read_definitions(dir: &Path, refused: &mut Vec<String>) -> Result<Vec<(String, String)>, ServerError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| ServerError::WorkflowsDir { path: dir.into(), source })?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .collect();
+    paths.sort();
+    let mut definitions = Vec::new();
+    for path in paths {
+        match std::fs::read_to_string(&path) {
+            Ok(json) => definitions.push((path.display().to_string(), json)),
+            Err(error) => refused.push(format!("{}: {error}", path.display())),
+        }
+    }
+    Ok(definitions)
+}
+
+async fn not_found(uri: Uri) -> impl IntoResponse {
+    ApiError::new(ErrorCode::NotFound, format!("no route for {}", uri.path()))
+}

@@ -1,0 +1,215 @@
+//! Durable state in one redb file: workflows (every version), executions, their jobs, and the
+//! async queue. The only module that opens redb tables.
+//!
+//! Writes go through one writer thread that takes every pending write from a channel, applies
+//! them in one transaction and commits once (group commit); a write that promised durability to
+//! a caller (an async acknowledgement) is answered only after an fsyncing commit. Reads run on the
+//! caller's thread against a snapshot.
+
+mod writer;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::timestamp::Timestamp;
+use crate::workflow::{Execution, Job, Workflow};
+use writer::{Op, Writer};
+
+/// Workflow key → current [`WorkflowRecord`] (JSON).
+const WORKFLOWS: TableDefinition<&str, &[u8]> = TableDefinition::new("workflows");
+/// (workflow key, version) → that version's definition (JSON).
+const WORKFLOW_VERSIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("workflow_versions");
+/// Execution id → [`Execution`] (JSON), with the jobs it had when last written whole.
+const EXECUTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("executions");
+/// (execution id, job index) → [`Job`] (JSON): jobs of running executions, written as they finish.
+const JOBS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("jobs");
+/// Ids of async executions not finished yet, in arrival order (ids are ULIDs).
+const QUEUE: TableDefinition<&str, ()> = TableDefinition::new("queue");
+
+/// A stored workflow: the current definition and its bookkeeping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowRecord {
+    /// The current definition (its `key` is set).
+    pub definition: Workflow,
+    /// Starts at 1; each change of the definition adds one.
+    pub version: u64,
+    /// When version 1 was stored.
+    pub created_at: Timestamp,
+    /// When the current version was stored.
+    pub updated_at: Timestamp,
+    /// The file the definition was loaded from, when it came from `--workflows`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// A storage failure.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database file could not be opened or created.
+    #[error("cannot open the database {path}: {reason}")]
+    Open {
+        /// The file.
+        path: String,
+        /// redb's explanation.
+        reason: String,
+    },
+    /// A read or write failed.
+    #[error("storage failure: {0}")]
+    Storage(String),
+    /// A stored record does not decode.
+    #[error("corrupt record in {table}: {reason}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// The decoding error.
+        reason: String,
+    },
+    /// The writer thread is gone (the store is shutting down).
+    #[error("the store is closed")]
+    Closed,
+}
+
+fn storage(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Storage(error.to_string())
+}
+
+/// The database handle; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    writer: Writer,
+}
+
+impl Store {
+    /// Opens (or creates) the database file and starts its writer thread.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let open_error = |reason: String| StoreError::Open { path: path.display().to_string(), reason };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| open_error(e.to_string()))?;
+        }
+        let db = Arc::new(Database::create(path).map_err(|e| open_error(e.to_string()))?);
+        // Create every table once, so readers never meet a missing one.
+        let txn = db.begin_write().map_err(storage)?;
+        txn.open_table(WORKFLOWS).map_err(storage)?;
+        txn.open_table(WORKFLOW_VERSIONS).map_err(storage)?;
+        txn.open_table(EXECUTIONS).map_err(storage)?;
+        txn.open_table(JOBS).map_err(storage)?;
+        txn.open_table(QUEUE).map_err(storage)?;
+        txn.commit().map_err(storage)?;
+        let writer = Writer::start(db.clone()).map_err(|e| open_error(e.to_string()))?;
+        Ok(Store { db, writer })
+    }
+
+    // --- workflows ---
+
+    /// Stores a workflow's current record and its version's definition; durable on return.
+    pub async fn put_workflow(&self, record: &WorkflowRecord) -> Result<(), StoreError> {
+        let key = record.definition.key.clone().unwrap_or_default();
+        let ops = vec![
+            Op::PutWorkflow { key: key.clone(), record: encode(record) },
+            Op::PutWorkflowVersion { key, version: record.version, definition: encode(&record.definition) },
+        ];
+        self.writer.write_durable(ops).await
+    }
+
+    /// Every stored workflow, by key.
+    pub fn workflows(&self) -> Result<Vec<WorkflowRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(WORKFLOWS).map_err(storage)?;
+        let mut records = Vec::new();
+        for entry in table.iter().map_err(storage)? {
+            let (_, value) = entry.map_err(storage)?;
+            records.push(decode("workflows", value.value())?);
+        }
+        Ok(records)
+    }
+
+    /// One version of a workflow's definition.
+    pub fn workflow_version(&self, key: &str, version: u64) -> Result<Option<Workflow>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(WORKFLOW_VERSIONS).map_err(storage)?;
+        let value = table.get((key, version)).map_err(storage)?;
+        value.map(|value| decode("workflow_versions", value.value())).transpose()
+    }
+
+    // --- executions ---
+
+    /// Stores a new async execution and queues it; returns once the commit is on disk.
+    pub async fn enqueue(&self, execution: &Execution) -> Result<(), StoreError> {
+        let ops = vec![
+            Op::PutExecution { id: execution.id.clone(), record: encode(execution) },
+            Op::Enqueue { id: execution.id.clone() },
+        ];
+        self.writer.write_durable(ops).await
+    }
+
+    /// Records that a queued execution started (batched; not waited for).
+    pub fn mark_started(&self, execution: &Execution) {
+        self.writer.write_later(vec![Op::PutExecution { id: execution.id.clone(), record: encode(execution) }]);
+    }
+
+    /// Records a finished job of a running execution (batched; not waited for).
+    pub fn record_job(&self, execution_id: &str, index: usize, job: &Job) {
+        let index = u32::try_from(index).unwrap_or(u32::MAX);
+        self.writer.write_later(vec![Op::PutJob { id: execution_id.to_string(), index, record: encode(job) }]);
+    }
+
+    /// Records a finished execution with all its jobs and takes it off the queue (batched; not
+    /// waited for — see [`Store::flush`]).
+    pub fn record_finished(&self, execution: &Execution) {
+        self.writer.write_later(vec![
+            Op::PutExecution { id: execution.id.clone(), record: encode(execution) },
+            Op::DeleteJobs { id: execution.id.clone() },
+            Op::Dequeue { id: execution.id.clone() },
+        ]);
+    }
+
+    /// Waits until every write issued before the call is durable.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.writer.write_durable(Vec::new()).await
+    }
+
+    /// One execution with its jobs.
+    pub fn execution(&self, id: &str) -> Result<Option<Execution>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let executions = txn.open_table(EXECUTIONS).map_err(storage)?;
+        let Some(value) = executions.get(id).map_err(storage)? else {
+            return Ok(None);
+        };
+        let mut execution: Execution = decode("executions", value.value())?;
+        // Jobs recorded one by one since the record was last written whole.
+        let first_new = u32::try_from(execution.jobs.len()).unwrap_or(u32::MAX);
+        let jobs = txn.open_table(JOBS).map_err(storage)?;
+        for entry in jobs.range((id, first_new)..=(id, u32::MAX)).map_err(storage)? {
+            let (_, value) = entry.map_err(storage)?;
+            execution.jobs.push(decode("jobs", value.value())?);
+        }
+        Ok(Some(execution))
+    }
+
+    /// Ids of every queued or unfinished async execution, oldest first.
+    pub fn queued(&self) -> Result<Vec<String>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(QUEUE).map_err(storage)?;
+        let mut ids = Vec::new();
+        for entry in table.iter().map_err(storage)? {
+            let (id, _) = entry.map_err(storage)?;
+            ids.push(id.value().to_string());
+        }
+        Ok(ids)
+    }
+}
+
+fn encode(value: &impl Serialize) -> Vec<u8> {
+    // Serialising our own records (string keys, no non-finite floats) cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(table: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt { table, reason: e.to_string() })
+}

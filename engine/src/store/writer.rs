@@ -1,0 +1,111 @@
+//! The single writer: one thread, one write transaction per batch of pending writes (group
+//! commit). A batch that holds a durable write commits with fsync before any of its waiters is
+//! answered; a batch of only background writes commits without fsync (a later durable commit, or
+//! the flush at shutdown, makes it durable).
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, channel};
+
+use redb::{Database, Durability};
+use tokio::sync::oneshot;
+
+use super::{EXECUTIONS, JOBS, QUEUE, StoreError, WORKFLOW_VERSIONS, WORKFLOWS, storage};
+
+/// Most requests folded into one transaction.
+const MAX_BATCH: usize = 4096;
+
+/// One change to the database.
+pub enum Op {
+    PutWorkflow { key: String, record: Vec<u8> },
+    PutWorkflowVersion { key: String, version: u64, definition: Vec<u8> },
+    PutExecution { id: String, record: Vec<u8> },
+    PutJob { id: String, index: u32, record: Vec<u8> },
+    DeleteJobs { id: String },
+    Enqueue { id: String },
+    Dequeue { id: String },
+}
+
+struct Request {
+    ops: Vec<Op>,
+    /// Present when the caller waits for a durable commit.
+    done: Option<oneshot::Sender<Result<(), StoreError>>>,
+}
+
+/// Handle to the writer thread; the thread ends when every handle is dropped.
+#[derive(Clone)]
+pub struct Writer {
+    requests: Sender<Request>,
+}
+
+impl Writer {
+    /// Starts the writer thread.
+    pub fn start(db: Arc<Database>) -> std::io::Result<Writer> {
+        let (requests, incoming) = channel();
+        std::thread::Builder::new().name("hookflow-store".into()).spawn(move || run(&db, &incoming))?;
+        Ok(Writer { requests })
+    }
+
+    /// Applies `ops` in the next batch and waits until that batch is durable.
+    pub async fn write_durable(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        let (done, committed) = oneshot::channel();
+        self.requests.send(Request { ops, done: Some(done) }).map_err(|_| StoreError::Closed)?;
+        committed.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Applies `ops` in the next batch without waiting.
+    pub fn write_later(&self, ops: Vec<Op>) {
+        if self.requests.send(Request { ops, done: None }).is_err() {
+            tracing::error!("store closed: a background write was dropped");
+        }
+    }
+}
+
+fn run(db: &Database, incoming: &Receiver<Request>) {
+    while let Ok(first) = incoming.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH
+            && let Ok(next) = incoming.try_recv()
+        {
+            batch.push(next);
+        }
+        let durable = batch.iter().any(|request| request.done.is_some());
+        let result = commit(db, &batch, durable);
+        if let Err(error) = &result {
+            tracing::error!("store commit of {} writes failed: {error}", batch.len());
+        }
+        for request in batch {
+            if let Some(done) = request.done {
+                let _ = done.send(result.clone());
+            }
+        }
+    }
+}
+
+fn commit(db: &Database, batch: &[Request], durable: bool) -> Result<(), StoreError> {
+    let mut txn = db.begin_write().map_err(storage)?;
+    if !durable {
+        txn.set_durability(Durability::None).map_err(storage)?;
+    }
+    {
+        let mut workflows = txn.open_table(WORKFLOWS).map_err(storage)?;
+        let mut versions = txn.open_table(WORKFLOW_VERSIONS).map_err(storage)?;
+        let mut executions = txn.open_table(EXECUTIONS).map_err(storage)?;
+        let mut jobs = txn.open_table(JOBS).map_err(storage)?;
+        let mut queue = txn.open_table(QUEUE).map_err(storage)?;
+        for op in batch.iter().flat_map(|request| &request.ops) {
+            match op {
+                Op::PutWorkflow { key, record } => workflows.insert(key.as_str(), record.as_slice()).map(drop),
+                Op::PutWorkflowVersion { key, version, definition } => {
+                    versions.insert((key.as_str(), *version), definition.as_slice()).map(drop)
+                }
+                Op::PutExecution { id, record } => executions.insert(id.as_str(), record.as_slice()).map(drop),
+                Op::PutJob { id, index, record } => jobs.insert((id.as_str(), *index), record.as_slice()).map(drop),
+                Op::DeleteJobs { id } => jobs.retain_in((id.as_str(), 0)..=(id.as_str(), u32::MAX), |_, _| false),
+                Op::Enqueue { id } => queue.insert(id.as_str(), ()).map(drop),
+                Op::Dequeue { id } => queue.remove(id.as_str()).map(drop),
+            }
+            .map_err(storage)?;
+        }
+    }
+    txn.commit().map_err(storage)
+}

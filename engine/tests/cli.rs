@@ -1,0 +1,163 @@
+//! Tests that run the `hookflow` binary as a user would.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "../../tests/src/http.rs"]
+#[allow(dead_code)]
+mod http;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use hookflow::store::Store;
+use hookflow::workflow::ExecutionStatus;
+use serde_json::{Value, json};
+
+fn hookflow(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hookflow")).args(args).output().unwrap()
+}
+
+fn stdout_json(output: &Output) -> Value {
+    assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn parse_query_prints_the_path_list() {
+    let expected = json!([{"key": "query"}, {"key": "query[0]"}, {"key": "query[0].a"}, {"key": "query[1]"}]);
+    let url = "http://localhost:13000/api/webhook:trigger/1hfmkioou0d?query[0][a]=1&query[1]=x";
+    assert_eq!(stdout_json(&hookflow(&["parse", "query", url])), expected);
+    assert_eq!(stdout_json(&hookflow(&["parse", "query", "?query[0][a]=1&query[1]=x"])), expected);
+    assert_eq!(stdout_json(&hookflow(&["parse", "query", "query[0][a]=1&query[1]=x"])), expected);
+}
+
+#[test]
+fn parse_body_prints_the_path_list() {
+    let output = hookflow(&["parse", "body", r#"{"a": 1, "b": {"c": 2}, "items": [{"sku": "A"}], "x.y": 1}"#]);
+    assert_eq!(
+        stdout_json(&output),
+        json!([{"key": "a"}, {"key": "b"}, {"key": "b.c"}, {"key": "items"}, {"key": "items[0]"},
+               {"key": "items[0].sku"}, {"key": "[\"x.y\"]"}])
+    );
+}
+
+#[test]
+fn failures_exit_1_and_usage_errors_exit_2() {
+    let bad = hookflow(&["parse", "body", "{oops"]);
+    assert_eq!(bad.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.starts_with("hookflow: the example body is not valid JSON"), "{stderr}");
+
+    assert_eq!(hookflow(&["serve", "--bogus"]).status.code(), Some(2));
+    assert_eq!(hookflow(&["serve", "--body-limit", "1parsec"]).status.code(), Some(2));
+    assert_eq!(hookflow(&["frobnicate"]).status.code(), Some(2));
+    let help = hookflow(&["serve", "--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--sync-timeout"));
+}
+
+/// A `hookflow serve` process.
+struct Serve {
+    child: Child,
+    address: SocketAddr,
+    stdout: Vec<String>,
+}
+
+impl Serve {
+    /// Starts `hookflow serve --demo` on a random port and reads the URLs it prints.
+    fn start(data: &Path, extra: &[&str]) -> Serve {
+        let mut args = vec!["serve", "--demo", "--listen", "127.0.0.1:0", "--data", data.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+            .args(&args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut stdout = Vec::new();
+        // The first two lines are the demo workflows' URLs.
+        while stdout.len() < 2 {
+            stdout.push(lines.next().expect("serve exited before printing its URLs").unwrap());
+        }
+        let url = stdout[0].split_whitespace().last().unwrap().to_string();
+        let address = url.trim_start_matches("http://").split('/').next().unwrap().parse().unwrap();
+        // Keep draining stdout so the process never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Serve { child, address, stdout }
+    }
+
+    /// Sends SIGTERM and returns the exit code.
+    fn terminate(mut self) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        self.child.wait().unwrap().code()
+    }
+}
+
+fn fresh_dir(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn serve_demo_answers_and_stops_cleanly_on_sigterm() {
+    let data = fresh_dir("demo");
+    let serve = Serve::start(&data, &[]);
+    assert!(
+        serve.stdout[0].starts_with("demo-payment ") && serve.stdout[0].contains("/api/webhook:trigger/demo-payment")
+    );
+    assert!(serve.stdout[1].starts_with("demo-payment-async "));
+
+    let path = "/api/webhook:trigger/demo-payment";
+    let json = [("Content-Type", "application/json")];
+    let paid = http::post(serve.address, path, &json, br#"{"status": "paid", "order": 42}"#);
+    assert_eq!((paid.status, paid.json()), (200, json!({"ok": true, "order": 42})));
+    let unpaid = http::post(serve.address, path, &json, br#"{"status": "unpaid", "order": 42}"#);
+    assert_eq!((unpaid.status, unpaid.json()), (400, json!({"ok": false})));
+    let id = paid.header("x-hookflow-execution").unwrap().to_string();
+
+    assert_eq!(serve.terminate(), Some(0));
+    // The sync execution's record, written off the hot path, survived the shutdown.
+    let store = Store::open(&data.join("hookflow.redb")).unwrap();
+    assert_eq!(store.execution(&id).unwrap().unwrap().status, ExecutionStatus::Resolved);
+}
+
+#[test]
+fn async_requests_acknowledged_without_workers_run_after_a_process_restart() {
+    let data = fresh_dir("restart");
+    let serve = Serve::start(&data, &["--workers", "0"]);
+    let ids: Vec<String> = (0..10)
+        .map(|n| {
+            let body = format!(r#"{{"status": "paid", "order": {n}}}"#);
+            let response = http::post(
+                serve.address,
+                "/api/webhook:trigger/demo-payment-async",
+                &[("Content-Type", "application/json")],
+                body.as_bytes(),
+            );
+            assert_eq!((response.status, response.text().as_str()), (200, "ok"));
+            response.header("x-hookflow-execution").unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(serve.terminate(), Some(0));
+
+    // Restart with workers until every execution has run (normally the first restart does it).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let serve = Serve::start(&data, &[]);
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(serve.terminate(), Some(0));
+        let store = Store::open(&data.join("hookflow.redb")).unwrap();
+        let statuses: Vec<_> = ids.iter().map(|id| store.execution(id).unwrap().unwrap().status).collect();
+        if statuses.iter().all(|status| *status == ExecutionStatus::Resolved) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not all executions ran: {statuses:?}");
+    }
+}
