@@ -13,7 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use hookflow::store::Store;
-use hookflow::workflow::ExecutionStatus;
+use hookflow::workflow::{Execution, ExecutionStatus};
 use serde_json::{Value, json};
 
 fn hookflow(args: &[&str]) -> Output {
@@ -69,7 +69,14 @@ struct Serve {
 impl Serve {
     /// Starts `hookflow serve --demo` on a random port and reads the URLs it prints.
     fn start(data: &Path, extra: &[&str]) -> Serve {
-        let mut args = vec!["serve", "--demo", "--listen", "127.0.0.1:0", "--data", data.to_str().unwrap()];
+        let mut args = vec!["--demo"];
+        args.extend_from_slice(extra);
+        Serve::start_with(data, &args, 2)
+    }
+
+    /// Starts `hookflow serve ARGS` on a random port and reads the `endpoints` URLs it prints.
+    fn start_with(data: &Path, extra: &[&str], endpoints: usize) -> Serve {
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--data", data.to_str().unwrap()];
         args.extend_from_slice(extra);
         let mut child = Command::new(env!("CARGO_BIN_EXE_hookflow"))
             .args(&args)
@@ -80,8 +87,8 @@ impl Serve {
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut stdout = Vec::new();
-        // The first two lines are the demo workflows' URLs.
-        while stdout.len() < 2 {
+        // The first lines are the workflows' URLs.
+        while stdout.len() < endpoints {
             stdout.push(lines.next().expect("serve exited before printing its URLs").unwrap());
         }
         let url = stdout[0].split_whitespace().last().unwrap().to_string();
@@ -92,9 +99,18 @@ impl Serve {
     }
 
     /// Sends SIGTERM and returns the exit code.
-    fn terminate(mut self) -> Option<i32> {
+    fn terminate(self) -> Option<i32> {
+        self.signal("-TERM")
+    }
+
+    /// Sends SIGKILL: a crash.
+    fn kill(self) {
+        self.signal("-KILL");
+    }
+
+    fn signal(mut self, signal: &str) -> Option<i32> {
         let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(Command::new("kill").args([signal, &pid]).status().unwrap().success());
         self.child.wait().unwrap().code()
     }
 }
@@ -160,4 +176,94 @@ fn async_requests_acknowledged_without_workers_run_after_a_process_restart() {
         }
         assert!(Instant::now() < deadline, "not all executions ran: {statuses:?}");
     }
+}
+
+/// Restarts the server on `data` until every execution in `ids` is resolved; returns them.
+fn run_to_completion(data: &Path, args: &[&str], endpoints: usize, ids: &[String]) -> Vec<Execution> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let serve = Serve::start_with(data, args, endpoints);
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(serve.terminate(), Some(0));
+        let store = Store::open(&data.join("hookflow.redb")).unwrap();
+        let executions: Vec<Option<Execution>> = ids.iter().map(|id| store.execution(id).unwrap()).collect();
+        if executions.iter().all(|e| e.as_ref().is_some_and(|e| e.status == ExecutionStatus::Resolved)) {
+            return executions.into_iter().flatten().collect();
+        }
+        let statuses: Vec<_> = executions.iter().map(|e| e.as_ref().map(|e| e.status)).collect();
+        assert!(Instant::now() < deadline, "not all executions ran: {statuses:?}");
+    }
+}
+
+#[test]
+fn kill_9_under_load_loses_no_acknowledged_request() {
+    let data = fresh_dir("kill9");
+    let serve = Serve::start(&data, &[]);
+    let address = serve.address;
+    let senders: Vec<_> = (0..8)
+        .map(|sender| {
+            std::thread::spawn(move || {
+                let mut acknowledged = Vec::new();
+                for n in 0.. {
+                    let body = format!(r#"{{"status": "paid", "order": {}}}"#, sender * 100_000 + n);
+                    let request = http::request_bytes(
+                        address,
+                        "POST",
+                        "/api/webhook:trigger/demo-payment-async",
+                        &[("Content-Type", "application/json")],
+                        body.as_bytes(),
+                    );
+                    match http::try_send_raw(address, &request, false) {
+                        Ok(response) if response.status == 200 => {
+                            acknowledged.push(response.header("x-hookflow-execution").unwrap().to_string());
+                        }
+                        Ok(response) => panic!("unexpected answer {}: {}", response.status, response.text()),
+                        Err(_) => return acknowledged, // the server is gone
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(700));
+    serve.kill();
+    let acknowledged: Vec<String> = senders.into_iter().flat_map(|sender| sender.join().unwrap()).collect();
+    assert!(acknowledged.len() > 20, "the load did not get going: {} acknowledged", acknowledged.len());
+
+    let executions = run_to_completion(&data, &["--demo"], 2, &acknowledged);
+    for execution in &executions {
+        assert_eq!(execution.jobs.len(), 1, "each acknowledged request ran once to its end: {execution:?}");
+        assert_eq!(execution.jobs[0].output, json!({"result": true}));
+        assert!(execution.trigger["body"]["order"].is_number(), "the trigger data is whole");
+    }
+}
+
+#[test]
+fn an_execution_killed_between_nodes_resumes_after_its_last_resolved_job() {
+    const NODES: usize = 1000;
+    let data = fresh_dir("resume");
+    let workflows = fresh_dir("resume-workflows");
+    std::fs::create_dir_all(&workflows).unwrap();
+    let nodes: Vec<Value> =
+        (0..NODES).map(|n| json!({"key": format!("step{n}"), "type": "condition", "config": {}})).collect();
+    let workflow = json!({"key": "many-steps", "sync": false, "nodes": nodes});
+    std::fs::write(workflows.join("many-steps.json"), workflow.to_string()).unwrap();
+    let args = ["--workflows", workflows.to_str().unwrap()];
+
+    let serve = Serve::start_with(&data, &args, 1);
+    let response = http::post(serve.address, "/api/webhook:trigger/many-steps", &[], b"");
+    assert_eq!(response.status, 200);
+    let id = response.header("x-hookflow-execution").unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(400)); // some steps have run, most have not
+    serve.kill();
+    let killed_at = hookflow::timestamp::Timestamp::now();
+
+    let execution = run_to_completion(&data, &args, 1, std::slice::from_ref(&id)).remove(0);
+    let keys: Vec<String> = execution.jobs.iter().map(|job| job.node_key.clone()).collect();
+    let expected: Vec<String> = (0..NODES).map(|n| format!("step{n}")).collect();
+    assert_eq!(keys, expected, "every step ran, once, in order");
+    let before = execution.jobs.iter().filter(|job| job.finished_at < killed_at).count();
+    assert!(before > 0, "steps that resolved before the crash were kept, not run again");
+    assert!(before < NODES, "the crash happened mid-execution (increase NODES if this fails)");
+    assert!(execution.jobs[before..].iter().all(|job| job.started_at >= killed_at), "the rest ran after the restart");
 }

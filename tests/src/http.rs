@@ -47,6 +47,28 @@ pub fn post(address: SocketAddr, path: &str, headers: &[(&str, &str)], body: &[u
 
 /// Sends a request with any method; `Content-Length` is added when the body is not empty.
 pub fn request(address: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+    send_raw(address, &request_bytes(address, method, path, headers, body), method == "HEAD")
+}
+
+/// Sends raw bytes and reads the response until the server closes the connection; panics when
+/// there is no response.
+pub fn send_raw(address: SocketAddr, raw: &[u8], head_only: bool) -> HttpResponse {
+    try_send_raw(address, raw, head_only).unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// Sends raw bytes; `Err` when the connection fails or closes before a whole response head.
+pub fn try_send_raw(address: SocketAddr, raw: &[u8], head_only: bool) -> Result<HttpResponse, String> {
+    let mut stream = TcpStream::connect(address).map_err(|e| format!("cannot connect to {address}: {e}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(60))).ok();
+    // A server may answer (413) and close before it has read everything: ignore write errors.
+    let _ = stream.write_all(raw);
+    let mut received = Vec::new();
+    let _ = stream.read_to_end(&mut received);
+    parse_response(&received, head_only)
+}
+
+/// The bytes of a request with `Content-Length` added when the body is not empty.
+pub fn request_bytes(address: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
@@ -57,25 +79,14 @@ pub fn request(address: SocketAddr, method: &str, path: &str, headers: &[(&str, 
     head.push_str("\r\n");
     let mut raw = head.into_bytes();
     raw.extend_from_slice(body);
-    send_raw(address, &raw, method == "HEAD")
+    raw
 }
 
-/// Sends raw bytes and reads the response until the server closes the connection.
-pub fn send_raw(address: SocketAddr, raw: &[u8], head_only: bool) -> HttpResponse {
-    let mut stream = TcpStream::connect(address).unwrap_or_else(|e| panic!("cannot connect to {address}: {e}"));
-    stream.set_read_timeout(Some(Duration::from_secs(60))).ok();
-    // A server may answer (413) and close before it has read everything: ignore write errors.
-    let _ = stream.write_all(raw);
-    let mut received = Vec::new();
-    let _ = stream.read_to_end(&mut received);
-    parse_response(&received, head_only)
-}
-
-fn parse_response(raw: &[u8], head_only: bool) -> HttpResponse {
+fn parse_response(raw: &[u8], head_only: bool) -> Result<HttpResponse, String> {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no complete response head in {:?}", String::from_utf8_lossy(raw)));
+        .ok_or_else(|| format!("no complete response head in {:?}", String::from_utf8_lossy(raw)))?;
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
@@ -93,7 +104,7 @@ fn parse_response(raw: &[u8], head_only: bool) -> HttpResponse {
     } else {
         rest.to_vec()
     };
-    HttpResponse { status, headers, body }
+    Ok(HttpResponse { status, headers, body })
 }
 
 fn decode_chunked(mut rest: &[u8]) -> Vec<u8> {

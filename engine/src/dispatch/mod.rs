@@ -105,7 +105,7 @@ impl Dispatcher {
             }
             // Queued for writing before the caller hears back, so a shutdown that waits for
             // in-flight requests and then flushes the store cannot lose the record.
-            store.record_finished(&execution);
+            store.record_sync_execution(&execution);
             if let Some(answer) = observer.answer.take() {
                 let _ = answer.send(caller_reply(&execution, reply));
             }

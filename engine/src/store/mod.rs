@@ -2,9 +2,12 @@
 //! async queue. The only module that opens redb tables.
 //!
 //! Writes go through one writer thread that takes every pending write from a channel, applies
-//! them in one transaction and commits once (group commit); a write that promised durability to
-//! a caller (an async acknowledgement) is answered only after an fsyncing commit. Reads run on the
-//! caller's thread against a snapshot.
+//! them in one transaction and commits once (group commit). What an async caller was promised (the
+//! execution behind an acknowledgement) is answered only after an fsyncing commit; the progress of
+//! async executions (each job, the end) is fsynced without anyone waiting, so a crash loses at most
+//! the job that was running; records of sync executions are written lazily and made
+//! durable by the next fsync or the flush at shutdown. Reads run on the caller's thread against a
+//! snapshot.
 
 mod writer;
 
@@ -114,7 +117,7 @@ impl Store {
             Op::PutWorkflow { key: key.clone(), record: encode(record) },
             Op::PutWorkflowVersion { key, version: record.version, definition: encode(&record.definition) },
         ];
-        self.writer.write_durable(ops).await
+        self.writer.write_and_wait(ops).await
     }
 
     /// Every stored workflow, by key.
@@ -145,33 +148,34 @@ impl Store {
             Op::PutExecution { id: execution.id.clone(), record: encode(execution) },
             Op::Enqueue { id: execution.id.clone() },
         ];
-        self.writer.write_durable(ops).await
+        self.writer.write_and_wait(ops).await
     }
 
-    /// Records that a queued execution started (batched; not waited for).
+    /// Records that a queued execution started (lazy: recovery needs only the queue and the jobs).
     pub fn mark_started(&self, execution: &Execution) {
-        self.writer.write_later(vec![Op::PutExecution { id: execution.id.clone(), record: encode(execution) }]);
+        self.writer.write(vec![Op::PutExecution { id: execution.id.clone(), record: encode(execution) }], false);
     }
 
-    /// Records a finished job of a running execution (batched; not waited for).
+    /// Records a finished job of a running async execution (durable; not waited for).
     pub fn record_job(&self, execution_id: &str, index: usize, job: &Job) {
         let index = u32::try_from(index).unwrap_or(u32::MAX);
-        self.writer.write_later(vec![Op::PutJob { id: execution_id.to_string(), index, record: encode(job) }]);
+        self.writer.write(vec![Op::PutJob { id: execution_id.to_string(), index, record: encode(job) }], true);
     }
 
-    /// Records a finished execution with all its jobs and takes it off the queue (batched; not
-    /// waited for — see [`Store::flush`]).
+    /// Records a finished async execution with all its jobs and takes it off the queue, in one
+    /// transaction (durable; not waited for): once it is on disk the execution never runs again.
     pub fn record_finished(&self, execution: &Execution) {
-        self.writer.write_later(vec![
-            Op::PutExecution { id: execution.id.clone(), record: encode(execution) },
-            Op::DeleteJobs { id: execution.id.clone() },
-            Op::Dequeue { id: execution.id.clone() },
-        ]);
+        self.writer.write(finish_ops(execution), true);
+    }
+
+    /// Records a finished sync execution (lazy: durable at the next fsync or [`Store::flush`]).
+    pub fn record_sync_execution(&self, execution: &Execution) {
+        self.writer.write(finish_ops(execution), false);
     }
 
     /// Waits until every write issued before the call is durable.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.writer.write_durable(Vec::new()).await
+        self.writer.write_and_wait(Vec::new()).await
     }
 
     /// One execution with its jobs.
@@ -203,6 +207,15 @@ impl Store {
         }
         Ok(ids)
     }
+}
+
+/// The whole record of a finished execution replaces its job-by-job progress and its queue entry.
+fn finish_ops(execution: &Execution) -> Vec<Op> {
+    vec![
+        Op::PutExecution { id: execution.id.clone(), record: encode(execution) },
+        Op::DeleteJobs { id: execution.id.clone() },
+        Op::Dequeue { id: execution.id.clone() },
+    ]
 }
 
 fn encode(value: &impl Serialize) -> Vec<u8> {

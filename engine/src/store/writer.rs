@@ -1,7 +1,7 @@
 //! The single writer: one thread, one write transaction per batch of pending writes (group
-//! commit). A batch that holds a durable write commits with fsync before any of its waiters is
-//! answered; a batch of only background writes commits without fsync (a later durable commit, or
-//! the flush at shutdown, makes it durable).
+//! commit). A batch that holds a durable write commits with fsync, and only then are its waiters
+//! answered; a batch of only lazy writes commits without fsync (the next durable commit, or the
+//! flush at shutdown, makes it durable).
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -27,7 +27,9 @@ pub enum Op {
 
 struct Request {
     ops: Vec<Op>,
-    /// Present when the caller waits for a durable commit.
+    /// Whether the batch holding these writes must reach the disk (fsync) when it commits.
+    durable: bool,
+    /// Present when the caller waits for that durable commit.
     done: Option<oneshot::Sender<Result<(), StoreError>>>,
 }
 
@@ -45,16 +47,16 @@ impl Writer {
         Ok(Writer { requests })
     }
 
-    /// Applies `ops` in the next batch and waits until that batch is durable.
-    pub async fn write_durable(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+    /// Applies `ops` in the next batch and waits until that batch is on disk.
+    pub async fn write_and_wait(&self, ops: Vec<Op>) -> Result<(), StoreError> {
         let (done, committed) = oneshot::channel();
-        self.requests.send(Request { ops, done: Some(done) }).map_err(|_| StoreError::Closed)?;
+        self.requests.send(Request { ops, durable: true, done: Some(done) }).map_err(|_| StoreError::Closed)?;
         committed.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Applies `ops` in the next batch without waiting.
-    pub fn write_later(&self, ops: Vec<Op>) {
-        if self.requests.send(Request { ops, done: None }).is_err() {
+    /// Applies `ops` in the next batch without waiting; `durable` makes that batch fsync.
+    pub fn write(&self, ops: Vec<Op>, durable: bool) {
+        if self.requests.send(Request { ops, durable, done: None }).is_err() {
             tracing::error!("store closed: a background write was dropped");
         }
     }
@@ -68,7 +70,7 @@ fn run(db: &Database, incoming: &Receiver<Request>) {
         {
             batch.push(next);
         }
-        let durable = batch.iter().any(|request| request.done.is_some());
+        let durable = batch.iter().any(|request| request.durable);
         let result = commit(db, &batch, durable);
         if let Err(error) = &result {
             tracing::error!("store commit of {} writes failed: {error}", batch.len());
