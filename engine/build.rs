@@ -1,9 +1,11 @@
 //! Builds the built-in nodes of `plugins/` for wasm32-wasip2 and lists them for embedding.
 
-use std::path::Path;
+use std::path::PathBuf;
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("engine/ has a parent");
+    // Read at run time: a build-script binary may be reused for a checkout at another path.
+    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = manifest_dir.parent().expect("engine/ has a parent");
     hookflow_guest_build::build(&hookflow_guest_build::Guests {
         workspace: &root.join("plugins"),
         watch: &[&root.join("wit")],

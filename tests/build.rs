@@ -1,9 +1,11 @@
 //! Builds the test components of `fixtures/` for wasm32-wasip2 and lists them for embedding.
 
-use std::path::Path;
+use std::path::PathBuf;
 
 fn main() {
-    let tests = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Read at run time: a build-script binary may be reused for a checkout at another path.
+    let tests = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let tests = tests.as_path();
     let root = tests.parent().expect("tests/ has a parent");
     hookflow_guest_build::build(&hookflow_guest_build::Guests {
         workspace: &tests.join("fixtures"),
