@@ -27,6 +27,8 @@ pub enum ErrorCode {
     InvalidJson,
     /// 400: a body that is not usable otherwise (not UTF-8, nested too deep).
     InvalidBody,
+    /// 408: the body did not arrive within the read timeout.
+    RequestTimeout,
     /// 503: too much in flight.
     Overloaded,
     /// 500: the execution ended without success.
@@ -55,6 +57,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::InvalidJson => "invalid_json",
             ErrorCode::InvalidBody => "invalid_body",
+            ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::ExecutionFailed => "execution_failed",
             ErrorCode::ExecutionTimeout => "execution_timeout",
@@ -74,6 +77,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::InvalidJson | ErrorCode::InvalidBody => StatusCode::BAD_REQUEST,
+            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::ExecutionFailed | ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::ExecutionTimeout => StatusCode::GATEWAY_TIMEOUT,

@@ -57,6 +57,15 @@ pub struct ServeArgs {
     /// How many async executions run at once; 0 stores them without running them.
     #[arg(long, default_value_t = 4)]
     pub workers: usize,
+    /// Most sync executions running at once; more requests get 503 with Retry-After.
+    #[arg(long, default_value_t = 1024)]
+    pub max_sync_inflight: usize,
+    /// Most async executions waiting or running; more requests get 503 with Retry-After.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_queue: usize,
+    /// How long a client may take to send a request's head, and then its body.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub read_timeout: Duration,
     /// Time budget of one node call.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub node_timeout: Duration,

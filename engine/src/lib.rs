@@ -6,6 +6,7 @@ pub mod api_error;
 pub mod catalog;
 pub mod dispatch;
 pub mod ingress;
+pub mod listener;
 pub mod plugin;
 pub mod server;
 pub mod store;

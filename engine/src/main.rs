@@ -61,7 +61,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.body_limit = args.body_limit;
     config.host =
         HostConfig { time_budget: args.node_timeout, memory_limit: args.node_memory, ..HostConfig::default() };
-    config.dispatch = DispatchConfig { sync_timeout: args.sync_timeout, workers: args.workers };
+    config.dispatch = DispatchConfig {
+        sync_timeout: args.sync_timeout,
+        workers: args.workers,
+        max_sync_inflight: args.max_sync_inflight,
+        max_queue: args.max_queue,
+    };
+    config.limits.read_timeout = args.read_timeout;
 
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::http::Uri;
@@ -17,6 +18,7 @@ use crate::api_error::{ApiError, ErrorCode};
 use crate::catalog::{Catalog, DeployError};
 use crate::dispatch::{DispatchConfig, Dispatcher};
 use crate::ingress::{self, Ingress, TRIGGER_PATH};
+use crate::listener::{self, ListenerConfig};
 use crate::plugin::{HostConfig, LoadError, PluginHost};
 use crate::store::{Store, StoreError};
 use crate::workflow::parse_workflow;
@@ -44,6 +46,8 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// Largest accepted trigger body, in bytes.
     pub body_limit: usize,
+    /// Connection limits (the body must also arrive within `read_timeout`).
+    pub limits: ListenerConfig,
     /// Node limits; its `cache_dir` is set under `data_dir` when absent.
     pub host: HostConfig,
     /// Sync timeout and workers.
@@ -61,6 +65,7 @@ impl ServerConfig {
             demo: false,
             public_url: None,
             body_limit: 1 << 20,
+            limits: ListenerConfig::default(),
             host: HostConfig::default(),
             dispatch: DispatchConfig::default(),
         }
@@ -84,7 +89,7 @@ pub enum ServerError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The listener could not bind, or serving failed.
+    /// The listener could not bind.
     #[error("cannot listen on {address}: {source}")]
     Listen {
         /// The address.
@@ -115,7 +120,7 @@ pub struct Server {
     pub refused: Vec<String>,
     store: Store,
     stop: oneshot::Sender<()>,
-    serving: JoinHandle<std::io::Result<()>>,
+    serving: JoinHandle<()>,
 }
 
 impl Server {
@@ -175,25 +180,32 @@ impl Server {
             })
             .collect();
 
-        let ingress = Arc::new(Ingress { catalog, dispatcher, body_limit: config.body_limit });
+        let ingress = Arc::new(Ingress {
+            catalog,
+            dispatcher,
+            body_limit: config.body_limit,
+            read_timeout: config.limits.read_timeout,
+        });
         let app = Router::new().merge(ingress::router(ingress)).fallback(not_found);
         let (stop, stopped) = oneshot::channel::<()>();
+        // In-flight sync requests end within the sync timeout; give them that long to drain.
+        let drain = config.dispatch.sync_timeout + Duration::from_secs(1);
+        let limits = config.limits.clone();
         let serving = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
+            let stopped = async {
+                let _ = stopped.await;
+            };
+            listener::serve(listener, app, &limits, stopped, drain).await;
         });
         tracing::info!(%address, "hookflow is listening");
         Ok(Server { address, endpoints, refused, store, stop, serving })
     }
 
-    /// Stops accepting, lets in-flight requests finish, and makes every record durable.
+    /// Stops accepting, lets in-flight requests finish (up to the sync timeout), and makes every
+    /// record durable.
     pub async fn stop(self) -> Result<(), ServerError> {
         let _ = self.stop.send(());
-        let served = self.serving.await.unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()));
-        served.map_err(|source| ServerError::Listen { address: self.address, source })?;
+        self.serving.await.unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()));
         self.store.flush().await?;
         Ok(())
     }

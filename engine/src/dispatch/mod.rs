@@ -5,11 +5,11 @@
 //! blocking pool, never on a runtime worker.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
 
 use crate::catalog::{Catalog, Deployed};
 use crate::plugin::PluginHost;
@@ -24,12 +24,32 @@ pub struct DispatchConfig {
     pub sync_timeout: Duration,
     /// How many async executions run at once; 0 queues without running.
     pub workers: usize,
+    /// How many sync executions may run at once; more requests are refused (503).
+    pub max_sync_inflight: usize,
+    /// How many async executions may wait or run at once; more requests are refused (503).
+    pub max_queue: usize,
 }
 
 impl Default for DispatchConfig {
     fn default() -> Self {
-        DispatchConfig { sync_timeout: Duration::from_secs(30), workers: 4 }
+        DispatchConfig {
+            sync_timeout: Duration::from_secs(30),
+            workers: 4,
+            max_sync_inflight: 1024,
+            max_queue: 100_000,
+        }
     }
+}
+
+/// Why an async request was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    /// The backlog is full.
+    #[error("the queue holds {0} executions, its limit")]
+    Overloaded(usize),
+    /// The store failed; nothing was queued.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// How a sync execution answered its caller.
@@ -54,6 +74,8 @@ pub enum SyncAnswer {
         /// The execution.
         execution_id: String,
     },
+    /// Too many sync executions are running; none was started.
+    Overloaded,
 }
 
 /// Runs executions.
@@ -63,6 +85,11 @@ pub struct Dispatcher {
     catalog: Arc<Catalog>,
     queue: mpsc::UnboundedSender<String>,
     sync_timeout: Duration,
+    /// Permits for running sync executions.
+    sync_slots: Arc<Semaphore>,
+    /// Async executions accepted and not finished.
+    backlog: Arc<AtomicUsize>,
+    max_queue: usize,
 }
 
 impl Dispatcher {
@@ -74,8 +101,17 @@ impl Dispatcher {
         config: &DispatchConfig,
     ) -> Result<Arc<Dispatcher>, StoreError> {
         let (queue, incoming) = mpsc::unbounded_channel();
-        let dispatcher = Arc::new(Dispatcher { host, store, catalog, queue, sync_timeout: config.sync_timeout });
-        let pending = dispatcher.store.queued()?;
+        let pending = store.queued()?;
+        let dispatcher = Arc::new(Dispatcher {
+            host,
+            store,
+            catalog,
+            queue,
+            sync_timeout: config.sync_timeout,
+            sync_slots: Arc::new(Semaphore::new(config.max_sync_inflight)),
+            backlog: Arc::new(AtomicUsize::new(pending.len())),
+            max_queue: config.max_queue,
+        });
         if !pending.is_empty() {
             tracing::info!("resuming {} queued or interrupted executions", pending.len());
         }
@@ -91,6 +127,9 @@ impl Dispatcher {
 
     /// Runs a sync execution and waits for its answer, at most the sync timeout.
     pub async fn run_sync(&self, deployed: Arc<Deployed>, trigger: Value) -> SyncAnswer {
+        let Ok(slot) = self.sync_slots.clone().try_acquire_owned() else {
+            return SyncAnswer::Overloaded;
+        };
         let mut execution = Execution::new(&deployed.key, deployed.version, trigger);
         let execution_id = execution.id.clone();
         let (answer, answered) = oneshot::channel();
@@ -98,6 +137,7 @@ impl Dispatcher {
         let mut observer = SyncObserver { answer: Some(answer), timed_out: timed_out.clone() };
         let (host, store) = (self.host.clone(), self.store.clone());
         tokio::task::spawn_blocking(move || {
+            let _slot = slot;
             let reply = execute(host.as_ref(), &deployed.plan, &mut execution, &mut observer);
             if observer.timed_out.load(Ordering::Acquire) && observer.answer.is_some() {
                 // The caller was told 504 before the execution finished: it counts as aborted.
@@ -123,9 +163,16 @@ impl Dispatcher {
     }
 
     /// Stores an async execution durably and queues it; returns its id once it is on disk.
-    pub async fn accept_async(&self, deployed: &Deployed, trigger: Value) -> Result<String, StoreError> {
+    pub async fn accept_async(&self, deployed: &Deployed, trigger: Value) -> Result<String, AcceptError> {
+        if self.backlog.fetch_add(1, Ordering::AcqRel) >= self.max_queue {
+            self.backlog.fetch_sub(1, Ordering::AcqRel);
+            return Err(AcceptError::Overloaded(self.max_queue));
+        }
         let execution = Execution::new(&deployed.key, deployed.version, trigger);
-        self.store.enqueue(&execution).await?;
+        if let Err(error) = self.store.enqueue(&execution).await {
+            self.backlog.fetch_sub(1, Ordering::AcqRel);
+            return Err(error.into());
+        }
         // With no workers the receiver still exists; the execution waits for a restart.
         let _ = self.queue.send(execution.id.clone());
         Ok(execution.id)
@@ -179,6 +226,7 @@ async fn work(dispatcher: std::sync::Weak<Dispatcher>, incoming: Arc<Mutex<mpsc:
         let next = incoming.lock().await.recv().await;
         let (Some(id), Some(dispatcher)) = (next, dispatcher.upgrade()) else { return };
         dispatcher.run_queued(&id).await;
+        dispatcher.backlog.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -2,6 +2,8 @@
 //! JSON (`application/json` and any `+json` type), form-urlencoded (like the query), an empty
 //! body as `null`, anything else refused.
 
+use std::time::Duration;
+
 use axum::body::Body;
 use axum::http::{HeaderMap, header};
 use http_body_util::BodyExt;
@@ -10,8 +12,22 @@ use serde_json::Value;
 use super::query::parse_query;
 use crate::api_error::{ApiError, ErrorCode};
 
-/// Reads the whole body, failing with 413 as soon as it passes `limit` bytes.
-pub async fn read_limited(headers: &HeaderMap, mut body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+/// Reads the whole body within `timeout`, failing with 413 as soon as it passes `limit` bytes.
+pub async fn read_limited(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Vec<u8>, ApiError> {
+    tokio::time::timeout(timeout, read_all(headers, body, limit)).await.unwrap_or_else(|_| {
+        Err(ApiError::new(
+            ErrorCode::RequestTimeout,
+            format!("the body did not arrive within {}", humantime::format_duration(timeout)),
+        ))
+    })
+}
+
+async fn read_all(headers: &HeaderMap, mut body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
     let too_large =
         || ApiError::new(ErrorCode::PayloadTooLarge, format!("the body is larger than the limit of {limit} bytes"));
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());

@@ -8,6 +8,7 @@ mod body;
 mod query;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -21,7 +22,7 @@ pub use query::{parse_query, parse_query_example};
 
 use crate::api_error::{ApiError, EXECUTION_HEADER, ErrorCode};
 use crate::catalog::Catalog;
-use crate::dispatch::{Dispatcher, SyncAnswer};
+use crate::dispatch::{AcceptError, Dispatcher, SyncAnswer};
 use crate::workflow::{ExecutionStatus, Reply, Variable};
 
 /// The route of the trigger endpoint.
@@ -35,6 +36,8 @@ pub struct Ingress {
     pub dispatcher: Arc<Dispatcher>,
     /// Largest accepted body, in bytes.
     pub body_limit: usize,
+    /// How long the body may take to arrive.
+    pub read_timeout: Duration,
 }
 
 /// The trigger routes.
@@ -60,7 +63,7 @@ async fn handle(ingress: &Ingress, key: &str, request: Request) -> Result<Respon
         .with_header(header::ALLOW, HeaderValue::from_static("POST")));
     }
     let (parts, body) = request.into_parts();
-    let bytes = body::read_limited(&parts.headers, body, ingress.body_limit).await?;
+    let bytes = body::read_limited(&parts.headers, body, ingress.body_limit, ingress.read_timeout).await?;
     let trigger = &deployed.workflow().trigger;
     auth::check_basic_auth(&parts.headers, trigger.basic_auth.as_ref())?;
     let body = body::parse_body(&parts.headers, &bytes)?;
@@ -83,13 +86,23 @@ async fn handle(ingress: &Ingress, key: &str, request: Request) -> Result<Respon
             )
             .with_execution(&execution_id, ExecutionStatus::Aborted)
             .into_response(),
+            SyncAnswer::Overloaded => overloaded("too many sync executions are running").into_response(),
         });
     }
-    let execution_id = ingress.dispatcher.accept_async(&deployed, data).await.map_err(|error| {
-        tracing::error!(workflow = %deployed.key, "cannot queue an execution: {error}");
-        ApiError::new(ErrorCode::Internal, "the request could not be stored; nothing was queued, retry later")
+    let execution_id = ingress.dispatcher.accept_async(&deployed, data).await.map_err(|error| match error {
+        AcceptError::Overloaded(_) => overloaded(&format!("{error}; nothing was queued")),
+        AcceptError::Store(error) => {
+            tracing::error!(workflow = %deployed.key, "cannot queue an execution: {error}");
+            ApiError::new(ErrorCode::Internal, "the request could not be stored; nothing was queued, retry later")
+        }
     })?;
     Ok(reply_response(deployed.accept_reply.clone(), &execution_id))
+}
+
+/// A 503 that tells the caller to retry in a second.
+fn overloaded(why: &str) -> ApiError {
+    ApiError::new(ErrorCode::Overloaded, format!("{why}; retry later"))
+        .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
 }
 
 /// The configured headers of the request, by lower-case name; several values join with `, `.

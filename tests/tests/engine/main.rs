@@ -4,6 +4,7 @@
 
 mod executor;
 mod faults;
+mod hostile;
 mod trigger;
 mod util;
 mod validation;
