@@ -1,11 +1,12 @@
 //! The webhook trigger: `POST /api/webhook:trigger/{key}`. Checks, in order, the key (404), the
-//! method (405), the body size (413, while streaming), Basic auth (401) and the content type and
-//! syntax of the body (415, 400); turns the request into trigger data
+//! method (405), the body size (413, while streaming), Basic auth (401), the signature on the raw
+//! body (401) and the content type and syntax of the body (415, 400); turns the request into trigger data
 //! `{"headers", "query", "body"}`; hands it to dispatch; answers (DESIGN §3.1).
 
 mod auth;
 mod body;
 mod query;
+mod signature;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use axum::routing::any;
 use serde_json::{Map, Value};
 
 pub use query::{parse_query, parse_query_example};
+pub use signature::parse_stripe_header;
 
 use crate::api_error::{ApiError, EXECUTION_HEADER, ErrorCode};
 use crate::catalog::Catalog;
@@ -66,6 +68,7 @@ async fn handle(ingress: &Ingress, key: &str, request: Request) -> Result<Respon
     let bytes = body::read_limited(&parts.headers, body, ingress.body_limit, ingress.read_timeout).await?;
     let trigger = &deployed.workflow().trigger;
     auth::check_basic_auth(&parts.headers, trigger.basic_auth.as_ref())?;
+    signature::check_signature(&parts.headers, &bytes, trigger.signature.as_ref())?;
     let body = body::parse_body(&parts.headers, &bytes)?;
     let query = parts.uri.query().map_or_else(|| Value::Object(Map::new()), parse_query);
     let headers = captured_headers(&parts.headers, &trigger.request.headers);

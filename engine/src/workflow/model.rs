@@ -47,6 +47,69 @@ pub struct Trigger {
     /// The answer of an asynchronous workflow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response: Option<TriggerResponse>,
+    /// How requests prove they come from the sender (checked on the raw body).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<Signature>,
+}
+
+/// A webhook signature scheme (DESIGN §3.7). Several secrets may be valid at once (rotation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all_fields = "camelCase", deny_unknown_fields)]
+pub enum Signature {
+    /// HMAC-SHA256 of the raw body in one header, e.g. GitHub's `X-Hub-Signature-256: sha256=<hex>`.
+    #[serde(rename = "hmac-sha256")]
+    HmacSha256 {
+        /// The header holding the signature.
+        header: String,
+        /// Text before the signature in the header (e.g. `sha256=`).
+        #[serde(default)]
+        prefix: String,
+        /// How the signature is written.
+        #[serde(default)]
+        encoding: SignatureEncoding,
+        /// Accepted secrets.
+        secrets: Vec<String>,
+    },
+    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>` over
+    /// `id.timestamp.body`, with `whsec_<base64>` secrets.
+    #[serde(rename = "standard-webhooks")]
+    StandardWebhooks {
+        /// Accepted secrets (`whsec_...`).
+        secrets: Vec<String>,
+        /// How far the timestamp may be from now, in seconds (default 300).
+        #[serde(default = "default_tolerance")]
+        tolerance_seconds: u64,
+    },
+    /// Stripe: `Stripe-Signature: t=<time>,v1=<hex>` over `time.body`.
+    #[serde(rename = "stripe")]
+    Stripe {
+        /// Accepted endpoint secrets (`whsec_...`).
+        secrets: Vec<String>,
+        /// How far the timestamp may be from now, in seconds (default 300).
+        #[serde(default = "default_tolerance")]
+        tolerance_seconds: u64,
+    },
+}
+
+/// How an HMAC signature is written in its header.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureEncoding {
+    /// Lower- or upper-case hexadecimal.
+    #[default]
+    Hex,
+    /// Standard base64.
+    Base64,
+}
+
+/// A secret of the Standard Webhooks form `whsec_<base64>` as key bytes.
+pub fn standard_webhooks_key(secret: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(secret.strip_prefix("whsec_").unwrap_or(secret)).ok()
+}
+
+fn default_tolerance() -> u64 {
+    300
 }
 
 /// HTTP Basic credentials (RFC 7617).

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::model::{Node, Workflow};
+use super::model::{Node, Signature, Workflow, standard_webhooks_key};
 use super::node::{NodeInfo, NodeRunner};
 use super::template::{Root, Step, Template, join_key};
 use crate::workflow::execution::ExecutionStatus;
@@ -142,6 +142,19 @@ impl<R: NodeRunner + ?Sized> Checker<'_, R> {
                 );
             }
         }
+        if let Some(signature) = &trigger.signature {
+            self.check_signature(signature);
+        }
+        for (index, header) in trigger.request.headers.iter().enumerate() {
+            if header.key.eq_ignore_ascii_case("authorization")
+                || header.key.eq_ignore_ascii_case("proxy-authorization")
+            {
+                self.fault(
+                    format!("trigger.request.headers[{index}].key"),
+                    "credentials are never captured into execution records",
+                );
+            }
+        }
         if let Some(response) = &trigger.response {
             if !(100..=599).contains(&response.status_code) {
                 self.fault("trigger.response.statusCode", "expected a status code from 100 to 599");
@@ -169,6 +182,29 @@ impl<R: NodeRunner + ?Sized> Checker<'_, R> {
                     format!("{status:?} is not a final execution status (resolved, failed, error, aborted, canceled)"),
                 );
             }
+        }
+    }
+
+    fn check_signature(&mut self, signature: &Signature) {
+        let secrets = match signature {
+            Signature::HmacSha256 { header, secrets, .. } => {
+                if !is_header_name(header) {
+                    self.fault("trigger.signature.header", format!("{header:?} is not a valid header name"));
+                }
+                secrets
+            }
+            Signature::StandardWebhooks { secrets, .. } => {
+                for (index, secret) in secrets.iter().enumerate() {
+                    if standard_webhooks_key(secret).is_none_or(|key| key.is_empty()) {
+                        self.fault(format!("trigger.signature.secrets[{index}]"), "expected whsec_ followed by base64");
+                    }
+                }
+                secrets
+            }
+            Signature::Stripe { secrets, .. } => secrets,
+        };
+        if secrets.is_empty() || secrets.iter().any(String::is_empty) {
+            self.fault("trigger.signature.secrets", "give at least one secret, none empty");
         }
     }
 

@@ -5,6 +5,7 @@
 mod executor;
 mod faults;
 mod hostile;
+mod signatures;
 mod trigger;
 mod util;
 mod validation;

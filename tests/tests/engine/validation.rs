@@ -130,3 +130,32 @@ fn every_fault_is_reported_at_once() {
     ]}));
     assert_eq!(found.len(), 4, "{found:?}");
 }
+
+#[test]
+fn signature_and_credential_faults() {
+    check(
+        json!({"trigger": {"signature": {"type": "standard-webhooks", "secrets": ["not-base64!"]}}}),
+        "trigger.signature.secrets[0]",
+        "whsec_",
+    );
+    check(
+        json!({"trigger": {"signature": {"type": "stripe", "secrets": []}}}),
+        "trigger.signature.secrets",
+        "at least one",
+    );
+    check(
+        json!({"trigger": {"signature": {"type": "hmac-sha256", "header": "Bad Header", "secrets": ["s"]}}}),
+        "trigger.signature.header",
+        "header name",
+    );
+    check(
+        json!({"trigger": {"signature": {"type": "md5", "secrets": ["s"]}}}),
+        "trigger.signature.type",
+        "unknown variant",
+    );
+    check(
+        json!({"trigger": {"request": {"headers": [{"key": "Authorization"}]}}}),
+        "trigger.request.headers[0].key",
+        "never captured",
+    );
+}
