@@ -2,11 +2,12 @@
 //! `{"error": {"code": "...", "message": "..."}}`, plus `executionId` and `status` when the error
 //! is about an execution (DESIGN §3.7).
 
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::body::Body;
+use axum::http::{HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::workflow::ExecutionStatus;
+use crate::workflow::{ExecutionStatus, Reply};
 
 /// The machine-readable error codes clients rely on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +95,7 @@ pub struct ApiError {
     code: ErrorCode,
     message: String,
     execution: Option<(String, ExecutionStatus)>,
-    headers: Vec<(HeaderName, HeaderValue)>,
+    headers: Vec<(String, String)>,
 }
 
 impl ApiError {
@@ -111,14 +112,27 @@ impl ApiError {
     }
 
     /// Adds a response header.
-    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> ApiError {
-        self.headers.push((name, value));
+    pub fn with_header(mut self, name: HeaderName, value: &str) -> ApiError {
+        self.headers.push((name.as_str().to_string(), value.to_string()));
         self
     }
 
     /// The error's code.
     pub fn code(&self) -> ErrorCode {
         self.code
+    }
+
+    /// The error as an HTTP answer.
+    pub fn to_reply(&self) -> Reply {
+        let mut error = json!({ "code": self.code.as_str(), "message": self.message });
+        let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+        if let Some((id, status)) = &self.execution {
+            error["executionId"] = json!(id);
+            error["status"] = json!(status);
+            headers.push((EXECUTION_HEADER.to_string(), id.clone()));
+        }
+        headers.extend(self.headers.iter().cloned());
+        Reply { status: self.code.status().as_u16(), headers, body: json!({ "error": error }).to_string().into_bytes() }
     }
 }
 
@@ -127,22 +141,20 @@ pub const EXECUTION_HEADER: &str = "x-hookflow-execution";
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = json!({ "code": self.code.as_str(), "message": self.message });
-        if let Some((id, status)) = &self.execution {
-            error["executionId"] = json!(id);
-            error["status"] = json!(status);
-        }
-        let mut response = (self.code.status(), axum::Json(json!({ "error": error }))).into_response();
-        let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some((id, _)) = &self.execution
-            && let Ok(value) = HeaderValue::from_str(id)
-        {
-            headers.insert(EXECUTION_HEADER, value);
-        }
-        for (name, value) in self.headers {
-            headers.insert(name, value);
-        }
-        response
+        reply_into_response(self.to_reply())
     }
+}
+
+/// An HTTP answer as an axum response; headers were checked where the reply was made (plugin
+/// boundary, validation), so a failure here is a bug, answered 500.
+pub fn reply_into_response(reply: Reply) -> Response {
+    let mut response = Response::builder().status(reply.status);
+    for (name, value) in &reply.headers {
+        response = response.header(name, value);
+    }
+    response.body(Body::from(reply.body)).unwrap_or_else(|error| {
+        tracing::error!("unusable reply: {error}");
+        let body = json!({"error": {"code": "internal", "message": "the workflow produced an unusable reply"}});
+        (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
+    })
 }

@@ -4,16 +4,20 @@
 //! Node calls block (wasmtime's sync API under an epoch deadline), so executions run on tokio's
 //! blocking pool, never on a runtime worker.
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
 
+use axum::http::header;
+
+use crate::api_error::{ApiError, EXECUTION_HEADER, ErrorCode};
 use crate::catalog::{Catalog, Deployed};
 use crate::plugin::PluginHost;
-use crate::store::{Store, StoreError};
+use crate::store::{IdempotencyEntry, IdempotencyRecord, Store, StoreError};
 use crate::timestamp::Timestamp;
 use crate::workflow::{Execution, ExecutionStatus, Job, JobStatus, Observer, Reply, caller_reply, execute};
 
@@ -41,42 +45,30 @@ impl Default for DispatchConfig {
     }
 }
 
-/// Why an async request was not accepted.
-#[derive(Debug, thiserror::Error)]
-pub enum AcceptError {
-    /// The backlog is full.
-    #[error("the queue holds {0} executions, its limit")]
-    Overloaded(usize),
-    /// The store failed; nothing was queued.
-    #[error(transparent)]
-    Store(#[from] StoreError),
+/// The HTTP answer to a trigger request, and the execution it concerns.
+#[derive(Debug)]
+pub struct Answer {
+    /// The execution the request started (or, for a repeat, the first request started).
+    pub execution_id: Option<String>,
+    /// The answer, with `X-Hookflow-Execution` set when there is an execution.
+    pub reply: Reply,
 }
 
-/// How a sync execution answered its caller.
-#[derive(Debug)]
-pub enum SyncAnswer {
-    /// A Response node replied, or the execution resolved without one (DESIGN §4.4).
-    Replied {
-        /// The execution.
-        execution_id: String,
-        /// The answer.
-        reply: Reply,
-    },
-    /// The execution ended without success.
-    Failed {
-        /// The execution.
-        execution_id: String,
-        /// How it ended.
-        status: ExecutionStatus,
-    },
-    /// No answer within the sync timeout; the execution is aborted.
-    TimedOut {
-        /// The execution.
-        execution_id: String,
-    },
-    /// Too many sync executions are running; none was started.
-    Overloaded,
+impl Answer {
+    fn new(execution_id: &str, reply: Reply) -> Answer {
+        Answer {
+            execution_id: Some(execution_id.to_string()),
+            reply: reply.with_header(EXECUTION_HEADER, execution_id),
+        }
+    }
+
+    fn error(error: ApiError) -> Answer {
+        Answer { execution_id: None, reply: error.to_reply() }
+    }
 }
+
+/// The path where a sync caller past `trigger.syncDeadlineMs` polls for its answer.
+pub const RESULT_PATH: &str = "/api/webhook:result/";
 
 /// Runs executions.
 pub struct Dispatcher {
@@ -87,6 +79,8 @@ pub struct Dispatcher {
     sync_timeout: Duration,
     /// Permits for running sync executions.
     sync_slots: Arc<Semaphore>,
+    /// Idempotency keys being processed right now: (workflow, key).
+    claims: Arc<StdMutex<HashSet<(String, String)>>>,
     /// Async executions accepted and not finished.
     backlog: Arc<AtomicUsize>,
     max_queue: usize,
@@ -109,6 +103,7 @@ impl Dispatcher {
             queue,
             sync_timeout: config.sync_timeout,
             sync_slots: Arc::new(Semaphore::new(config.max_sync_inflight)),
+            claims: Arc::default(),
             backlog: Arc::new(AtomicUsize::new(pending.len())),
             max_queue: config.max_queue,
         });
@@ -125,57 +120,145 @@ impl Dispatcher {
         Ok(dispatcher)
     }
 
-    /// Runs a sync execution and waits for its answer, at most the sync timeout.
-    pub async fn run_sync(&self, deployed: Arc<Deployed>, trigger: Value) -> SyncAnswer {
-        let Ok(slot) = self.sync_slots.clone().try_acquire_owned() else {
-            return SyncAnswer::Overloaded;
+    /// Handles one trigger request: answers a repeated idempotency key from the first request,
+    /// runs a sync execution, or queues an async one.
+    pub async fn dispatch(&self, deployed: Arc<Deployed>, trigger: Value, idempotency_key: Option<String>) -> Answer {
+        let claim = match idempotency_key {
+            Some(key) => match self.claim(&deployed, key) {
+                Ok(claim) => Some(claim),
+                Err(answer) => return answer,
+            },
+            None => None,
         };
+        if deployed.workflow().sync {
+            self.run_sync(deployed, trigger, claim).await
+        } else {
+            self.accept_async(&deployed, trigger, claim).await
+        }
+    }
+
+    /// Takes an idempotency key for this request, or answers as the first request did.
+    fn claim(&self, deployed: &Deployed, key: String) -> Result<Claim, Answer> {
+        let internal = |error: StoreError| {
+            tracing::error!(workflow = %deployed.key, "cannot read idempotency keys: {error}");
+            Answer::error(ApiError::new(ErrorCode::Internal, "idempotency keys cannot be read; retry later"))
+        };
+        if let Some(first) = self.store.idempotency(&deployed.key, &key).map_err(internal)? {
+            let id = first.execution_id;
+            if !deployed.workflow().sync {
+                return Err(Answer::new(&id, deployed.accept_reply.clone()));
+            }
+            return Err(match self.store.reply(&id).map_err(internal)? {
+                Some(reply) => Answer::new(&id, reply),
+                None => Answer::error(in_progress(&key)),
+            });
+        }
+        let mut claims = self.claims.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !claims.insert((deployed.key.clone(), key.clone())) {
+            return Err(Answer::error(in_progress(&key)));
+        }
+        let ttl = deployed.workflow().trigger.idempotency.as_ref().map_or(0, |spec| spec.ttl_seconds);
+        Ok(Claim { claims: self.claims.clone(), workflow: deployed.key.clone(), key, ttl })
+    }
+
+    /// Runs a sync execution and waits for its answer, at most the sync timeout (or the
+    /// workflow's sync deadline, past which the caller gets `202` and the execution goes on).
+    async fn run_sync(&self, deployed: Arc<Deployed>, trigger: Value, claim: Option<Claim>) -> Answer {
+        let Ok(slot) = self.sync_slots.clone().try_acquire_owned() else {
+            return Answer::error(overloaded("too many sync executions are running"));
+        };
+        let deadline = deployed.workflow().trigger.sync_deadline_ms.map(Duration::from_millis);
+        let keep_reply = claim.is_some() || deadline.is_some();
         let mut execution = Execution::new(&deployed.key, deployed.version, trigger);
         let execution_id = execution.id.clone();
+        if deadline.is_some() {
+            // Its caller may poll for it before it ends.
+            self.store.record_sync_start(&execution);
+        }
         let (answer, answered) = oneshot::channel();
         let timed_out = Arc::new(AtomicBool::new(false));
-        let mut observer = SyncObserver { answer: Some(answer), timed_out: timed_out.clone() };
+        let mut observer = SyncObserver { answer: Some(answer), sent: None, timed_out: timed_out.clone() };
         let (host, store) = (self.host.clone(), self.store.clone());
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
             let reply = execute(host.as_ref(), &deployed.plan, &mut execution, &mut observer);
-            if observer.timed_out.load(Ordering::Acquire) && observer.answer.is_some() {
+            let gave_up = observer.timed_out.load(Ordering::Acquire) && observer.answer.is_some();
+            if gave_up {
                 // The caller was told 504 before the execution finished: it counts as aborted.
                 execution.status = ExecutionStatus::Aborted;
             }
+            let final_reply = match observer.sent.take() {
+                Some(sent) => sent,
+                None if gave_up => timeout_error(&execution.id).to_reply(),
+                None => caller_reply(&execution, reply)
+                    .unwrap_or_else(|status| failed_error(&execution.id, status).to_reply()),
+            };
+            let record = claim.as_ref().map(|claim| claim.record(&execution.id));
+            let entry = claim.as_ref().zip(record.as_ref()).map(|(claim, record)| claim.entry(record));
             // Queued for writing before the caller hears back, so a shutdown that waits for
             // in-flight requests and then flushes the store cannot lose the record.
-            store.record_sync_execution(&execution);
+            let committed = store.record_sync_execution(&execution, keep_reply.then_some(&final_reply), entry);
             if let Some(answer) = observer.answer.take() {
-                let _ = answer.send(caller_reply(&execution, reply));
+                let _ = answer.send(final_reply);
+            }
+            // An idempotency key is released only once a repeat can find the stored answer.
+            if let Some(claim) = claim {
+                let _ = committed.blocking_recv();
+                drop(claim);
             }
         });
-        match tokio::time::timeout(self.sync_timeout, answered).await {
-            Ok(Ok(Ok(reply))) => SyncAnswer::Replied { execution_id, reply },
-            Ok(Ok(Err(status))) => SyncAnswer::Failed { execution_id, status },
+        let wait = deadline.map_or(self.sync_timeout, |deadline| deadline.min(self.sync_timeout));
+        match tokio::time::timeout(wait, answered).await {
+            Ok(Ok(reply)) => Answer::new(&execution_id, reply),
             // The execution thread panicked: a bug, reported as an error execution.
-            Ok(Err(_)) => SyncAnswer::Failed { execution_id, status: ExecutionStatus::Error },
+            Ok(Err(_)) => Answer::new(&execution_id, failed_error(&execution_id, ExecutionStatus::Error).to_reply()),
+            Err(_) if deadline.is_some() => Answer::new(&execution_id, still_running(&execution_id)),
             Err(_) => {
                 timed_out.store(true, Ordering::Release);
-                SyncAnswer::TimedOut { execution_id }
+                Answer::new(&execution_id, timeout_error(&execution_id).to_reply())
             }
         }
     }
 
-    /// Stores an async execution durably and queues it; returns its id once it is on disk.
-    pub async fn accept_async(&self, deployed: &Deployed, trigger: Value) -> Result<String, AcceptError> {
+    /// Stores an async execution durably and queues it; answers once it is on disk.
+    async fn accept_async(&self, deployed: &Deployed, trigger: Value, claim: Option<Claim>) -> Answer {
         if self.backlog.fetch_add(1, Ordering::AcqRel) >= self.max_queue {
             self.backlog.fetch_sub(1, Ordering::AcqRel);
-            return Err(AcceptError::Overloaded(self.max_queue));
+            let why = format!("the queue holds {} executions, its limit; nothing was queued", self.max_queue);
+            return Answer::error(overloaded(&why));
         }
         let execution = Execution::new(&deployed.key, deployed.version, trigger);
-        if let Err(error) = self.store.enqueue(&execution).await {
+        let record = claim.as_ref().map(|claim| claim.record(&execution.id));
+        let entry = claim.as_ref().zip(record.as_ref()).map(|(claim, record)| claim.entry(record));
+        if let Err(error) = self.store.enqueue(&execution, entry).await {
             self.backlog.fetch_sub(1, Ordering::AcqRel);
-            return Err(error.into());
+            tracing::error!(workflow = %deployed.key, "cannot queue an execution: {error}");
+            let error =
+                ApiError::new(ErrorCode::Internal, "the request could not be stored; nothing was queued, retry later");
+            return Answer::error(error);
         }
         // With no workers the receiver still exists; the execution waits for a restart.
         let _ = self.queue.send(execution.id.clone());
-        Ok(execution.id)
+        Answer::new(&execution.id, deployed.accept_reply.clone())
+    }
+
+    /// The store (for reading records).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The answer of a sync execution, for `GET /api/webhook:result/{id}`: its kept reply once it
+    /// has ended, `202` while it runs, `None` when there is no such execution.
+    pub fn result(&self, execution: &Execution) -> Result<Reply, StoreError> {
+        if !execution.status.is_final() {
+            return Ok(still_running(&execution.id));
+        }
+        Ok(match self.store.reply(&execution.id)? {
+            Some(reply) => reply,
+            None => {
+                caller_reply(execution, None).unwrap_or_else(|status| failed_error(&execution.id, status).to_reply())
+            }
+        })
     }
 
     /// Runs one queued execution to its end, recording each job as it finishes.
@@ -232,14 +315,17 @@ async fn work(dispatcher: std::sync::Weak<Dispatcher>, incoming: Arc<Mutex<mpsc:
 
 /// Sends the first reply to the waiting caller and stops the execution once the caller gave up.
 struct SyncObserver {
-    answer: Option<oneshot::Sender<Result<Reply, ExecutionStatus>>>,
+    answer: Option<oneshot::Sender<Reply>>,
+    /// The reply sent early (a Response node with `continue`).
+    sent: Option<Reply>,
     timed_out: Arc<AtomicBool>,
 }
 
 impl Observer for SyncObserver {
     fn replied(&mut self, reply: &Reply) {
         if let Some(answer) = self.answer.take() {
-            let _ = answer.send(Ok(reply.clone()));
+            let _ = answer.send(reply.clone());
+            self.sent = Some(reply.clone());
         }
     }
 
@@ -260,5 +346,66 @@ impl Observer for JobRecorder<'_> {
     fn job_finished(&mut self, job: &Job) {
         self.store.record_job(&self.execution_id, self.next_index, job);
         self.next_index += 1;
+    }
+}
+
+/// An idempotency key held while its request is processed; released when dropped.
+struct Claim {
+    claims: Arc<StdMutex<HashSet<(String, String)>>>,
+    workflow: String,
+    key: String,
+    ttl: u64,
+}
+
+impl Claim {
+    fn record(&self, execution_id: &str) -> IdempotencyRecord {
+        let expires_at = Timestamp(Timestamp::now().0.saturating_add(self.ttl.saturating_mul(1000)));
+        IdempotencyRecord { execution_id: execution_id.to_string(), expires_at }
+    }
+
+    fn entry<'a>(&'a self, record: &'a IdempotencyRecord) -> IdempotencyEntry<'a> {
+        IdempotencyEntry { workflow: &self.workflow, key: &self.key, record }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let mut claims = self.claims.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        claims.remove(&(std::mem::take(&mut self.workflow), std::mem::take(&mut self.key)));
+    }
+}
+
+fn overloaded(why: &str) -> ApiError {
+    ApiError::new(ErrorCode::Overloaded, format!("{why}; retry later")).with_header(header::RETRY_AFTER, "1")
+}
+
+fn in_progress(key: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::Conflict,
+        format!("the first request with idempotency key {key:?} is still being processed"),
+    )
+}
+
+fn failed_error(execution_id: &str, status: ExecutionStatus) -> ApiError {
+    ApiError::new(ErrorCode::ExecutionFailed, format!("execution {execution_id} ended with status {}", status.as_str()))
+        .with_execution(execution_id, status)
+}
+
+fn timeout_error(execution_id: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::ExecutionTimeout,
+        format!("execution {execution_id} did not answer within the sync timeout"),
+    )
+    .with_execution(execution_id, ExecutionStatus::Aborted)
+}
+
+/// `202` with where to poll.
+fn still_running(execution_id: &str) -> Reply {
+    let location = format!("{RESULT_PATH}{execution_id}");
+    let body = serde_json::json!({"executionId": execution_id, "status": "started", "location": location});
+    Reply {
+        status: 202,
+        headers: vec![("content-type".into(), "application/json".into()), ("location".into(), location)],
+        body: body.to_string().into_bytes(),
     }
 }

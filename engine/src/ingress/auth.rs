@@ -1,6 +1,6 @@
 //! HTTP Basic authentication (RFC 7617) of trigger requests.
 
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, header};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
@@ -29,7 +29,7 @@ pub fn check_basic_auth(headers: &HeaderMap, expected: Option<&BasicAuth>) -> Re
         "this webhook requires HTTP Basic credentials"
     };
     Err(ApiError::new(ErrorCode::Unauthorized, message)
-        .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"hookflow\", charset=\"UTF-8\"")))
+        .with_header(header::WWW_AUTHENTICATE, "Basic realm=\"hookflow\", charset=\"UTF-8\""))
 }
 
 /// `Basic <base64(user:password)>` → `(user, password)`.

@@ -12,20 +12,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, header};
+use axum::http::{HeaderMap, Method, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
+use axum::routing::{any, get};
 use serde_json::{Map, Value};
 
 pub use query::{parse_query, parse_query_example};
 pub use signature::parse_stripe_header;
 
-use crate::api_error::{ApiError, EXECUTION_HEADER, ErrorCode};
+use crate::api_error::{ApiError, EXECUTION_HEADER, ErrorCode, reply_into_response};
 use crate::catalog::Catalog;
-use crate::dispatch::{AcceptError, Dispatcher, SyncAnswer};
-use crate::workflow::{ExecutionStatus, Reply, Variable};
+use crate::dispatch::{Dispatcher, RESULT_PATH};
+use crate::workflow::template::{parse_value_path, select};
+use crate::workflow::{Idempotency, Variable};
 
 /// The route of the trigger endpoint.
 pub const TRIGGER_PATH: &str = "/api/webhook:trigger/";
@@ -44,7 +44,10 @@ pub struct Ingress {
 
 /// The trigger routes.
 pub fn router(ingress: Arc<Ingress>) -> Router {
-    Router::new().route(&format!("{TRIGGER_PATH}{{key}}"), any(trigger)).with_state(ingress)
+    Router::new()
+        .route(&format!("{TRIGGER_PATH}{{key}}"), any(trigger))
+        .route(&format!("{RESULT_PATH}{{id}}"), get(result))
+        .with_state(ingress)
 }
 
 async fn trigger(State(ingress): State<Arc<Ingress>>, Path(key): Path<String>, request: Request) -> Response {
@@ -62,7 +65,7 @@ async fn handle(ingress: &Ingress, key: &str, request: Request) -> Result<Respon
             ErrorCode::MethodNotAllowed,
             format!("webhooks accept POST only, not {}", request.method()),
         )
-        .with_header(header::ALLOW, HeaderValue::from_static("POST")));
+        .with_header(header::ALLOW, "POST"));
     }
     let (parts, body) = request.into_parts();
     let bytes = body::read_limited(&parts.headers, body, ingress.body_limit, ingress.read_timeout).await?;
@@ -72,40 +75,51 @@ async fn handle(ingress: &Ingress, key: &str, request: Request) -> Result<Respon
     let body = body::parse_body(&parts.headers, &bytes)?;
     let query = parts.uri.query().map_or_else(|| Value::Object(Map::new()), parse_query);
     let headers = captured_headers(&parts.headers, &trigger.request.headers);
+    let idempotency_key = trigger.idempotency.as_ref().and_then(|spec| idempotency_key(spec, &parts.headers, &body));
     let data = serde_json::json!({ "headers": headers, "query": query, "body": body });
-
-    if deployed.workflow().sync {
-        return Ok(match ingress.dispatcher.run_sync(deployed.clone(), data).await {
-            SyncAnswer::Replied { execution_id, reply } => reply_response(reply, &execution_id),
-            SyncAnswer::Failed { execution_id, status } => ApiError::new(
-                ErrorCode::ExecutionFailed,
-                format!("execution {execution_id} ended with status {}", status.as_str()),
-            )
-            .with_execution(&execution_id, status)
-            .into_response(),
-            SyncAnswer::TimedOut { execution_id } => ApiError::new(
-                ErrorCode::ExecutionTimeout,
-                format!("execution {execution_id} did not answer within the sync timeout"),
-            )
-            .with_execution(&execution_id, ExecutionStatus::Aborted)
-            .into_response(),
-            SyncAnswer::Overloaded => overloaded("too many sync executions are running").into_response(),
-        });
-    }
-    let execution_id = ingress.dispatcher.accept_async(&deployed, data).await.map_err(|error| match error {
-        AcceptError::Overloaded(_) => overloaded(&format!("{error}; nothing was queued")),
-        AcceptError::Store(error) => {
-            tracing::error!(workflow = %deployed.key, "cannot queue an execution: {error}");
-            ApiError::new(ErrorCode::Internal, "the request could not be stored; nothing was queued, retry later")
-        }
-    })?;
-    Ok(reply_response(deployed.accept_reply.clone(), &execution_id))
+    let answer = ingress.dispatcher.dispatch(deployed, data, idempotency_key).await;
+    Ok(reply_into_response(answer.reply))
 }
 
-/// A 503 that tells the caller to retry in a second.
-fn overloaded(why: &str) -> ApiError {
-    ApiError::new(ErrorCode::Overloaded, format!("{why}; retry later"))
-        .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+/// `GET /api/webhook:result/{id}`: the answer of a sync execution whose caller got `202`,
+/// authorised like its trigger.
+async fn result(State(ingress): State<Arc<Ingress>>, Path(id): Path<String>, request: Request) -> Response {
+    let not_found = || ApiError::new(ErrorCode::NotFound, format!("no execution {id:?}")).into_response();
+    let execution = match ingress.dispatcher.store().execution(&id) {
+        Ok(Some(execution)) => execution,
+        Ok(None) => return not_found(),
+        Err(error) => return ApiError::new(ErrorCode::Internal, error.to_string()).into_response(),
+    };
+    let Some(deployed) = ingress.catalog.get(&execution.workflow).filter(|d| d.workflow().sync) else {
+        return not_found();
+    };
+    if let Err(error) = auth::check_basic_auth(request.headers(), deployed.workflow().trigger.basic_auth.as_ref()) {
+        return error.into_response();
+    }
+    match ingress.dispatcher.result(&execution) {
+        Ok(reply) => reply_into_response(reply.with_header(EXECUTION_HEADER, &execution.id)),
+        Err(error) => ApiError::new(ErrorCode::Internal, error.to_string()).into_response(),
+    }
+}
+
+/// The request's idempotency key: the configured header, or the value at the body path (a
+/// string or a number); `None` when the request has none.
+fn idempotency_key(spec: &Idempotency, headers: &HeaderMap, body: &Value) -> Option<String> {
+    if let Some(name) = &spec.header {
+        return headers
+            .get(name.as_str())?
+            .to_str()
+            .ok()
+            .map(str::trim)
+            .filter(|key| !key.is_empty())
+            .map(str::to_string);
+    }
+    let path = parse_value_path(spec.body_path.as_deref()?).ok()?;
+    match select(body, &path) {
+        Value::String(key) if !key.is_empty() => Some(key),
+        Value::Number(number) => Some(number.to_string()),
+        _ => None,
+    }
 }
 
 /// The configured headers of the request, by lower-case name; several values join with `, `.
@@ -123,17 +137,4 @@ fn captured_headers(headers: &HeaderMap, wanted: &[Variable]) -> Value {
         }
     }
     Value::Object(captured)
-}
-
-/// A node's (or the trigger's) reply as an HTTP response naming the execution.
-fn reply_response(reply: Reply, execution_id: &str) -> Response {
-    let mut response = Response::builder().status(reply.status);
-    for (name, value) in &reply.headers {
-        response = response.header(name, value);
-    }
-    response.header(EXECUTION_HEADER, execution_id).body(Body::from(reply.body)).unwrap_or_else(|error| {
-        // Replies are checked at the plugin boundary and at validation; this is a bug.
-        tracing::error!(execution = execution_id, "unusable reply: {error}");
-        ApiError::new(ErrorCode::Internal, "the workflow produced an unusable reply").into_response()
-    })
 }

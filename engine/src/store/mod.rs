@@ -18,7 +18,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::timestamp::Timestamp;
-use crate::workflow::{Execution, Job, Workflow};
+use crate::workflow::{Execution, Job, Reply, Workflow};
 use writer::{Op, Writer};
 
 /// Workflow key → current [`WorkflowRecord`] (JSON).
@@ -31,6 +31,32 @@ const EXECUTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("execution
 const JOBS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("jobs");
 /// Ids of async executions not finished yet, in arrival order (ids are ULIDs).
 const QUEUE: TableDefinition<&str, ()> = TableDefinition::new("queue");
+/// (workflow key, idempotency key) → [`IdempotencyRecord`] (JSON).
+const IDEMPOTENCY: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("idempotency");
+/// Execution id → the HTTP answer its sync caller got ([`Reply`], JSON), kept for idempotent
+/// repeats and `GET /api/webhook:result/{id}`.
+const REPLIES: TableDefinition<&str, &[u8]> = TableDefinition::new("replies");
+
+/// What a remembered idempotency key points at.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IdempotencyRecord {
+    /// The execution the first request with the key started.
+    pub execution_id: String,
+    /// When the key is forgotten.
+    pub expires_at: Timestamp,
+}
+
+/// An idempotency key to remember, within one workflow.
+#[derive(Debug, Clone, Copy)]
+pub struct IdempotencyEntry<'a> {
+    /// The workflow.
+    pub workflow: &'a str,
+    /// The key from the request.
+    pub key: &'a str,
+    /// What it points at.
+    pub record: &'a IdempotencyRecord,
+}
 
 /// A stored workflow: the current definition and its bookkeeping.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,6 +74,9 @@ pub struct WorkflowRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
 }
+
+/// Hears when a write has committed.
+pub type Committed = tokio::sync::oneshot::Receiver<Result<(), StoreError>>;
 
 /// A storage failure.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -103,6 +132,8 @@ impl Store {
         txn.open_table(EXECUTIONS).map_err(storage)?;
         txn.open_table(JOBS).map_err(storage)?;
         txn.open_table(QUEUE).map_err(storage)?;
+        txn.open_table(IDEMPOTENCY).map_err(storage)?;
+        txn.open_table(REPLIES).map_err(storage)?;
         txn.commit().map_err(storage)?;
         let writer = Writer::start(db.clone()).map_err(|e| open_error(e.to_string()))?;
         Ok(Store { db, writer })
@@ -142,12 +173,18 @@ impl Store {
 
     // --- executions ---
 
-    /// Stores a new async execution and queues it; returns once the commit is on disk.
-    pub async fn enqueue(&self, execution: &Execution) -> Result<(), StoreError> {
-        let ops = vec![
+    /// Stores a new async execution (and its idempotency key) and queues it; returns once the
+    /// commit is on disk.
+    pub async fn enqueue(
+        &self,
+        execution: &Execution,
+        idempotency: Option<IdempotencyEntry<'_>>,
+    ) -> Result<(), StoreError> {
+        let mut ops = vec![
             Op::PutExecution { id: execution.id.clone(), record: encode(execution) },
             Op::Enqueue { id: execution.id.clone() },
         ];
+        ops.extend(idempotency.map(idempotency_op));
         self.writer.write_and_wait(ops).await
     }
 
@@ -168,9 +205,43 @@ impl Store {
         self.writer.write(finish_ops(execution), true);
     }
 
-    /// Records a finished sync execution (lazy: durable at the next fsync or [`Store::flush`]).
-    pub fn record_sync_execution(&self, execution: &Execution) {
-        self.writer.write(finish_ops(execution), false);
+    /// Records a running sync execution, so it can be polled (lazy).
+    pub fn record_sync_start(&self, execution: &Execution) {
+        self.writer.write(vec![Op::PutExecution { id: execution.id.clone(), record: encode(execution) }], false);
+    }
+
+    /// Records a finished sync execution, with the answer its caller got when that is to be kept
+    /// and its idempotency key (lazy: durable at the next fsync or [`Store::flush`]). The receiver
+    /// hears when the record is visible to readers.
+    pub fn record_sync_execution(
+        &self,
+        execution: &Execution,
+        reply: Option<&Reply>,
+        idempotency: Option<IdempotencyEntry<'_>>,
+    ) -> Committed {
+        let mut ops = finish_ops(execution);
+        ops.extend(reply.map(|reply| Op::PutReply { id: execution.id.clone(), record: encode(reply) }));
+        ops.extend(idempotency.map(idempotency_op));
+        self.writer.write_notified(ops, false)
+    }
+
+    /// What a remembered idempotency key points at, unless it has expired.
+    pub fn idempotency(&self, workflow: &str, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(IDEMPOTENCY).map_err(storage)?;
+        let Some(value) = table.get((workflow, key)).map_err(storage)? else {
+            return Ok(None);
+        };
+        let record: IdempotencyRecord = decode("idempotency", value.value())?;
+        Ok((record.expires_at > Timestamp::now()).then_some(record))
+    }
+
+    /// The answer a sync execution's caller got, when it was kept.
+    pub fn reply(&self, execution_id: &str) -> Result<Option<Reply>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(REPLIES).map_err(storage)?;
+        let value = table.get(execution_id).map_err(storage)?;
+        value.map(|value| decode("replies", value.value())).transpose()
     }
 
     /// Waits until every write issued before the call is durable.
@@ -206,6 +277,14 @@ impl Store {
             ids.push(id.value().to_string());
         }
         Ok(ids)
+    }
+}
+
+fn idempotency_op(entry: IdempotencyEntry<'_>) -> Op {
+    Op::PutIdempotency {
+        workflow: entry.workflow.to_string(),
+        key: entry.key.to_string(),
+        record: encode(entry.record),
     }
 }
 

@@ -1,6 +1,6 @@
 //! The single writer: one thread, one write transaction per batch of pending writes (group
-//! commit). A batch that holds a durable write commits with fsync, and only then are its waiters
-//! answered; a batch of only lazy writes commits without fsync (the next durable commit, or the
+//! commit). A batch that holds a durable write commits with fsync; whoever asked to hear of a
+//! commit hears after it; a batch of only lazy writes commits without fsync (the next durable commit, or the
 //! flush at shutdown, makes it durable).
 
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use redb::{Database, Durability};
 use tokio::sync::oneshot;
 
-use super::{EXECUTIONS, JOBS, QUEUE, StoreError, WORKFLOW_VERSIONS, WORKFLOWS, storage};
+use super::{EXECUTIONS, IDEMPOTENCY, JOBS, QUEUE, REPLIES, StoreError, WORKFLOW_VERSIONS, WORKFLOWS, storage};
 
 /// Most requests folded into one transaction.
 const MAX_BATCH: usize = 4096;
@@ -23,13 +23,15 @@ pub enum Op {
     DeleteJobs { id: String },
     Enqueue { id: String },
     Dequeue { id: String },
+    PutIdempotency { workflow: String, key: String, record: Vec<u8> },
+    PutReply { id: String, record: Vec<u8> },
 }
 
 struct Request {
     ops: Vec<Op>,
     /// Whether the batch holding these writes must reach the disk (fsync) when it commits.
     durable: bool,
-    /// Present when the caller waits for that durable commit.
+    /// Present when the caller wants to hear when the batch has committed.
     done: Option<oneshot::Sender<Result<(), StoreError>>>,
 }
 
@@ -49,9 +51,15 @@ impl Writer {
 
     /// Applies `ops` in the next batch and waits until that batch is on disk.
     pub async fn write_and_wait(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        self.write_notified(ops, true).await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Applies `ops` in the next batch; the receiver hears when that batch has committed.
+    pub fn write_notified(&self, ops: Vec<Op>, durable: bool) -> oneshot::Receiver<Result<(), StoreError>> {
         let (done, committed) = oneshot::channel();
-        self.requests.send(Request { ops, durable: true, done: Some(done) }).map_err(|_| StoreError::Closed)?;
-        committed.await.map_err(|_| StoreError::Closed)?
+        // When the writer is gone the sender is dropped with the request: the receiver hears that.
+        let _ = self.requests.send(Request { ops, durable, done: Some(done) });
+        committed
     }
 
     /// Applies `ops` in the next batch without waiting; `durable` makes that batch fsync.
@@ -94,6 +102,8 @@ fn commit(db: &Database, batch: &[Request], durable: bool) -> Result<(), StoreEr
         let mut executions = txn.open_table(EXECUTIONS).map_err(storage)?;
         let mut jobs = txn.open_table(JOBS).map_err(storage)?;
         let mut queue = txn.open_table(QUEUE).map_err(storage)?;
+        let mut idempotency = txn.open_table(IDEMPOTENCY).map_err(storage)?;
+        let mut replies = txn.open_table(REPLIES).map_err(storage)?;
         for op in batch.iter().flat_map(|request| &request.ops) {
             match op {
                 Op::PutWorkflow { key, record } => workflows.insert(key.as_str(), record.as_slice()).map(drop),
@@ -105,6 +115,10 @@ fn commit(db: &Database, batch: &[Request], durable: bool) -> Result<(), StoreEr
                 Op::DeleteJobs { id } => jobs.retain_in((id.as_str(), 0)..=(id.as_str(), u32::MAX), |_, _| false),
                 Op::Enqueue { id } => queue.insert(id.as_str(), ()).map(drop),
                 Op::Dequeue { id } => queue.remove(id.as_str()).map(drop),
+                Op::PutIdempotency { workflow, key, record } => {
+                    idempotency.insert((workflow.as_str(), key.as_str()), record.as_slice()).map(drop)
+                }
+                Op::PutReply { id, record } => replies.insert(id.as_str(), record.as_slice()).map(drop),
             }
             .map_err(storage)?;
         }

@@ -14,8 +14,8 @@ pub use example::example_paths;
 pub use execution::{Execution, ExecutionStatus, Job, JobStatus, Next};
 pub use executor::{Observer, caller_reply, execute};
 pub use model::{
-    BasicAuth, HeaderSpec, Node, Options, RequestSpec, Signature, SignatureEncoding, Trigger, TriggerResponse,
-    Variable, Workflow, standard_webhooks_key,
+    BasicAuth, HeaderSpec, Idempotency, Node, Options, RequestSpec, Signature, SignatureEncoding, Trigger,
+    TriggerResponse, Variable, Workflow, standard_webhooks_key,
 };
 pub use node::{Directive, EndStatus, NodeCall, NodeFailure, NodeInfo, NodeOutcome, NodeRunner, Reply};
 pub use plan::{

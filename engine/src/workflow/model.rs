@@ -50,6 +50,33 @@ pub struct Trigger {
     /// How requests prove they come from the sender (checked on the raw body).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<Signature>,
+    /// Where a request's idempotency key comes from; a repeated key starts no second execution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency: Option<Idempotency>,
+    /// Sync workflows: past this many milliseconds the caller gets `202` and a `Location` to poll
+    /// while the execution goes on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_deadline_ms: Option<u64>,
+}
+
+/// Where an idempotency key comes from (exactly one of `header` and `bodyPath`) and how long it
+/// is remembered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Idempotency {
+    /// A request header, e.g. `Idempotency-Key` or `webhook-id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    /// A path in the JSON body, e.g. `id` or `data.object.id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_path: Option<String>,
+    /// How long a key is remembered (default one day).
+    #[serde(default = "default_idempotency_ttl")]
+    pub ttl_seconds: u64,
+}
+
+fn default_idempotency_ttl() -> u64 {
+    86_400
 }
 
 /// A webhook signature scheme (DESIGN §3.7). Several secrets may be valid at once (rotation).

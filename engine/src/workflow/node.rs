@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Runs nodes by type name. The plugin host implements it with WebAssembly components.
@@ -80,15 +80,39 @@ pub enum EndStatus {
     Failed,
 }
 
-/// An HTTP answer (WIT `reply`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An HTTP answer (WIT `reply`); stored (body as base64) for idempotent repeats and results.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reply {
     /// Status code, 100–599.
     pub status: u16,
     /// Header names and values, in order.
     pub headers: Vec<(String, String)>,
     /// Body bytes.
+    #[serde(with = "base64_bytes")]
     pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// The same reply with a header added.
+    pub fn with_header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+}
+
+/// Bytes as a base64 string in JSON.
+mod base64_bytes {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        STANDARD.decode(String::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+    }
 }
 
 /// Why a node run produced no outcome.

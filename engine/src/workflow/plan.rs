@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::model::{Node, Signature, Workflow, standard_webhooks_key};
 use super::node::{NodeInfo, NodeRunner};
-use super::template::{Root, Step, Template, join_key};
+use super::template::{Root, Step, Template, join_key, parse_value_path};
 use crate::workflow::execution::ExecutionStatus;
 
 /// A validated workflow, ready to run.
@@ -154,6 +154,26 @@ impl<R: NodeRunner + ?Sized> Checker<'_, R> {
                     "credentials are never captured into execution records",
                 );
             }
+        }
+        if let Some(idempotency) = &trigger.idempotency {
+            match (&idempotency.header, &idempotency.body_path) {
+                (Some(header), None) if !is_header_name(header) => {
+                    self.fault("trigger.idempotency.header", format!("{header:?} is not a valid header name"));
+                }
+                (None, Some(path)) => {
+                    if let Err(error) = parse_value_path(path) {
+                        self.fault("trigger.idempotency.bodyPath", error.to_string());
+                    }
+                }
+                (Some(_), None) => {}
+                _ => self.fault("trigger.idempotency", "give exactly one of \"header\" and \"bodyPath\""),
+            }
+            if idempotency.ttl_seconds == 0 {
+                self.fault("trigger.idempotency.ttlSeconds", "must be at least 1");
+            }
+        }
+        if trigger.sync_deadline_ms.is_some() && !workflow.sync {
+            self.fault("trigger.syncDeadlineMs", "applies to sync workflows only");
         }
         if let Some(response) = &trigger.response {
             if !(100..=599).contains(&response.status_code) {

@@ -215,6 +215,19 @@ impl Expr {
     }
 }
 
+/// Parses a path below a value (`order.id`, `items[0]`, `["a.b"]`), as the parse-example
+/// feature writes them.
+pub fn parse_value_path(path: &str) -> Result<Vec<Step>, TemplateError> {
+    let path = path.trim();
+    let rooted = if path.starts_with('[') { path.to_string() } else { format!(".{path}") };
+    parse_path(&rooted).map_err(|why| TemplateError(format!("in path {path:?}: {why}")))
+}
+
+/// The value at `path` below `value` (`null` when missing), with the template resolver's rules.
+pub fn select(value: &Value, path: &[Step]) -> Value {
+    walk(value, path).into_value()
+}
+
 /// The result of walking a path: one value, or the values of a mapping over an array.
 enum Walked {
     One(Value),

@@ -5,6 +5,7 @@
 mod executor;
 mod faults;
 mod hostile;
+mod idempotency;
 mod signatures;
 mod trigger;
 mod util;

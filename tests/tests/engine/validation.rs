@@ -159,3 +159,20 @@ fn signature_and_credential_faults() {
         "never captured",
     );
 }
+
+#[test]
+fn idempotency_and_deadline_faults() {
+    check(json!({"trigger": {"idempotency": {}}}), "trigger.idempotency", "exactly one");
+    check(
+        json!({"trigger": {"idempotency": {"header": "X-Key", "bodyPath": "id"}}}),
+        "trigger.idempotency",
+        "exactly one",
+    );
+    check(json!({"trigger": {"idempotency": {"bodyPath": "a..b"}}}), "trigger.idempotency.bodyPath", "empty key");
+    check(
+        json!({"trigger": {"idempotency": {"header": "X-Key", "ttlSeconds": 0}}}),
+        "trigger.idempotency.ttlSeconds",
+        "at least 1",
+    );
+    check(json!({"sync": false, "trigger": {"syncDeadlineMs": 100}}), "trigger.syncDeadlineMs", "sync workflows only");
+}

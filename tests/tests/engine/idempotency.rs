@@ -1,0 +1,116 @@
+//! Idempotency keys (`trigger.idempotency`) and deadline-aware sync (`trigger.syncDeadlineMs`).
+
+use std::time::{Duration, Instant};
+
+use hookflow_tests::http::{self, HttpResponse};
+use serde_json::{Value, json};
+
+use crate::util::TestServer;
+
+fn execution_of(response: &HttpResponse) -> String {
+    response.header("x-hookflow-execution").unwrap_or_else(|| panic!("no execution: {}", response.text())).to_string()
+}
+
+fn async_by_header() -> Value {
+    json!({"key": "orders", "sync": false, "trigger": {"idempotency": {"header": "Idempotency-Key"}},
+           "nodes": [{"key": "c", "type": "condition", "config": {}}]})
+}
+
+fn sync_by_body(ms: u64) -> Value {
+    json!({"key": "charge", "sync": true, "trigger": {"idempotency": {"bodyPath": "event.id"}},
+           "nodes": [{"key": "work", "type": "misbehave", "config": {"mode": "busy", "ms": ms}},
+                     {"key": "r", "type": "response", "config": {"statusCode": 201, "body": {"run": "{{$execution.id}}"}}}]})
+}
+
+#[test]
+fn async_repeats_answer_like_the_first_and_start_nothing() {
+    let server = TestServer::start(&[async_by_header()], |_| {});
+    let send = |key: Option<&str>| {
+        let headers: Vec<(&str, &str)> = key.map(|k| ("Idempotency-Key", k)).into_iter().collect();
+        server.post("orders", &headers, b"")
+    };
+    let first = send(Some("k-1"));
+    assert_eq!((first.status, first.text().as_str()), (200, "ok"));
+    let repeat = send(Some("k-1"));
+    assert_eq!((repeat.status, repeat.text().as_str()), (200, "ok"));
+    assert_eq!(execution_of(&repeat), execution_of(&first), "the repeat names the first execution");
+    assert_ne!(execution_of(&send(Some("k-2"))), execution_of(&first));
+    assert_ne!(execution_of(&send(None)), execution_of(&send(None)), "no key, no deduplication");
+    server.finished_execution(&execution_of(&first));
+
+    // Remembered across a restart.
+    let id = execution_of(&first);
+    let data = server.stop();
+    let restarted = TestServer::start_in(data, |_| {});
+    let after = restarted.post("orders", &[("Idempotency-Key", "k-1")], b"");
+    assert_eq!(execution_of(&after), id);
+}
+
+#[test]
+fn sync_repeats_get_the_stored_answer_and_409_while_running() {
+    let server = TestServer::start(&[sync_by_body(800)], |config| config.host.time_budget = Duration::from_secs(10));
+    let body = br#"{"event": {"id": "evt_1"}}"#;
+    let address = server.address;
+    let first = std::thread::spawn(move || {
+        http::post(address, "/api/webhook:trigger/charge", &[("Content-Type", "application/json")], body)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let concurrent = server.post("charge", &[("Content-Type", "application/json")], body);
+    assert_eq!(concurrent.status, 409, "{}", concurrent.text());
+    assert_eq!(concurrent.error_code(), "conflict");
+
+    let first = first.join().unwrap();
+    assert_eq!(first.status, 201);
+    assert_eq!(first.json(), json!({"run": execution_of(&first)}));
+    let repeat = server.post("charge", &[("Content-Type", "application/json")], body);
+    assert_eq!((repeat.status, repeat.json()), (201, first.json()), "the stored answer, not a second run");
+    assert_eq!(execution_of(&repeat), execution_of(&first));
+
+    let other = server.post("charge", &[("Content-Type", "application/json")], br#"{"event": {"id": 7}}"#);
+    assert_eq!(other.status, 201);
+    assert_ne!(execution_of(&other), execution_of(&first), "a numeric key is a different key");
+}
+
+#[test]
+fn keys_expire_after_their_ttl() {
+    let workflow = json!({"key": "short", "sync": false, "trigger": {"idempotency": {"header": "X-Key", "ttlSeconds": 1}},
+                          "nodes": []});
+    let server = TestServer::start(&[workflow], |_| {});
+    let first = server.post("short", &[("X-Key", "a")], b"");
+    assert_eq!(execution_of(&server.post("short", &[("X-Key", "a")], b"")), execution_of(&first));
+    std::thread::sleep(Duration::from_millis(1300));
+    assert_ne!(execution_of(&server.post("short", &[("X-Key", "a")], b"")), execution_of(&first));
+}
+
+#[test]
+fn a_sync_run_past_its_deadline_answers_202_and_can_be_polled() {
+    let workflow = json!({"key": "deadline", "sync": true,
+        "trigger": {"syncDeadlineMs": 200, "basicAuth": {"username": "u", "password": "p"}},
+        "nodes": [{"key": "work", "type": "misbehave", "config": {"mode": "busy", "ms": 1200}},
+                  {"key": "r", "type": "response", "config": {"body": "finally"}}]});
+    let server = TestServer::start(&[workflow], |config| config.host.time_budget = Duration::from_secs(10));
+    let auth = [("Authorization", "Basic dTpw")]; // u:p
+    let accepted = server.post("deadline", &auth, b"");
+    assert_eq!(accepted.status, 202, "{}", accepted.text());
+    let id = execution_of(&accepted);
+    let location = accepted.header("location").unwrap().to_string();
+    assert_eq!(location, format!("/api/webhook:result/{id}"));
+    assert_eq!(accepted.json()["executionId"], json!(id));
+
+    let polled = http::request(server.address, "GET", &location, &auth, b"");
+    assert_eq!(polled.status, 202, "still running");
+    assert_eq!(http::request(server.address, "GET", &location, &[], b"").status, 401, "authorised like the trigger");
+    assert_eq!(http::request(server.address, "GET", "/api/webhook:result/nonesuch", &auth, b"").status, 404);
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let done = loop {
+        let polled = http::request(server.address, "GET", &location, &auth, b"");
+        if polled.status != 202 {
+            break polled;
+        }
+        assert!(Instant::now() < deadline, "the execution never finished");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!((done.status, done.text().as_str()), (200, "finally"), "the execution went on and its answer was kept");
+    assert_eq!(execution_of(&done), id);
+}
