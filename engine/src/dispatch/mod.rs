@@ -9,10 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
+use axum::http::header;
 use serde_json::Value;
 use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
-
-use axum::http::header;
 
 use crate::api_error::{ApiError, EXECUTION_HEADER, ErrorCode};
 use crate::catalog::{Catalog, Deployed};
