@@ -176,8 +176,15 @@ impl Dispatcher {
         }
         let (answer, answered) = oneshot::channel();
         let timed_out = Arc::new(AtomicBool::new(false));
-        let mut observer = SyncObserver { answer: Some(answer), sent: None, timed_out: timed_out.clone() };
         let (host, store) = (self.host.clone(), self.store.clone());
+        let kept = claim.as_ref().map(|claim| KeptReply {
+            store: store.clone(),
+            execution_id: execution_id.clone(),
+            workflow: claim.workflow.clone(),
+            key: claim.key.clone(),
+            record: claim.record(&execution_id),
+        });
+        let mut observer = SyncObserver { answer: Some(answer), sent: None, timed_out: timed_out.clone(), kept };
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
             let reply = execute(host.as_ref(), &deployed.plan, &mut execution, &mut observer);
@@ -197,13 +204,14 @@ impl Dispatcher {
             // Queued for writing before the caller hears back, so a shutdown that waits for
             // in-flight requests and then flushes the store cannot lose the record.
             let committed = store.record_sync_execution(&execution, keep_reply.then_some(&final_reply), entry);
-            if let Some(answer) = observer.answer.take() {
-                let _ = answer.send(final_reply);
-            }
-            // An idempotency key is released only once a repeat can find the stored answer.
+            // With an idempotency key, the caller hears back (and the key is released) only once
+            // a repeat can find the stored answer.
             if let Some(claim) = claim {
                 let _ = committed.blocking_recv();
                 drop(claim);
+            }
+            if let Some(answer) = observer.answer.take() {
+                let _ = answer.send(final_reply);
             }
         });
         let wait = deadline.map_or(self.sync_timeout, |deadline| deadline.min(self.sync_timeout));
@@ -247,7 +255,7 @@ impl Dispatcher {
     }
 
     /// The answer of a sync execution, for `GET /api/webhook:result/{id}`: its kept reply once it
-    /// has ended, `202` while it runs, `None` when there is no such execution.
+    /// has ended, `202` while it runs.
     pub fn result(&self, execution: &Execution) -> Result<Reply, StoreError> {
         if !execution.status.is_final() {
             return Ok(still_running(&execution.id));
@@ -315,17 +323,32 @@ async fn work(dispatcher: std::sync::Weak<Dispatcher>, incoming: Arc<Mutex<mpsc:
 /// Sends the first reply to the waiting caller and stops the execution once the caller gave up.
 struct SyncObserver {
     answer: Option<oneshot::Sender<Reply>>,
-    /// The reply sent early (a Response node with `continue`).
+    /// The reply sent by a Response node (the execution may go on after it).
     sent: Option<Reply>,
     timed_out: Arc<AtomicBool>,
+    /// With an idempotency key: where the reply is stored before the caller hears it.
+    kept: Option<KeptReply>,
+}
+
+/// Stores a Response node's reply under its idempotency key before it is sent, so a repeat that
+/// arrives once the first caller has its answer finds that answer.
+struct KeptReply {
+    store: Store,
+    execution_id: String,
+    workflow: String,
+    key: String,
+    record: IdempotencyRecord,
 }
 
 impl Observer for SyncObserver {
     fn replied(&mut self, reply: &Reply) {
-        if let Some(answer) = self.answer.take() {
-            let _ = answer.send(reply.clone());
-            self.sent = Some(reply.clone());
+        let Some(answer) = self.answer.take() else { return };
+        if let Some(kept) = &self.kept {
+            let entry = IdempotencyEntry { workflow: &kept.workflow, key: &kept.key, record: &kept.record };
+            let _ = kept.store.record_reply(&kept.execution_id, reply, entry).blocking_recv();
         }
+        let _ = answer.send(reply.clone());
+        self.sent = Some(reply.clone());
     }
 
     fn interrupted(&mut self) -> Option<ExecutionStatus> {

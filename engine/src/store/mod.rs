@@ -225,6 +225,14 @@ impl Store {
         self.writer.write_notified(ops, false)
     }
 
+    /// Keeps the answer a sync caller is about to get, under its idempotency key (lazy); the
+    /// receiver hears when a repeat can find it.
+    pub fn record_reply(&self, execution_id: &str, reply: &Reply, idempotency: IdempotencyEntry<'_>) -> Committed {
+        let ops =
+            vec![Op::PutReply { id: execution_id.to_string(), record: encode(reply) }, idempotency_op(idempotency)];
+        self.writer.write_notified(ops, false)
+    }
+
     /// What a remembered idempotency key points at, unless it has expired.
     pub fn idempotency(&self, workflow: &str, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         let txn = self.db.begin_read().map_err(storage)?;

@@ -93,8 +93,9 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// The same reply with a header added.
+    /// The same reply with a header set (replacing any of the same name).
     pub fn with_header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.retain(|(existing, _)| !existing.eq_ignore_ascii_case(name));
         self.headers.push((name.to_string(), value.to_string()));
         self
     }

@@ -32,17 +32,20 @@ fn assert_healthy(server: &TestServer) {
 
 #[test]
 fn too_many_sync_executions_are_refused_with_503() {
-    let server = TestServer::start(&[slow(1500), echo()], |config| {
+    let server = TestServer::start(&[slow(3000), echo()], |config| {
         config.dispatch.max_sync_inflight = 1;
         config.host.time_budget = Duration::from_secs(10);
     });
     let address = server.address;
-    let first = std::thread::spawn(move || http::post(address, "/api/webhook:trigger/slow", &[], b""));
-    std::thread::sleep(Duration::from_millis(400));
-    let refused = server.post("echo", &[], b"");
-    assert_error(&refused, 503, "overloaded");
-    assert_eq!(refused.header("retry-after"), Some("1"));
-    assert_eq!(first.join().unwrap().status, 200, "the running one finishes");
+    // Two overlapping slow requests and one slot: one runs, the other is refused.
+    let requests: Vec<_> = (0..2)
+        .map(|_| std::thread::spawn(move || http::post(address, "/api/webhook:trigger/slow", &[], b"")))
+        .collect();
+    let mut responses: Vec<HttpResponse> = requests.into_iter().map(|request| request.join().unwrap()).collect();
+    responses.sort_by_key(|response| response.status);
+    assert_eq!(responses[0].status, 200, "the running one finishes: {}", responses[0].text());
+    assert_error(&responses[1], 503, "overloaded");
+    assert_eq!(responses[1].header("retry-after"), Some("1"));
     assert_healthy(&server);
 }
 
@@ -164,10 +167,10 @@ fn hostile_nodes_fail_alone_under_concurrent_load() {
 
 #[test]
 fn graceful_shutdown_drains_in_flight_sync_requests() {
-    let server = TestServer::start(&[slow(1000)], |config| config.host.time_budget = Duration::from_secs(10));
+    let server = TestServer::start(&[slow(2000)], |config| config.host.time_budget = Duration::from_secs(10));
     let address = server.address;
     let in_flight = std::thread::spawn(move || http::post(address, "/api/webhook:trigger/slow", &[], b""));
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(700));
     let data_dir = server.stop(); // what SIGTERM does
     let response = in_flight.join().unwrap();
     assert_eq!((response.status, response.text().as_str()), (200, "done"), "the in-flight request finished");

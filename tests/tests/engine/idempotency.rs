@@ -48,27 +48,32 @@ fn async_repeats_answer_like_the_first_and_start_nothing() {
 
 #[test]
 fn sync_repeats_get_the_stored_answer_and_409_while_running() {
-    let server = TestServer::start(&[sync_by_body(800)], |config| config.host.time_budget = Duration::from_secs(10));
+    let server = TestServer::start(&[sync_by_body(1500)], |config| config.host.time_budget = Duration::from_secs(10));
     let body = br#"{"event": {"id": "evt_1"}}"#;
     let address = server.address;
-    let first = std::thread::spawn(move || {
-        http::post(address, "/api/webhook:trigger/charge", &[("Content-Type", "application/json")], body)
-    });
-    std::thread::sleep(Duration::from_millis(300));
-    let concurrent = server.post("charge", &[("Content-Type", "application/json")], body);
+    // Two overlapping requests with one key: one runs, the other is told the first is running.
+    let requests: Vec<_> = (0..2)
+        .map(|_| {
+            std::thread::spawn(move || {
+                http::post(address, "/api/webhook:trigger/charge", &[("Content-Type", "application/json")], body)
+            })
+        })
+        .collect();
+    let mut responses: Vec<HttpResponse> = requests.into_iter().map(|request| request.join().unwrap()).collect();
+    responses.sort_by_key(|response| response.status);
+    let (first, concurrent) = (&responses[0], &responses[1]);
     assert_eq!(concurrent.status, 409, "{}", concurrent.text());
     assert_eq!(concurrent.error_code(), "conflict");
-
-    let first = first.join().unwrap();
     assert_eq!(first.status, 201);
-    assert_eq!(first.json(), json!({"run": execution_of(&first)}));
+    assert_eq!(first.json(), json!({"run": execution_of(first)}));
+
     let repeat = server.post("charge", &[("Content-Type", "application/json")], body);
     assert_eq!((repeat.status, repeat.json()), (201, first.json()), "the stored answer, not a second run");
-    assert_eq!(execution_of(&repeat), execution_of(&first));
+    assert_eq!(execution_of(&repeat), execution_of(first));
 
     let other = server.post("charge", &[("Content-Type", "application/json")], br#"{"event": {"id": 7}}"#);
     assert_eq!(other.status, 201);
-    assert_ne!(execution_of(&other), execution_of(&first), "a numeric key is a different key");
+    assert_ne!(execution_of(&other), execution_of(first), "a numeric key is a different key");
 }
 
 #[test]

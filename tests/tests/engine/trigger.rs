@@ -256,6 +256,8 @@ fn sync_without_response_and_sync_failure() {
         let error = &failed.json()["error"];
         assert_eq!(error["status"], json!(status));
         assert_eq!(error["executionId"].as_str(), failed.header("x-hookflow-execution"));
+        let named = failed.headers.iter().filter(|(name, _)| name == "x-hookflow-execution").count();
+        assert_eq!(named, 1, "the execution header is set once");
     }
 }
 
