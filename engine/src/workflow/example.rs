@@ -35,7 +35,12 @@ mod tests {
     use super::*;
 
     fn check(example: Value, expected: &[&str]) {
-        assert_eq!(example_paths(&example), expected, "{example}");
+        let paths = example_paths(&example);
+        assert_eq!(paths, expected, "{example}");
+        for path in paths {
+            let steps = super::super::template::parse_value_path(&path).expect("a listed path parses back");
+            assert_ne!(super::super::template::select(&example, &steps), Value::Null, "{path}");
+        }
     }
 
     #[test]
@@ -44,6 +49,7 @@ mod tests {
         check(json!({"items": [{"sku": "A"}]}), &["items", "items[0]", "items[0].sku"]);
         check(json!({"query": [{"a": "1"}, "x"]}), &["query", "query[0]", "query[0].a", "query[1]"]);
         check(json!({"a.b": {"c d": 1}}), &["[\"a.b\"]", "[\"a.b\"][\"c d\"]"]);
+        check(json!({"q\"\\": {"]": 1}}), &["[\"q\\\"\\\\\"]", "[\"q\\\"\\\\\"][\"]\"]"]);
         check(json!([1, [2]]), &["[0]", "[1]", "[1][0]"]);
         check(json!({"z": 1, "a": 2}), &["z", "a"]);
         check(json!(5), &[]);

@@ -316,10 +316,9 @@ fn parse_path(mut rest: &str) -> Result<Vec<Step>, String> {
                 let inner = &rest[1..];
                 let quoted = inner.trim_start();
                 if let Some(quote) = quoted.chars().next().filter(|c| *c == '"' || *c == '\'') {
-                    let body = &quoted[1..];
-                    let end = body.find(quote).ok_or("unterminated quoted key")?;
-                    path.push(Step::Key(body[..end].to_string()));
-                    rest = body[end + 1..].trim_start().strip_prefix(']').ok_or("expected ']' after a quoted key")?;
+                    let (key, after) = read_quoted(&quoted[1..], quote)?;
+                    path.push(Step::Key(key));
+                    rest = after.trim_start().strip_prefix(']').ok_or("expected ']' after a quoted key")?;
                 } else {
                     let close = inner.find(']').ok_or("missing ']'")?;
                     let index = inner[..close].trim();
@@ -342,6 +341,21 @@ pub fn join_key(path: &str, key: &str) -> String {
     match (path.is_empty(), plain) {
         (true, true) => key.to_string(),
         (false, true) => format!("{path}.{key}"),
-        (_, false) => format!("{path}[{key:?}]"),
+        (_, false) => format!("{path}[\"{}\"]", key.replace('\\', "\\\\").replace('"', "\\\"")),
     }
+}
+
+/// Reads a quoted key up to its closing `quote`; a backslash takes the next character as it is.
+/// Returns the key and what follows the closing quote.
+fn read_quoted(text: &str, quote: char) -> Result<(String, &str), String> {
+    let mut key = String::new();
+    let mut chars = text.char_indices();
+    while let Some((index, c)) = chars.next() {
+        match c {
+            '\\' => key.push(chars.next().ok_or("unterminated quoted key")?.1),
+            c if c == quote => return Ok((key, &text[index + c.len_utf8()..])),
+            c => key.push(c),
+        }
+    }
+    Err("unterminated quoted key".into())
 }
