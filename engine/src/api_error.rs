@@ -95,19 +95,26 @@ pub struct ApiError {
     code: ErrorCode,
     message: String,
     execution: Option<(String, ExecutionStatus)>,
+    details: Vec<(&'static str, serde_json::Value)>,
     headers: Vec<(String, String)>,
 }
 
 impl ApiError {
     /// An error with a code and a human message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
-        ApiError { code, message: message.into(), execution: None, headers: Vec::new() }
+        ApiError { code, message: message.into(), execution: None, details: Vec::new(), headers: Vec::new() }
     }
 
     /// Names the execution the error is about (`executionId`, `status`, and the
     /// `X-Hookflow-Execution` header).
     pub fn with_execution(mut self, id: &str, status: ExecutionStatus) -> ApiError {
         self.execution = Some((id.to_string(), status));
+        self
+    }
+
+    /// Adds a field to the `error` object (e.g. `faults` of a validation error).
+    pub fn with_detail(mut self, name: &'static str, value: serde_json::Value) -> ApiError {
+        self.details.push((name, value));
         self
     }
 
@@ -130,6 +137,9 @@ impl ApiError {
             error["executionId"] = json!(id);
             error["status"] = json!(status);
             headers.push((EXECUTION_HEADER.to_string(), id.clone()));
+        }
+        for (name, value) in &self.details {
+            error[*name] = value.clone();
         }
         headers.extend(self.headers.iter().cloned());
         Reply { status: self.code.status().as_u16(), headers, body: json!({ "error": error }).to_string().into_bytes() }

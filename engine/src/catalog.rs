@@ -46,6 +46,23 @@ pub enum DeployError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A workflow with that key exists already.
+    #[error("a workflow with the key {0:?} exists already")]
+    Exists(String),
+    /// No workflow has that key.
+    #[error("no workflow has the key {0:?}")]
+    Missing(String),
+}
+
+/// What `deploy` may do with the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeployMode {
+    /// Create or update (start-up files).
+    Upsert,
+    /// Create only: an existing key is a conflict.
+    Create,
+    /// Replace only: the key must exist.
+    Replace,
 }
 
 /// Deployed workflows by key.
@@ -108,7 +125,12 @@ impl Catalog {
     /// Validates and stores a definition, and makes it current. A definition without a key gets
     /// a generated one — or, when it comes from a file (`source`), the key that file was given
     /// before. An unchanged definition keeps its version.
-    pub async fn deploy(&self, mut definition: Workflow, source: Option<&str>) -> Result<Arc<Deployed>, DeployError> {
+    pub async fn deploy(
+        &self,
+        mut definition: Workflow,
+        source: Option<&str>,
+        mode: DeployMode,
+    ) -> Result<Arc<Deployed>, DeployError> {
         let previous_from_source = source.and_then(|source| {
             self.store.workflows().ok()?.into_iter().find(|record| record.source.as_deref() == Some(source))
         });
@@ -121,6 +143,11 @@ impl Catalog {
         debug_assert!(is_valid_key(&key));
 
         let stored = self.store.workflows()?.into_iter().find(|record| record.definition.key.as_deref() == Some(&key));
+        match (mode, &stored) {
+            (DeployMode::Create, Some(_)) => return Err(DeployError::Exists(key)),
+            (DeployMode::Replace, None) => return Err(DeployError::Missing(key)),
+            _ => {}
+        }
         let now = Timestamp::now();
         let record = match stored {
             Some(stored) if stored.definition == definition => stored,
@@ -142,6 +169,21 @@ impl Catalog {
         self.store.put_workflow(&record).await?;
         let deployed = Deployed::new(key, record.version, plan);
         Ok(self.publish(deployed))
+    }
+
+    /// The stored record of a workflow (timestamps, source).
+    pub fn record(&self, key: &str) -> Result<Option<WorkflowRecord>, StoreError> {
+        Ok(self.store.workflows()?.into_iter().find(|record| record.definition.key.as_deref() == Some(key)))
+    }
+
+    /// Removes a workflow: its URL answers 404 from now on.
+    pub async fn remove(&self, key: &str) -> Result<(), DeployError> {
+        if self.get(key).is_none() {
+            return Err(DeployError::Missing(key.to_string()));
+        }
+        self.store.delete_workflow(key).await?;
+        self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(key);
+        Ok(())
     }
 
     fn publish(&self, deployed: Deployed) -> Arc<Deployed> {

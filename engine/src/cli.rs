@@ -21,7 +21,7 @@ pub enum Command {
     /// Run the engine: listen for webhooks and run their workflows.
     #[command(after_help = "Examples:\n  hookflow serve --demo\n  hookflow serve --listen 0.0.0.0:13000 \
                              --workflows ./workflows --public-url https://hooks.example.com")]
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Turn an example request into the path list of a trigger's request configuration.
     #[command(subcommand)]
     Parse(ParseCommand),
@@ -48,6 +48,9 @@ pub struct ServeArgs {
     /// Origin for printed webhook URLs, e.g. https://hooks.example.com (default: http://<listen>).
     #[arg(long)]
     pub public_url: Option<String>,
+    /// Bearer token of the admin API (without one it answers loopback clients only).
+    #[arg(long, env = "HOOKFLOW_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// Largest accepted request body: bytes or a unit (1048576, 1MiB, 512KiB).
     #[arg(long, default_value = "1MiB", value_parser = parse_size)]
     pub body_limit: usize,

@@ -2,6 +2,7 @@
 //!
 //! The map of the code is `ARCHITECTURE.md` at the repository root.
 
+pub mod admin;
 pub mod api_error;
 pub mod catalog;
 pub mod dispatch;

@@ -29,7 +29,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Parse(ParseCommand::Query { example }) => print_paths(&parse_query_example(&example)),
         Command::Parse(ParseCommand::Body { example }) => {
             let example: Value = serde_json::from_str(&example).context("the example body is not valid JSON")?;
@@ -58,6 +58,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.plugins_dir = args.plugins;
     config.demo = args.demo;
     config.public_url = args.public_url;
+    config.admin_token = args.admin_token.filter(|token| !token.is_empty());
     config.body_limit = args.body_limit;
     config.host =
         HostConfig { time_budget: args.node_timeout, memory_limit: args.node_memory, ..HostConfig::default() };

@@ -14,8 +14,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::admin::{self, Admin};
 use crate::api_error::{ApiError, ErrorCode};
-use crate::catalog::{Catalog, DeployError};
+use crate::catalog::{Catalog, DeployError, DeployMode};
 use crate::dispatch::{DispatchConfig, Dispatcher};
 use crate::ingress::{self, Ingress, TRIGGER_PATH};
 use crate::listener::{self, ListenerConfig};
@@ -44,6 +45,8 @@ pub struct ServerConfig {
     pub demo: bool,
     /// Origin of printed webhook URLs (default `http://<listen address>`).
     pub public_url: Option<String>,
+    /// Bearer token of the admin API; `None` opens it to loopback clients only.
+    pub admin_token: Option<String>,
     /// Largest accepted trigger body, in bytes.
     pub body_limit: usize,
     /// Connection limits (the body must also arrive within `read_timeout`).
@@ -64,6 +67,7 @@ impl ServerConfig {
             plugins_dir: None,
             demo: false,
             public_url: None,
+            admin_token: None,
             body_limit: 1 << 20,
             limits: ListenerConfig::default(),
             host: HostConfig::default(),
@@ -152,7 +156,7 @@ impl Server {
         }
         for (source, json) in sources {
             let deployed = match parse_workflow(&json) {
-                Ok(definition) => catalog.deploy(definition, Some(&source)).await,
+                Ok(definition) => catalog.deploy(definition, Some(&source), DeployMode::Upsert).await,
                 Err(invalid) => Err(DeployError::Invalid(invalid)),
             };
             if let Err(error) = deployed {
@@ -163,7 +167,7 @@ impl Server {
             tracing::error!("refused: {line}");
         }
 
-        let dispatcher = Dispatcher::start(host, store.clone(), catalog.clone(), &config.dispatch)?;
+        let dispatcher = Dispatcher::start(host.clone(), store.clone(), catalog.clone(), &config.dispatch)?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| ServerError::Listen { address: config.listen, source })?;
@@ -180,13 +184,23 @@ impl Server {
             })
             .collect();
 
+        if config.admin_token.is_none() {
+            tracing::info!("admin API: no token configured, answering loopback clients only");
+        }
+        let admin = Arc::new(Admin {
+            catalog: catalog.clone(),
+            store: store.clone(),
+            host,
+            token: config.admin_token.clone(),
+            origin: origin.clone(),
+        });
         let ingress = Arc::new(Ingress {
             catalog,
             dispatcher,
             body_limit: config.body_limit,
             read_timeout: config.limits.read_timeout,
         });
-        let app = Router::new().merge(ingress::router(ingress)).fallback(not_found);
+        let app = Router::new().merge(ingress::router(ingress)).merge(admin::router(admin)).fallback(not_found);
         let (stop, stopped) = oneshot::channel::<()>();
         // In-flight sync requests end within the sync timeout; give them that long to drain.
         let drain = config.dispatch.sync_timeout + Duration::from_secs(1);

@@ -75,6 +75,22 @@ pub struct WorkflowRecord {
     pub source: Option<String>,
 }
 
+/// Which executions a listing wants.
+#[derive(Debug, Clone, Default)]
+pub struct ExecutionFilter {
+    /// Only this workflow's.
+    pub workflow: Option<String>,
+    /// Only executions with this status.
+    pub status: Option<crate::workflow::ExecutionStatus>,
+}
+
+impl ExecutionFilter {
+    fn matches(&self, execution: &Execution) -> bool {
+        self.workflow.as_ref().is_none_or(|workflow| *workflow == execution.workflow)
+            && self.status.is_none_or(|status| status == execution.status)
+    }
+}
+
 /// Hears when a write has committed.
 pub type Committed = tokio::sync::oneshot::Receiver<Result<(), StoreError>>;
 
@@ -161,6 +177,11 @@ impl Store {
             records.push(decode("workflows", value.value())?);
         }
         Ok(records)
+    }
+
+    /// Forgets a workflow (its versions stay, for executions that ran on them); durable on return.
+    pub async fn delete_workflow(&self, key: &str) -> Result<(), StoreError> {
+        self.writer.write_and_wait(vec![Op::DeleteWorkflow { key: key.to_string() }]).await
     }
 
     /// One version of a workflow's definition.
@@ -273,6 +294,34 @@ impl Store {
             execution.jobs.push(decode("jobs", value.value())?);
         }
         Ok(Some(execution))
+    }
+
+    /// Executions newest first, without their job-by-job progress: those older than `before`
+    /// (an execution id) that match the filter, at most `limit`.
+    pub fn executions(
+        &self,
+        filter: &ExecutionFilter,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Execution>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(EXECUTIONS).map_err(storage)?;
+        let range = match before {
+            Some(before) => table.range(..before).map_err(storage)?,
+            None => table.range::<&str>(..).map_err(storage)?,
+        };
+        let mut found = Vec::new();
+        for entry in range.rev() {
+            let (_, value) = entry.map_err(storage)?;
+            let execution: Execution = decode("executions", value.value())?;
+            if filter.matches(&execution) {
+                found.push(execution);
+                if found.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(found)
     }
 
     /// Ids of every queued or unfinished async execution, oldest first.

@@ -17,6 +17,7 @@ const MAX_BATCH: usize = 4096;
 /// One change to the database.
 pub enum Op {
     PutWorkflow { key: String, record: Vec<u8> },
+    DeleteWorkflow { key: String },
     PutWorkflowVersion { key: String, version: u64, definition: Vec<u8> },
     PutExecution { id: String, record: Vec<u8> },
     PutJob { id: String, index: u32, record: Vec<u8> },
@@ -107,6 +108,7 @@ fn commit(db: &Database, batch: &[Request], durable: bool) -> Result<(), StoreEr
         for op in batch.iter().flat_map(|request| &request.ops) {
             match op {
                 Op::PutWorkflow { key, record } => workflows.insert(key.as_str(), record.as_slice()).map(drop),
+                Op::DeleteWorkflow { key } => workflows.remove(key.as_str()).map(drop),
                 Op::PutWorkflowVersion { key, version, definition } => {
                     versions.insert((key.as_str(), *version), definition.as_slice()).map(drop)
                 }

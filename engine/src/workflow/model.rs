@@ -118,6 +118,26 @@ pub enum Signature {
     },
 }
 
+impl Signature {
+    /// The accepted secrets.
+    pub fn secrets(&self) -> &[String] {
+        match self {
+            Signature::HmacSha256 { secrets, .. }
+            | Signature::StandardWebhooks { secrets, .. }
+            | Signature::Stripe { secrets, .. } => secrets,
+        }
+    }
+
+    /// The accepted secrets, to change.
+    pub fn secrets_mut(&mut self) -> &mut Vec<String> {
+        match self {
+            Signature::HmacSha256 { secrets, .. }
+            | Signature::StandardWebhooks { secrets, .. }
+            | Signature::Stripe { secrets, .. } => secrets,
+        }
+    }
+}
+
 /// How an HMAC signature is written in its header.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -206,12 +206,9 @@ impl<R: NodeRunner + ?Sized> Checker<'_, R> {
     }
 
     fn check_signature(&mut self, signature: &Signature) {
-        let secrets = match signature {
-            Signature::HmacSha256 { header, secrets, .. } => {
-                if !is_header_name(header) {
-                    self.fault("trigger.signature.header", format!("{header:?} is not a valid header name"));
-                }
-                secrets
+        match signature {
+            Signature::HmacSha256 { header, .. } if !is_header_name(header) => {
+                self.fault("trigger.signature.header", format!("{header:?} is not a valid header name"));
             }
             Signature::StandardWebhooks { secrets, .. } => {
                 for (index, secret) in secrets.iter().enumerate() {
@@ -219,10 +216,10 @@ impl<R: NodeRunner + ?Sized> Checker<'_, R> {
                         self.fault(format!("trigger.signature.secrets[{index}]"), "expected whsec_ followed by base64");
                     }
                 }
-                secrets
             }
-            Signature::Stripe { secrets, .. } => secrets,
-        };
+            _ => {}
+        }
+        let secrets = signature.secrets();
         if secrets.is_empty() || secrets.iter().any(String::is_empty) {
             self.fault("trigger.signature.secrets", "give at least one secret, none empty");
         }

@@ -1,0 +1,197 @@
+//! The admin API over HTTP: workflows, executions, parse, plugins, health, auth.
+
+use hookflow_tests::http::{self, HttpResponse};
+use serde_json::{Value, json};
+
+use crate::util::TestServer;
+
+const TOKEN: &str = "s3cret-admin-token";
+
+fn call(server: &TestServer, method: &str, path: &str, body: Option<&Value>) -> HttpResponse {
+    let bearer = format!("Bearer {TOKEN}");
+    let mut headers = vec![("Authorization", bearer.as_str())];
+    let body = body.map(Value::to_string).unwrap_or_default();
+    if !body.is_empty() {
+        headers.push(("Content-Type", "application/json"));
+    }
+    http::request(server.address, method, path, &headers, body.as_bytes())
+}
+
+fn with_token() -> TestServer {
+    TestServer::start(&[], |config| config.admin_token = Some(TOKEN.into()))
+}
+
+fn guarded(title: &str) -> Value {
+    json!({"title": title, "sync": true,
+           "trigger": {"basicAuth": {"username": "shop", "password": "pw"}},
+           "nodes": [{"key": "r", "type": "response", "config": {"body": title}}]})
+}
+
+#[test]
+fn health_probes_need_no_token() {
+    let server = with_token();
+    assert_eq!(http::request(server.address, "GET", "/healthz", &[], b"").status, 200);
+    let ready = http::request(server.address, "GET", "/readyz", &[], b"");
+    assert_eq!((ready.status, ready.json()["status"].clone()), (200, json!("ready")));
+}
+
+#[test]
+fn the_admin_api_needs_its_token() {
+    let server = with_token();
+    let none = http::request(server.address, "GET", "/api/workflows", &[], b"");
+    assert_eq!((none.status, none.error_code()), (401, "unauthorized".to_string()));
+    let wrong = http::request(server.address, "GET", "/api/workflows", &[("Authorization", "Bearer nope")], b"");
+    assert_eq!(wrong.status, 401);
+    assert_eq!(call(&server, "GET", "/api/workflows", None).status, 200);
+
+    // Without a token the API answers loopback clients (this test is one).
+    let open = TestServer::start(&[], |_| {});
+    assert_eq!(http::request(open.address, "GET", "/api/workflows", &[], b"").status, 200);
+}
+
+#[test]
+fn workflow_lifecycle() {
+    let server = with_token();
+    let created = call(&server, "POST", "/api/workflows", Some(&guarded("v1")));
+    assert_eq!(created.status, 201, "{}", created.text());
+    let workflow = created.json();
+    let key = workflow["key"].as_str().unwrap().to_string();
+    assert_eq!(key.len(), 16, "a generated key");
+    assert!(key.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()));
+    assert_eq!(workflow["url"], json!(format!("http://{}/api/webhook:trigger/{key}", server.address)));
+    assert_eq!(workflow["version"], json!(1));
+    assert_eq!(workflow["trigger"]["basicAuth"]["password"], json!("********"), "secrets are masked");
+    assert!(workflow["createdAt"].is_string());
+
+    let webhook = |auth: &str| server.post(&key, &[("Authorization", auth)], b"");
+    let credentials = "Basic c2hvcDpwdw=="; // shop:pw
+    assert_eq!(webhook(credentials).text(), "v1");
+
+    let duplicate = call(&server, "POST", "/api/workflows", Some(&json!({"key": key, "sync": true})));
+    assert_eq!((duplicate.status, duplicate.error_code()), (409, "conflict".to_string()));
+    let invalid = call(&server, "POST", "/api/workflows", Some(&json!({"nodes": [{"key": "a", "type": "nonesuch"}]})));
+    assert_eq!((invalid.status, invalid.error_code()), (422, "validation_failed".to_string()));
+    assert_eq!(invalid.json()["error"]["faults"][0]["path"], json!("nodes[0].type"));
+
+    // A replacement that sends the masked password back keeps the stored one.
+    let mut replacement = call(&server, "GET", &format!("/api/workflows/{key}"), None).json();
+    replacement["nodes"][0]["config"]["body"] = json!("v2");
+    let replaced = call(&server, "PUT", &format!("/api/workflows/{key}"), Some(&replacement));
+    assert_eq!(replaced.status, 200, "{}", replaced.text());
+    assert_eq!(replaced.json()["version"], json!(2));
+    assert_eq!(webhook(credentials).text(), "v2", "the old password still works");
+
+    assert_eq!(call(&server, "POST", &format!("/api/workflows/{key}/disable"), None).json()["enabled"], json!(false));
+    assert_eq!(webhook(credentials).status, 404);
+    assert_eq!(call(&server, "POST", &format!("/api/workflows/{key}/enable"), None).status, 200);
+    assert_eq!(webhook(credentials).status, 200);
+
+    assert_eq!(call(&server, "DELETE", &format!("/api/workflows/{key}"), None).status, 204);
+    assert_eq!(call(&server, "GET", &format!("/api/workflows/{key}"), None).status, 404);
+    assert_eq!(call(&server, "DELETE", &format!("/api/workflows/{key}"), None).status, 404);
+    assert_eq!(webhook(credentials).status, 404);
+}
+
+#[test]
+fn lists_are_paginated() {
+    let server = with_token();
+    for n in 0..3 {
+        let created = call(&server, "POST", "/api/workflows", Some(&json!({"key": format!("wf-{n}"), "nodes": []})));
+        assert_eq!(created.status, 201);
+    }
+    let first = call(&server, "GET", "/api/workflows?limit=2", None).json();
+    let keys: Vec<_> = first["items"].as_array().unwrap().iter().map(|w| w["key"].clone()).collect();
+    assert_eq!(keys, [json!("wf-0"), json!("wf-1")]);
+    let cursor = first["nextCursor"].as_str().unwrap();
+    let second = call(&server, "GET", &format!("/api/workflows?limit=2&cursor={cursor}"), None).json();
+    assert_eq!(second["items"][0]["key"], json!("wf-2"));
+    assert_eq!(second["nextCursor"], Value::Null);
+
+    let ids: Vec<String> = (0..3)
+        .map(|_| {
+            let response = server.post("wf-0", &[], b"");
+            response.header("x-hookflow-execution").unwrap().to_string()
+        })
+        .collect();
+    for id in &ids {
+        server.finished_execution(id);
+    }
+    let page = call(&server, "GET", "/api/executions?workflow=wf-0&status=resolved&limit=2", None).json();
+    let listed: Vec<_> =
+        page["items"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(listed, [ids[2].clone(), ids[1].clone()], "newest first");
+    let cursor = page["nextCursor"].as_str().unwrap();
+    let rest = call(&server, "GET", &format!("/api/executions?workflow=wf-0&limit=2&cursor={cursor}"), None).json();
+    assert_eq!(rest["items"][0]["id"], json!(ids[0]));
+    assert_eq!(rest["nextCursor"], Value::Null);
+    assert_eq!(call(&server, "GET", "/api/executions?status=failed", None).json()["items"], json!([]));
+    assert_eq!(call(&server, "GET", "/api/executions?status=bogus", None).status, 422);
+}
+
+#[test]
+fn executions_show_their_jobs() {
+    let server = TestServer::start(&[], |config| {
+        config.demo = true;
+        config.admin_token = Some(TOKEN.into());
+    });
+    let response = server.post_json("demo-payment", &json!({"status": "paid", "order": 9}));
+    let id = response.header("x-hookflow-execution").unwrap().to_string();
+    server.finished_execution(&id);
+    let execution = call(&server, "GET", &format!("/api/executions/{id}"), None).json();
+    assert_eq!(execution["status"], json!("resolved"));
+    assert_eq!(execution["workflow"], json!("demo-payment"));
+    let job = &execution["jobs"][1];
+    assert_eq!(job["nodeKey"], json!("ok"));
+    assert_eq!(job["input"]["body"]["order"], json!(9), "the resolved input");
+    assert!(job["startedAt"].is_string() && job["finishedAt"].is_string());
+    assert_eq!(call(&server, "GET", "/api/executions/nonesuch", None).status, 404);
+}
+
+#[test]
+fn replacing_a_workflow_keeps_the_running_execution_on_its_version() {
+    let server = with_token();
+    let v1 = json!({"key": "versioned", "sync": false, "nodes": [
+        {"key": "v1step", "type": "misbehave", "config": {"mode": "busy", "ms": 800}}]});
+    assert_eq!(call(&server, "POST", "/api/workflows", Some(&v1)).status, 201);
+    let running = server.post("versioned", &[], b"").header("x-hookflow-execution").unwrap().to_string();
+    let v2 =
+        json!({"key": "versioned", "sync": false, "nodes": [{"key": "v2step", "type": "condition", "config": {}}]});
+    assert_eq!(call(&server, "PUT", "/api/workflows/versioned", Some(&v2)).json()["version"], json!(2));
+    let later = server.post("versioned", &[], b"").header("x-hookflow-execution").unwrap().to_string();
+
+    let old = server.finished_execution(&running);
+    assert_eq!((old.version, old.jobs[0].node_key.as_str()), (1, "v1step"));
+    let new = server.finished_execution(&later);
+    assert_eq!((new.version, new.jobs[0].node_key.as_str()), (2, "v2step"));
+}
+
+#[test]
+fn parse_from_example_and_plugins() {
+    let server = with_token();
+    let query = call(
+        &server,
+        "POST",
+        "/api/parse/query",
+        Some(&json!({"example": "http://localhost:13000/api/webhook:trigger/x?query[0][a]=1&query[1]=x"})),
+    );
+    assert_eq!(
+        query.json(),
+        json!({"paths": [{"key": "query"}, {"key": "query[0]"}, {"key": "query[0].a"}, {"key": "query[1]"}]})
+    );
+    let body = call(&server, "POST", "/api/parse/body", Some(&json!({"example": {"a": 1, "b": {"c": 2}}})));
+    assert_eq!(body.json(), json!({"paths": [{"key": "a"}, {"key": "b"}, {"key": "b.c"}]}));
+    let bad = http::request(
+        server.address,
+        "POST",
+        "/api/parse/body",
+        &[("Authorization", &format!("Bearer {TOKEN}"))],
+        b"{oops",
+    );
+    assert_eq!(bad.status, 400);
+
+    let plugins = call(&server, "GET", "/api/plugins", None).json();
+    let names: Vec<_> = plugins["items"].as_array().unwrap().iter().map(|p| p["name"].clone()).collect();
+    assert_eq!(names, [json!("condition"), json!("misbehave"), json!("response")]);
+    assert_eq!(plugins["items"][0]["branches"], json!(["true", "false"]));
+    assert_eq!(plugins["items"][0]["digest"].as_str().unwrap().len(), 64);
+}
