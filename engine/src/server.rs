@@ -191,6 +191,7 @@ impl Server {
             catalog: catalog.clone(),
             store: store.clone(),
             host,
+            dispatcher: dispatcher.clone(),
             token: config.admin_token.clone(),
             origin: origin.clone(),
         });

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use crate::api_error::{ApiError, ErrorCode};
 use crate::catalog::{Catalog, DeployError, DeployMode, Deployed};
+use crate::dispatch::Dispatcher;
 use crate::ingress::{TRIGGER_PATH, constant_time_eq, parse_query_example};
 use crate::plugin::PluginHost;
 use crate::store::{ExecutionFilter, Store};
@@ -36,6 +37,8 @@ pub struct Admin {
     pub store: Store,
     /// Installed node types.
     pub host: Arc<PluginHost>,
+    /// Runs executions (cancel, rerun).
+    pub dispatcher: Arc<Dispatcher>,
     /// The bearer token; `None` opens the API to loopback clients only.
     pub token: Option<String>,
     /// Origin of webhook URLs in answers.
@@ -51,6 +54,8 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/api/workflows/{key}/disable", post(disable_workflow))
         .route("/api/executions", get(list_executions))
         .route("/api/executions/{id}", get(show_execution))
+        .route("/api/executions/{id}/cancel", post(cancel_execution))
+        .route("/api/executions/{id}/rerun", post(rerun_execution))
         .route("/api/parse/query", post(parse_query))
         .route("/api/parse/body", post(parse_body))
         .route("/api/plugins", get(list_plugins))
@@ -202,10 +207,36 @@ async fn list_executions(
 }
 
 async fn show_execution(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    match admin.store.execution(&id).map_err(internal)? {
-        Some(execution) => Ok(axum::Json(execution).into_response()),
-        None => Err(ApiError::new(ErrorCode::NotFound, format!("no execution {id:?}"))),
+    Ok(axum::Json(execution(&admin, &id)?).into_response())
+}
+
+async fn cancel_execution(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let execution = execution(&admin, &id)?;
+    let status = execution.status;
+    match admin.dispatcher.cancel(execution).await.map_err(internal)? {
+        Some(canceled) if canceled.status.is_final() => Ok(axum::Json(canceled).into_response()),
+        // Running: it stops before its next node.
+        Some(running) => Ok((StatusCode::ACCEPTED, axum::Json(running)).into_response()),
+        None => Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!("execution {id} cannot be canceled: it is {} (or a sync execution)", status.as_str()),
+        )),
     }
+}
+
+async fn rerun_execution(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let earlier = execution(&admin, &id)?;
+    let deployed = deployed(&admin, &earlier.workflow)?;
+    let rerun = admin.dispatcher.rerun(&deployed, earlier.trigger).await.map_err(internal)?;
+    Ok((StatusCode::CREATED, axum::Json(rerun)).into_response())
+}
+
+fn execution(admin: &Admin, id: &str) -> Result<crate::workflow::Execution, ApiError> {
+    admin
+        .store
+        .execution(id)
+        .map_err(internal)?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no execution {id:?}")))
 }
 
 /// `{"example": ...}`.

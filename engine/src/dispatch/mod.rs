@@ -80,6 +80,8 @@ pub struct Dispatcher {
     sync_slots: Arc<Semaphore>,
     /// Idempotency keys being processed right now: (workflow, key).
     claims: Arc<StdMutex<HashSet<(String, String)>>>,
+    /// Async executions an operator canceled while they ran.
+    canceled: Arc<StdMutex<HashSet<String>>>,
     /// Async executions accepted and not finished.
     backlog: Arc<AtomicUsize>,
     max_queue: usize,
@@ -103,6 +105,7 @@ impl Dispatcher {
             sync_timeout: config.sync_timeout,
             sync_slots: Arc::new(Semaphore::new(config.max_sync_inflight)),
             claims: Arc::default(),
+            canceled: Arc::default(),
             backlog: Arc::new(AtomicUsize::new(pending.len())),
             max_queue: config.max_queue,
         });
@@ -249,6 +252,38 @@ impl Dispatcher {
         Answer::new(&execution.id, deployed.accept_reply.clone())
     }
 
+    /// Cancels an async execution: a queued one ends `canceled` at once, a running one before its
+    /// next node. Returns the record as it stands, or `None` when the execution has ended (or is
+    /// a sync one, which its caller owns).
+    pub async fn cancel(&self, mut execution: Execution) -> Result<Option<Execution>, StoreError> {
+        let queued = self.store.queued()?.contains(&execution.id);
+        if !queued || execution.status.is_final() {
+            return Ok(None);
+        }
+        if execution.status == ExecutionStatus::Queued {
+            execution.status = ExecutionStatus::Canceled;
+            execution.finished_at = Some(Timestamp::now());
+            self.store.record_finished(&execution);
+            self.store.flush().await?;
+        } else {
+            self.canceled.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(execution.id.clone());
+        }
+        Ok(Some(execution))
+    }
+
+    /// Runs a workflow's current version again on an earlier execution's trigger data, in the
+    /// background (as an async execution); returns the new execution.
+    pub async fn rerun(&self, deployed: &Deployed, trigger: Value) -> Result<Execution, StoreError> {
+        let execution = Execution::new(&deployed.key, deployed.version, trigger);
+        self.backlog.fetch_add(1, Ordering::AcqRel);
+        if let Err(error) = self.store.enqueue(&execution, None).await {
+            self.backlog.fetch_sub(1, Ordering::AcqRel);
+            return Err(error);
+        }
+        let _ = self.queue.send(execution.id.clone());
+        Ok(execution)
+    }
+
     /// The store (for reading records).
     pub fn store(&self) -> &Store {
         &self.store
@@ -295,11 +330,12 @@ impl Dispatcher {
         };
         execution.status = ExecutionStatus::Started;
         self.store.mark_started(&execution);
-        let (host, store) = (self.host.clone(), self.store.clone());
+        let (host, store, canceled) = (self.host.clone(), self.store.clone(), self.canceled.clone());
         let ran = tokio::task::spawn_blocking(move || {
             // The executor replays the leading resolved jobs; new ones are recorded after them.
             let next_index = execution.jobs.iter().take_while(|job| job.status == JobStatus::Resolved).count();
-            let mut recorder = JobRecorder { store: &store, execution_id: execution.id.clone(), next_index };
+            let mut recorder =
+                JobRecorder { store: &store, execution_id: execution.id.clone(), next_index, canceled: &canceled };
             execute(host.as_ref(), &deployed.plan, &mut execution, &mut recorder);
             store.record_finished(&execution);
         })
@@ -362,12 +398,18 @@ struct JobRecorder<'a> {
     store: &'a Store,
     execution_id: String,
     next_index: usize,
+    canceled: &'a StdMutex<HashSet<String>>,
 }
 
 impl Observer for JobRecorder<'_> {
     fn job_finished(&mut self, job: &Job) {
         self.store.record_job(&self.execution_id, self.next_index, job);
         self.next_index += 1;
+    }
+
+    fn interrupted(&mut self) -> Option<ExecutionStatus> {
+        let mut canceled = self.canceled.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        canceled.remove(&self.execution_id).then_some(ExecutionStatus::Canceled)
     }
 }
 

@@ -195,3 +195,59 @@ fn parse_from_example_and_plugins() {
     assert_eq!(plugins["items"][0]["branches"], json!(["true", "false"]));
     assert_eq!(plugins["items"][0]["digest"].as_str().unwrap().len(), 64);
 }
+
+#[test]
+fn cancel_and_rerun_executions() {
+    let two_steps = json!({"key": "two-steps", "sync": false, "nodes": [
+        {"key": "first", "type": "misbehave", "config": {"mode": "busy", "ms": 1000}},
+        {"key": "second", "type": "condition", "config": {}}]});
+    let server = TestServer::start(&[two_steps], |config| {
+        config.admin_token = Some(TOKEN.into());
+        config.host.time_budget = std::time::Duration::from_secs(10);
+    });
+
+    // A running execution stops before its next node.
+    let running = server.post("two-steps", &[], b"").header("x-hookflow-execution").unwrap().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let accepted = call(&server, "POST", &format!("/api/executions/{running}/cancel"), None);
+    assert_eq!(accepted.status, 202, "{}", accepted.text());
+    let canceled = server.finished_execution(&running);
+    assert_eq!(canceled.status, hookflow::workflow::ExecutionStatus::Canceled);
+    assert_eq!(canceled.jobs.len(), 1, "the second node never ran");
+    let again = call(&server, "POST", &format!("/api/executions/{running}/cancel"), None);
+    assert_eq!((again.status, again.error_code()), (409, "conflict".to_string()));
+
+    // A rerun is a new execution on the same trigger data.
+    let rerun = call(&server, "POST", &format!("/api/executions/{running}/rerun"), None);
+    assert_eq!(rerun.status, 201, "{}", rerun.text());
+    let new_id = rerun.json()["id"].as_str().unwrap().to_string();
+    assert_ne!(new_id, running);
+    let new = server.finished_execution(&new_id);
+    assert_eq!(new.status, hookflow::workflow::ExecutionStatus::Resolved);
+    assert_eq!(new.trigger, canceled.trigger);
+    assert_eq!(call(&server, "POST", "/api/executions/nonesuch/rerun", None).status, 404);
+}
+
+#[test]
+fn a_queued_execution_is_canceled_at_once() {
+    let server = TestServer::start(&[], |config| {
+        config.demo = true;
+        config.admin_token = Some(TOKEN.into());
+        config.dispatch.workers = 0;
+    });
+    let id = server
+        .post_json("demo-payment-async", &json!({"status": "paid"}))
+        .header("x-hookflow-execution")
+        .unwrap()
+        .to_string();
+    let canceled = call(&server, "POST", &format!("/api/executions/{id}/cancel"), None);
+    assert_eq!((canceled.status, canceled.json()["status"].clone()), (200, json!("canceled")));
+    let data = server.stop();
+    let restarted = TestServer::start_in(data, |config| config.demo = true);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        restarted.execution(&id).unwrap().status,
+        hookflow::workflow::ExecutionStatus::Canceled,
+        "it never runs"
+    );
+}
