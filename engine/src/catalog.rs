@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use crate::plugin::PluginHost;
 use crate::store::{Store, StoreError, WorkflowRecord};
 use crate::timestamp::Timestamp;
-use crate::workflow::{Plan, Reply, ValidationError, Workflow, compile, is_valid_key};
+use crate::workflow::{Plan, PlanNode, Reply, ValidationError, Workflow, compile, is_valid_key};
 
 /// Length of a generated workflow key.
 const GENERATED_KEY_LEN: usize = 16;
@@ -169,6 +169,18 @@ impl Catalog {
         self.store.put_workflow(&record).await?;
         let deployed = Deployed::new(key, record.version, plan);
         Ok(self.publish(deployed))
+    }
+
+    /// Keys of the enabled workflows whose current version uses a node type.
+    pub fn users_of(&self, node_type: &str) -> Vec<String> {
+        fn uses(nodes: &[PlanNode], node_type: &str) -> bool {
+            nodes.iter().any(|node| node.node_type == node_type || node.branches.values().any(|b| uses(b, node_type)))
+        }
+        self.all()
+            .into_iter()
+            .filter(|deployed| deployed.workflow().enabled && uses(&deployed.plan.nodes, node_type))
+            .map(|deployed| deployed.key.clone())
+            .collect()
     }
 
     /// The stored record of a workflow (timestamps, source).

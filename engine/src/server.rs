@@ -137,7 +137,10 @@ impl Server {
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))?;
         let host = Arc::new(host);
         let mut refused = Vec::new();
-        if let Some(dir) = &config.plugins_dir {
+        // Uploaded components first; the operator's --plugins directory may replace them.
+        let uploaded = config.data_dir.join("plugins");
+        let plugin_dirs = [uploaded.is_dir().then_some(&uploaded), config.plugins_dir.as_ref()];
+        for dir in plugin_dirs.into_iter().flatten() {
             let (installed, errors) = host.install_dir(dir)?;
             for plugin in installed {
                 tracing::info!(plugin = %plugin.name, digest = %plugin.digest, "installed custom node");
@@ -192,6 +195,7 @@ impl Server {
             store: store.clone(),
             host,
             dispatcher: dispatcher.clone(),
+            plugin_dir: config.data_dir.join("plugins"),
             token: config.admin_token.clone(),
             origin: origin.clone(),
         });

@@ -4,14 +4,16 @@
 //! and a masked value sent back in a replacement keeps the stored secret.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -19,12 +21,15 @@ use crate::api_error::{ApiError, ErrorCode};
 use crate::catalog::{Catalog, DeployError, DeployMode, Deployed};
 use crate::dispatch::Dispatcher;
 use crate::ingress::{TRIGGER_PATH, constant_time_eq, parse_query_example};
-use crate::plugin::PluginHost;
+use crate::plugin::{LoadError, Plugin, PluginHost};
 use crate::store::{ExecutionFilter, Store};
 use crate::workflow::{ExecutionStatus, Workflow, example_paths, parse_workflow};
 
 /// What stands in for a secret in answers.
 pub const MASK: &str = "********";
+
+/// Largest component accepted by upload (interpreters compiled to WebAssembly are tens of MiB).
+const MAX_COMPONENT_BYTES: usize = 256 << 20;
 
 /// Largest page of a listing.
 const MAX_LIMIT: usize = 500;
@@ -39,6 +44,8 @@ pub struct Admin {
     pub host: Arc<PluginHost>,
     /// Runs executions (cancel, rerun).
     pub dispatcher: Arc<Dispatcher>,
+    /// Where uploaded components are kept, so they are installed again at start.
+    pub plugin_dir: PathBuf,
     /// The bearer token; `None` opens the API to loopback clients only.
     pub token: Option<String>,
     /// Origin of webhook URLs in answers.
@@ -59,6 +66,10 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/api/parse/query", post(parse_query))
         .route("/api/parse/body", post(parse_body))
         .route("/api/plugins", get(list_plugins))
+        .route(
+            "/api/plugins/{name}",
+            put(upload_plugin).delete(delete_plugin).layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
+        )
         .route_layer(middleware::from_fn_with_state(admin.clone(), authorize));
     Router::new()
         .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
@@ -269,17 +280,60 @@ fn paths(example: &Value) -> Response {
 }
 
 async fn list_plugins(State(admin): State<Arc<Admin>>) -> Response {
-    let items: Vec<Value> = admin
-        .host
-        .plugins()
-        .iter()
-        .map(|plugin| {
-            json!({"name": plugin.name, "builtin": plugin.builtin, "digest": plugin.digest,
-                   "version": plugin.info.version, "configSchema": plugin.info.config_schema,
-                   "branches": plugin.info.branches, "mayRespond": plugin.info.may_respond})
-        })
-        .collect();
+    let items: Vec<Value> = admin.host.plugins().iter().map(|plugin| plugin_json(plugin)).collect();
     axum::Json(json!({"items": items, "nextCursor": null})).into_response()
+}
+
+fn plugin_json(plugin: &Plugin) -> Value {
+    json!({"name": plugin.name, "builtin": plugin.builtin, "digest": plugin.digest,
+           "version": plugin.info.version, "configSchema": plugin.info.config_schema,
+           "branches": plugin.info.branches, "mayRespond": plugin.info.may_respond})
+}
+
+/// `PUT /api/plugins/{name}` with the component bytes: checked against the `node` world and
+/// compiled before it is accepted; kept in the data directory.
+async fn upload_plugin(
+    State(admin): State<Arc<Admin>>,
+    Path(name): Path<String>,
+    component: Bytes,
+) -> Result<Response, ApiError> {
+    let existed = admin.host.plugin(&name).is_some();
+    let host = admin.host.clone();
+    let (install_name, bytes) = (name.clone(), component.clone());
+    let installed = tokio::task::spawn_blocking(move || host.install(&install_name, &bytes))
+        .await
+        .map_err(|e| internal(format!("plugin install panicked: {e}")))?;
+    let plugin = installed.map_err(|error| match error {
+        LoadError::BuiltinName(_) => ApiError::new(ErrorCode::Conflict, error.to_string()),
+        error => ApiError::new(ErrorCode::ValidationFailed, error.to_string()),
+    })?;
+    std::fs::create_dir_all(&admin.plugin_dir)
+        .and_then(|()| std::fs::write(admin.plugin_dir.join(format!("{name}.wasm")), &component))
+        .map_err(|e| internal(format!("installed, but cannot keep the component on disk: {e}")))?;
+    let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
+    Ok((status, axum::Json(plugin_json(&plugin))).into_response())
+}
+
+/// `DELETE /api/plugins/{name}`: refused for built-ins and while an enabled workflow uses it.
+async fn delete_plugin(State(admin): State<Arc<Admin>>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let plugin =
+        admin.host.plugin(&name).ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no plugin {name:?}")))?;
+    if plugin.builtin {
+        return Err(ApiError::new(ErrorCode::Conflict, format!("{name:?} is a built-in node")));
+    }
+    let users = admin.catalog.users_of(&name);
+    if !users.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!("{name:?} is used by enabled workflows: {}", users.join(", ")),
+        ));
+    }
+    admin.host.uninstall(&name);
+    match std::fs::remove_file(admin.plugin_dir.join(format!("{name}.wasm"))) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(internal(error)),
+        _ => {}
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 fn deployed(admin: &Admin, key: &str) -> Result<Arc<Deployed>, ApiError> {

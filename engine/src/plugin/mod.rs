@@ -193,6 +193,15 @@ impl PluginHost {
         Ok((installed, refused))
     }
 
+    /// Removes a custom node type; built-ins stay. Returns what was removed.
+    pub fn uninstall(&self, name: &str) -> Option<Arc<Plugin>> {
+        let mut plugins = self.plugins.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if plugins.get(name).is_some_and(|plugin| plugin.builtin) {
+            return None;
+        }
+        plugins.remove(name)
+    }
+
     /// The installed node types, sorted by name.
     pub fn plugins(&self) -> Vec<Arc<Plugin>> {
         let mut plugins: Vec<_> = self.registry().values().cloned().collect();

@@ -251,3 +251,57 @@ fn a_queued_execution_is_canceled_at_once() {
         "it never runs"
     );
 }
+
+#[test]
+fn plugins_are_uploaded_used_and_removed() {
+    let server = with_token();
+    let upload = |name: &str, bytes: &[u8]| {
+        let bearer = format!("Bearer {TOKEN}");
+        http::request(
+            server.address,
+            "PUT",
+            &format!("/api/plugins/{name}"),
+            &[("Authorization", bearer.as_str())],
+            bytes,
+        )
+    };
+    let component = hookflow_tests::fixture("misbehave");
+    let created = upload("scorer", component);
+    assert_eq!(created.status, 201, "{}", created.text());
+    assert_eq!(created.json()["name"], json!("scorer"));
+    assert_eq!(created.json()["digest"].as_str().unwrap().len(), 64);
+    assert_eq!(upload("scorer", component).status, 200, "a re-upload replaces");
+
+    let junk = upload("junk", b"\0asm but not really");
+    assert_eq!((junk.status, junk.error_code()), (422, "validation_failed".to_string()));
+    let other = upload("greeter", hookflow_tests::fixture("other-world"));
+    assert_eq!(other.status, 422);
+    assert!(other.json()["error"]["message"].as_str().unwrap().contains("does not target the hookflow:node/node"));
+    assert_eq!(upload("condition", component).status, 409);
+
+    let workflow = json!({"key": "scored", "sync": true, "nodes": [
+        {"key": "s", "type": "scorer", "config": {}},
+        {"key": "r", "type": "response", "config": {"body": "scored"}}]});
+    assert_eq!(call(&server, "POST", "/api/workflows", Some(&workflow)).status, 201);
+    assert_eq!(server.post("scored", &[], b"").text(), "scored", "the uploaded node runs");
+
+    let in_use = call(&server, "DELETE", "/api/plugins/scorer", None);
+    assert_eq!(in_use.status, 409);
+    assert!(in_use.json()["error"]["message"].as_str().unwrap().contains("scored"));
+    assert_eq!(call(&server, "DELETE", "/api/plugins/response", None).status, 409, "built-ins stay");
+
+    // Kept across a restart.
+    let data = server.stop();
+    let server = TestServer::start_in(data, |config| config.admin_token = Some(TOKEN.into()));
+    let names: Vec<Value> = call(&server, "GET", "/api/plugins", None).json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].clone())
+        .collect();
+    assert!(names.contains(&json!("scorer")), "{names:?}");
+
+    assert_eq!(call(&server, "POST", "/api/workflows/scored/disable", None).status, 200);
+    assert_eq!(call(&server, "DELETE", "/api/plugins/scorer", None).status, 204);
+    assert_eq!(call(&server, "DELETE", "/api/plugins/scorer", None).status, 404);
+}
