@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod dispatch;
 pub mod ingress;
 pub mod listener;
+pub mod metrics;
 pub mod plugin;
 pub mod server;
 pub mod store;

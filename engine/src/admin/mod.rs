@@ -21,6 +21,7 @@ use crate::api_error::{ApiError, ErrorCode};
 use crate::catalog::{Catalog, DeployError, DeployMode, Deployed};
 use crate::dispatch::Dispatcher;
 use crate::ingress::{TRIGGER_PATH, constant_time_eq, parse_query_example};
+use crate::metrics::metrics;
 use crate::plugin::{LoadError, Plugin, PluginHost};
 use crate::store::{ExecutionFilter, Store};
 use crate::workflow::{ExecutionStatus, Workflow, example_paths, parse_workflow};
@@ -74,6 +75,12 @@ pub fn router(admin: Arc<Admin>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
         .route("/readyz", get(ready))
+        .route(
+            "/metrics",
+            get(|| async {
+                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics().render())
+            }),
+        )
         .merge(api)
         .with_state(admin)
 }

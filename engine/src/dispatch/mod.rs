@@ -15,6 +15,7 @@ use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
 
 use crate::api_error::{ApiError, EXECUTION_HEADER, ErrorCode};
 use crate::catalog::{Catalog, Deployed};
+use crate::metrics::metrics;
 use crate::plugin::PluginHost;
 use crate::store::{IdempotencyEntry, IdempotencyRecord, Store, StoreError};
 use crate::timestamp::Timestamp;
@@ -97,6 +98,7 @@ impl Dispatcher {
     ) -> Result<Arc<Dispatcher>, StoreError> {
         let (queue, incoming) = mpsc::unbounded_channel();
         let pending = store.queued()?;
+        metrics().queue_changed(i64::try_from(pending.len()).unwrap_or(i64::MAX));
         let dispatcher = Arc::new(Dispatcher {
             host,
             store,
@@ -206,6 +208,7 @@ impl Dispatcher {
             let entry = claim.as_ref().zip(record.as_ref()).map(|(claim, record)| claim.entry(record));
             // Queued for writing before the caller hears back, so a shutdown that waits for
             // in-flight requests and then flushes the store cannot lose the record.
+            metrics().execution_finished(execution.status.as_str());
             let committed = store.record_sync_execution(&execution, keep_reply.then_some(&final_reply), entry);
             // With an idempotency key, the caller hears back (and the key is released) only once
             // a repeat can find the stored answer.
@@ -248,6 +251,7 @@ impl Dispatcher {
             return Answer::error(error);
         }
         // With no workers the receiver still exists; the execution waits for a restart.
+        metrics().queue_changed(1);
         let _ = self.queue.send(execution.id.clone());
         Answer::new(&execution.id, deployed.accept_reply.clone())
     }
@@ -280,6 +284,7 @@ impl Dispatcher {
             self.backlog.fetch_sub(1, Ordering::AcqRel);
             return Err(error);
         }
+        metrics().queue_changed(1);
         let _ = self.queue.send(execution.id.clone());
         Ok(execution)
     }
@@ -337,6 +342,7 @@ impl Dispatcher {
             let mut recorder =
                 JobRecorder { store: &store, execution_id: execution.id.clone(), next_index, canceled: &canceled };
             execute(host.as_ref(), &deployed.plan, &mut execution, &mut recorder);
+            metrics().execution_finished(execution.status.as_str());
             store.record_finished(&execution);
         })
         .await;
@@ -353,6 +359,7 @@ async fn work(dispatcher: std::sync::Weak<Dispatcher>, incoming: Arc<Mutex<mpsc:
         let (Some(id), Some(dispatcher)) = (next, dispatcher.upgrade()) else { return };
         dispatcher.run_queued(&id).await;
         dispatcher.backlog.fetch_sub(1, Ordering::AcqRel);
+        metrics().queue_changed(-1);
     }
 }
 

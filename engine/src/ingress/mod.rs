@@ -25,6 +25,7 @@ pub use signature::parse_stripe_header;
 use crate::api_error::{ApiError, EXECUTION_HEADER, ErrorCode, reply_into_response};
 use crate::catalog::Catalog;
 use crate::dispatch::{Dispatcher, RESULT_PATH};
+use crate::metrics::metrics;
 use crate::workflow::template::{parse_value_path, select};
 use crate::workflow::{Idempotency, Variable};
 
@@ -52,7 +53,11 @@ pub fn router(ingress: Arc<Ingress>) -> Router {
 }
 
 async fn trigger(State(ingress): State<Arc<Ingress>>, Path(key): Path<String>, request: Request) -> Response {
-    handle(&ingress, &key, request).await.unwrap_or_else(IntoResponse::into_response)
+    let response = handle(&ingress, &key, request).await.unwrap_or_else(IntoResponse::into_response);
+    // Unknown keys share one label, so probing cannot grow the metrics without bound.
+    let workflow = if ingress.catalog.get(&key).is_some() { key.as_str() } else { "(unknown)" };
+    metrics().request(workflow, response.status().as_u16());
+    response
 }
 
 async fn handle(ingress: &Ingress, key: &str, request: Request) -> Result<Response, ApiError> {

@@ -9,12 +9,13 @@ mod sandbox;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
+use crate::metrics::metrics;
 use crate::workflow::{
     Directive, EndStatus, NodeCall, NodeFailure, NodeInfo, NodeOutcome, NodeRunner, Reply, is_header_name,
     is_header_value,
@@ -264,6 +265,13 @@ impl PluginHost {
     }
 
     fn call(&self, plugin: &Plugin, call: &NodeCall<'_>) -> Result<NodeOutcome, NodeFailure> {
+        let started = Instant::now();
+        let outcome = self.call_in_sandbox(plugin, call);
+        metrics().node_call(&plugin.name, started.elapsed());
+        outcome
+    }
+
+    fn call_in_sandbox(&self, plugin: &Plugin, call: &NodeCall<'_>) -> Result<NodeOutcome, NodeFailure> {
         let _slot = self.slots.acquire();
         let mut store = self.store(call.execution_id, call.node_key, &plugin.name);
         let failure = |error: wasmtime::Error| match error.downcast_ref::<Trap>() {

@@ -6,8 +6,12 @@
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
 
+use std::time::Instant;
+
 use redb::{Database, Durability};
 use tokio::sync::oneshot;
+
+use crate::metrics::metrics;
 
 use super::{EXECUTIONS, IDEMPOTENCY, JOBS, QUEUE, REPLIES, StoreError, WORKFLOW_VERSIONS, WORKFLOWS, storage};
 
@@ -80,7 +84,9 @@ fn run(db: &Database, incoming: &Receiver<Request>) {
             batch.push(next);
         }
         let durable = batch.iter().any(|request| request.durable);
+        let started = Instant::now();
         let result = commit(db, &batch, durable);
+        metrics().commit(started.elapsed());
         if let Err(error) = &result {
             tracing::error!("store commit of {} writes failed: {error}", batch.len());
         }

@@ -305,3 +305,41 @@ fn plugins_are_uploaded_used_and_removed() {
     assert_eq!(call(&server, "DELETE", "/api/plugins/scorer", None).status, 204);
     assert_eq!(call(&server, "DELETE", "/api/plugins/scorer", None).status, 404);
 }
+
+/// The value of one metric line (`name{labels}`) in Prometheus text, 0 when absent.
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .map_or(0.0, |value| value.parse().unwrap())
+}
+
+#[test]
+fn metrics_move_as_requests_are_made() {
+    // The registry is per process: this workflow's key is used by no other test.
+    let mut metered: Value =
+        serde_json::from_str(include_str!("../../../examples/workflows/demo-payment.json")).unwrap();
+    metered["key"] = json!("metered");
+    let server = TestServer::start(&[metered], |config| config.admin_token = Some(TOKEN.into()));
+    let scrape = || {
+        let response = http::request(server.address, "GET", "/metrics", &[], b"");
+        assert_eq!(response.status, 200, "no token needed");
+        assert!(response.header("content-type").unwrap().starts_with("text/plain"));
+        response.text()
+    };
+    let ok = r#"hookflow_trigger_requests_total{workflow="metered",status="200"}"#;
+    let bad = r#"hookflow_trigger_requests_total{workflow="metered",status="400"}"#;
+    let calls = r#"hookflow_node_call_seconds_count{type="condition"}"#;
+    let before = scrape();
+    for status in ["paid", "paid", "unpaid"] {
+        server.post_json("metered", &json!({"status": status}));
+    }
+    server.post("nonesuch", &[], b"");
+    let after = scrape();
+    assert_eq!(metric(&after, ok) - metric(&before, ok), 2.0);
+    assert_eq!(metric(&after, bad) - metric(&before, bad), 1.0);
+    assert!(metric(&after, calls) - metric(&before, calls) >= 3.0);
+    assert!(metric(&after, r#"hookflow_trigger_requests_total{workflow="(unknown)",status="404"}"#) >= 1.0);
+    assert!(after.contains("# TYPE hookflow_store_commit_seconds histogram"));
+    assert!(after.contains("hookflow_queue_depth "));
+    assert!(metric(&after, r#"hookflow_executions_total{status="resolved"}"#) >= 3.0);
+}
