@@ -209,7 +209,8 @@ impl Dispatcher {
             // Queued for writing before the caller hears back, so a shutdown that waits for
             // in-flight requests and then flushes the store cannot lose the record.
             metrics().execution_finished(execution.status.as_str());
-            let committed = store.record_sync_execution(&execution, keep_reply.then_some(&final_reply), entry);
+            let keep = keeps(&deployed, execution.status);
+            let committed = store.record_sync_execution(&execution, keep, keep_reply.then_some(&final_reply), entry);
             // With an idempotency key, the caller hears back (and the key is released) only once
             // a repeat can find the stored answer.
             if let Some(claim) = claim {
@@ -267,7 +268,7 @@ impl Dispatcher {
         if execution.status == ExecutionStatus::Queued {
             execution.status = ExecutionStatus::Canceled;
             execution.finished_at = Some(Timestamp::now());
-            self.store.record_finished(&execution);
+            self.store.record_finished(&execution, true);
             self.store.flush().await?;
         } else {
             self.canceled.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(execution.id.clone());
@@ -316,7 +317,7 @@ impl Dispatcher {
             Err(error) => return tracing::error!(execution = id, "cannot load queued execution: {error}"),
         };
         if execution.status.is_final() {
-            self.store.record_finished(&execution);
+            self.store.record_finished(&execution, true);
             return;
         }
         let deployed = match self.catalog.version(&execution.workflow, execution.version) {
@@ -329,7 +330,7 @@ impl Dispatcher {
                 tracing::error!(execution = id, workflow = %execution.workflow, "cannot run execution: {why}");
                 execution.status = ExecutionStatus::Error;
                 execution.finished_at = Some(Timestamp::now());
-                self.store.record_finished(&execution);
+                self.store.record_finished(&execution, true);
                 return;
             }
         };
@@ -343,7 +344,7 @@ impl Dispatcher {
                 JobRecorder { store: &store, execution_id: execution.id.clone(), next_index, canceled: &canceled };
             execute(host.as_ref(), &deployed.plan, &mut execution, &mut recorder);
             metrics().execution_finished(execution.status.as_str());
-            store.record_finished(&execution);
+            store.record_finished(&execution, keeps(&deployed, execution.status));
         })
         .await;
         if ran.is_err() {
@@ -444,6 +445,11 @@ impl Drop for Claim {
         let mut claims = self.claims.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         claims.remove(&(std::mem::take(&mut self.workflow), std::mem::take(&mut self.key)));
     }
+}
+
+/// Whether a finished execution's record is kept (`options.deleteExecutionOnStatus`).
+fn keeps(deployed: &Deployed, status: ExecutionStatus) -> bool {
+    !deployed.workflow().options.delete_execution_on_status.iter().any(|deleted| deleted == status.as_str())
 }
 
 fn overloaded(why: &str) -> ApiError {

@@ -220,10 +220,11 @@ impl Store {
         self.writer.write(vec![Op::PutJob { id: execution_id.to_string(), index, record: encode(job) }], true);
     }
 
-    /// Records a finished async execution with all its jobs and takes it off the queue, in one
-    /// transaction (durable; not waited for): once it is on disk the execution never runs again.
-    pub fn record_finished(&self, execution: &Execution) {
-        self.writer.write(finish_ops(execution), true);
+    /// Records a finished async execution with all its jobs (or deletes it, when it is not to be
+    /// kept) and takes it off the queue, in one transaction (durable; not waited for): once it is
+    /// on disk the execution never runs again.
+    pub fn record_finished(&self, execution: &Execution, keep: bool) {
+        self.writer.write(finish_ops(execution, keep), true);
     }
 
     /// Records a running sync execution, so it can be polled (lazy).
@@ -231,16 +232,17 @@ impl Store {
         self.writer.write(vec![Op::PutExecution { id: execution.id.clone(), record: encode(execution) }], false);
     }
 
-    /// Records a finished sync execution, with the answer its caller got when that is to be kept
-    /// and its idempotency key (lazy: durable at the next fsync or [`Store::flush`]). The receiver
+    /// Records a finished sync execution (or deletes it, when it is not to be kept), with the
+    /// answer its caller got when that is to be kept and its idempotency key (lazy: durable at the next fsync or [`Store::flush`]). The receiver
     /// hears when the record is visible to readers.
     pub fn record_sync_execution(
         &self,
         execution: &Execution,
+        keep: bool,
         reply: Option<&Reply>,
         idempotency: Option<IdempotencyEntry<'_>>,
     ) -> Committed {
-        let mut ops = finish_ops(execution);
+        let mut ops = finish_ops(execution, keep);
         ops.extend(reply.map(|reply| Op::PutReply { id: execution.id.clone(), record: encode(reply) }));
         ops.extend(idempotency.map(idempotency_op));
         self.writer.write_notified(ops, false)
@@ -345,13 +347,16 @@ fn idempotency_op(entry: IdempotencyEntry<'_>) -> Op {
     }
 }
 
-/// The whole record of a finished execution replaces its job-by-job progress and its queue entry.
-fn finish_ops(execution: &Execution) -> Vec<Op> {
-    vec![
-        Op::PutExecution { id: execution.id.clone(), record: encode(execution) },
-        Op::DeleteJobs { id: execution.id.clone() },
-        Op::Dequeue { id: execution.id.clone() },
-    ]
+/// The whole record of a finished execution (or, when it is not to be kept, its deletion)
+/// replaces its job-by-job progress and its queue entry.
+fn finish_ops(execution: &Execution, keep: bool) -> Vec<Op> {
+    let id = execution.id.clone();
+    let record = if keep {
+        Op::PutExecution { id: id.clone(), record: encode(execution) }
+    } else {
+        Op::DeleteExecution { id: id.clone() }
+    };
+    vec![record, Op::DeleteJobs { id: id.clone() }, Op::Dequeue { id }]
 }
 
 fn encode(value: &impl Serialize) -> Vec<u8> {

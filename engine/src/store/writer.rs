@@ -24,6 +24,7 @@ pub enum Op {
     DeleteWorkflow { key: String },
     PutWorkflowVersion { key: String, version: u64, definition: Vec<u8> },
     PutExecution { id: String, record: Vec<u8> },
+    DeleteExecution { id: String },
     PutJob { id: String, index: u32, record: Vec<u8> },
     DeleteJobs { id: String },
     Enqueue { id: String },
@@ -119,6 +120,7 @@ fn commit(db: &Database, batch: &[Request], durable: bool) -> Result<(), StoreEr
                     versions.insert((key.as_str(), *version), definition.as_slice()).map(drop)
                 }
                 Op::PutExecution { id, record } => executions.insert(id.as_str(), record.as_slice()).map(drop),
+                Op::DeleteExecution { id } => executions.remove(id.as_str()).map(drop),
                 Op::PutJob { id, index, record } => jobs.insert((id.as_str(), *index), record.as_slice()).map(drop),
                 Op::DeleteJobs { id } => jobs.retain_in((id.as_str(), 0)..=(id.as_str(), u32::MAX), |_, _| false),
                 Op::Enqueue { id } => queue.insert(id.as_str(), ()).map(drop),

@@ -343,3 +343,20 @@ fn metrics_move_as_requests_are_made() {
     assert!(after.contains("hookflow_queue_depth "));
     assert!(metric(&after, r#"hookflow_executions_total{status="resolved"}"#) >= 3.0);
 }
+
+#[test]
+fn executions_are_deleted_once_finished_when_the_workflow_says_so() {
+    let forgetful = json!({"key": "forgetful", "sync": true, "options": {"deleteExecutionOnStatus": ["resolved"]},
+        "nodes": [{"key": "c", "type": "condition", "config": {"rejectOnFalse": true,
+            "calculation": {"group": {"calculations": [{"calculator": "equal", "operands": ["{{$context.body.ok}}", true]}]}}}}]});
+    let server = TestServer::start(&[forgetful], |_| {});
+    let resolved = server.post_json("forgetful", &json!({"ok": true}));
+    assert_eq!(resolved.status, 200);
+    let failed = server.post_json("forgetful", &json!({"ok": false}));
+    assert_eq!(failed.status, 500);
+    let failed_id = failed.header("x-hookflow-execution").unwrap();
+    assert_eq!(server.finished_execution(failed_id).status, hookflow::workflow::ExecutionStatus::Failed, "kept");
+    // Records are written in order: once the later one is visible, the earlier one is settled.
+    let resolved_id = resolved.header("x-hookflow-execution").unwrap();
+    assert!(server.execution(resolved_id).is_none(), "a resolved execution is deleted");
+}
