@@ -142,7 +142,7 @@ impl Catalog {
         let key = definition.key.clone().unwrap_or_default();
         debug_assert!(is_valid_key(&key));
 
-        let stored = self.store.workflows()?.into_iter().find(|record| record.definition.key.as_deref() == Some(&key));
+        let stored = self.store.workflow(&key)?;
         match (mode, &stored) {
             (DeployMode::Create, Some(_)) => return Err(DeployError::Exists(key)),
             (DeployMode::Replace, None) => return Err(DeployError::Missing(key)),
@@ -185,7 +185,7 @@ impl Catalog {
 
     /// The stored record of a workflow (timestamps, source).
     pub fn record(&self, key: &str) -> Result<Option<WorkflowRecord>, StoreError> {
-        Ok(self.store.workflows()?.into_iter().find(|record| record.definition.key.as_deref() == Some(key)))
+        self.store.workflow(key)
     }
 
     /// Removes a workflow: its URL answers 404 from now on.

@@ -23,7 +23,7 @@ pub use query::{parse_query, parse_query_example};
 pub use signature::parse_stripe_header;
 
 use crate::api_error::{ApiError, EXECUTION_HEADER, ErrorCode, reply_into_response};
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Deployed};
 use crate::dispatch::{Dispatcher, RESULT_PATH};
 use crate::metrics::metrics;
 use crate::workflow::template::{parse_value_path, select};
@@ -53,19 +53,18 @@ pub fn router(ingress: Arc<Ingress>) -> Router {
 }
 
 async fn trigger(State(ingress): State<Arc<Ingress>>, Path(key): Path<String>, request: Request) -> Response {
-    let response = handle(&ingress, &key, request).await.unwrap_or_else(IntoResponse::into_response);
+    let deployed = ingress.catalog.get(&key);
     // Unknown keys share one label, so probing cannot grow the metrics without bound.
-    let workflow = if ingress.catalog.get(&key).is_some() { key.as_str() } else { "(unknown)" };
-    metrics().request(workflow, response.status().as_u16());
+    let label = if deployed.is_some() { key.as_str() } else { "(unknown)" };
+    let response = match deployed.filter(|deployed| deployed.workflow().enabled) {
+        Some(deployed) => handle(&ingress, deployed, request).await.unwrap_or_else(IntoResponse::into_response),
+        None => ApiError::new(ErrorCode::NotFound, format!("no enabled webhook has the key {key:?}")).into_response(),
+    };
+    metrics().request(label, response.status().as_u16());
     response
 }
 
-async fn handle(ingress: &Ingress, key: &str, request: Request) -> Result<Response, ApiError> {
-    let deployed = ingress
-        .catalog
-        .get(key)
-        .filter(|deployed| deployed.workflow().enabled)
-        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no enabled webhook has the key {key:?}")))?;
+async fn handle(ingress: &Ingress, deployed: Arc<Deployed>, request: Request) -> Result<Response, ApiError> {
     if request.method() != Method::POST {
         return Err(ApiError::new(
             ErrorCode::MethodNotAllowed,

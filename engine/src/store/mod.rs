@@ -184,6 +184,14 @@ impl Store {
         self.writer.write_and_wait(vec![Op::DeleteWorkflow { key: key.to_string() }]).await
     }
 
+    /// One stored workflow.
+    pub fn workflow(&self, key: &str) -> Result<Option<WorkflowRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(WORKFLOWS).map_err(storage)?;
+        let value = table.get(key).map_err(storage)?;
+        value.map(|value| decode("workflows", value.value())).transpose()
+    }
+
     /// One version of a workflow's definition.
     pub fn workflow_version(&self, key: &str, version: u64) -> Result<Option<Workflow>, StoreError> {
         let txn = self.db.begin_read().map_err(storage)?;
