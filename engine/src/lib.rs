@@ -10,6 +10,7 @@ pub mod ingress;
 pub mod listener;
 pub mod metrics;
 pub mod plugin;
+pub mod reload;
 pub mod server;
 pub mod store;
 pub mod timestamp;

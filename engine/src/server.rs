@@ -21,6 +21,7 @@ use crate::dispatch::{DispatchConfig, Dispatcher};
 use crate::ingress::{self, Ingress, TRIGGER_PATH};
 use crate::listener::{self, ListenerConfig};
 use crate::plugin::{HostConfig, LoadError, PluginHost};
+use crate::reload::{self, Watched};
 use crate::store::{Store, StoreError};
 use crate::workflow::parse_workflow;
 
@@ -125,6 +126,7 @@ pub struct Server {
     store: Store,
     stop: oneshot::Sender<()>,
     serving: JoinHandle<()>,
+    reloading: JoinHandle<()>,
 }
 
 impl Server {
@@ -199,6 +201,8 @@ impl Server {
             token: config.admin_token.clone(),
             origin: origin.clone(),
         });
+        let watched = Watched { workflows_dir: config.workflows_dir.clone(), plugins_dir: config.plugins_dir.clone() };
+        let reloading = tokio::spawn(reload::watch(watched, catalog.clone(), admin.host.clone()));
         let ingress = Arc::new(Ingress {
             catalog,
             dispatcher,
@@ -217,12 +221,13 @@ impl Server {
             listener::serve(listener, app, &limits, stopped, drain).await;
         });
         tracing::info!(%address, "hookflow is listening");
-        Ok(Server { address, endpoints, refused, store, stop, serving })
+        Ok(Server { address, endpoints, refused, store, stop, serving, reloading })
     }
 
     /// Stops accepting, lets in-flight requests finish (up to the sync timeout), and makes every
     /// record durable.
     pub async fn stop(self) -> Result<(), ServerError> {
+        self.reloading.abort();
         let _ = self.stop.send(());
         self.serving.await.unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()));
         self.store.flush().await?;

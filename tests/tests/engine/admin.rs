@@ -360,3 +360,44 @@ fn executions_are_deleted_once_finished_when_the_workflow_says_so() {
     let resolved_id = resolved.header("x-hookflow-execution").unwrap();
     assert!(server.execution(resolved_id).is_none(), "a resolved execution is deleted");
 }
+
+#[test]
+fn workflow_and_plugin_files_are_reloaded_without_a_restart() {
+    let workflows = crate::util::fresh_dir("hot-workflows");
+    let plugins = crate::util::fresh_dir("hot-plugins");
+    let hot = |body: &str| json!({"key": "hot", "sync": true, "nodes": [{"key": "r", "type": "response", "config": {"body": body}}]});
+    std::fs::write(workflows.join("hot.json"), hot("one").to_string()).unwrap();
+    let (w, p) = (workflows.clone(), plugins.clone());
+    let server = TestServer::start(&[], move |config| {
+        config.workflows_dir = Some(w);
+        config.plugins_dir = Some(p);
+    });
+    assert_eq!(server.post("hot", &[], b"").text(), "one");
+    let eventually = |expected: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let text = server.post("hot", &[], b"").text();
+            if text == expected {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "still {text:?}, expected {expected:?}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+
+    std::fs::write(workflows.join("hot.json"), hot("two").to_string()).unwrap();
+    eventually("two");
+
+    // A broken file is refused; the previous version keeps serving.
+    std::fs::write(workflows.join("hot.json"), "{ not json").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(server.post("hot", &[], b"").text(), "two");
+
+    // A new node type and a workflow that uses it, dropped in together.
+    std::fs::write(plugins.join("late.wasm"), hookflow_tests::fixture("misbehave")).unwrap();
+    let uses_late = json!({"key": "hot", "sync": true, "nodes": [
+        {"key": "l", "type": "late", "config": {}},
+        {"key": "r", "type": "response", "config": {"body": "three"}}]});
+    std::fs::write(workflows.join("hot.json"), uses_late.to_string()).unwrap();
+    eventually("three");
+}
