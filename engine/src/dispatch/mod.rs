@@ -261,7 +261,7 @@ impl Dispatcher {
     /// next node. Returns the record as it stands, or `None` when the execution has ended (or is
     /// a sync one, which its caller owns).
     pub async fn cancel(&self, mut execution: Execution) -> Result<Option<Execution>, StoreError> {
-        let queued = self.store.queued()?.contains(&execution.id);
+        let queued = self.store.is_queued(&execution.id)?;
         if !queued || execution.status.is_final() {
             return Ok(None);
         }

@@ -334,6 +334,13 @@ impl Store {
         Ok(found)
     }
 
+    /// Whether an async execution is still on the queue (not finished).
+    pub fn is_queued(&self, id: &str) -> Result<bool, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(QUEUE).map_err(storage)?;
+        Ok(table.get(id).map_err(storage)?.is_some())
+    }
+
     /// Ids of every queued or unfinished async execution, oldest first.
     pub fn queued(&self) -> Result<Vec<String>, StoreError> {
         let txn = self.db.begin_read().map_err(storage)?;
