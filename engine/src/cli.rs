@@ -75,6 +75,21 @@ pub struct ServeArgs {
     /// Memory limit of one node instance.
     #[arg(long, default_value = "64MiB", value_parser = parse_size)]
     pub node_memory: usize,
+    /// Delete finished executions this many days after they were created (default: keep all).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep_executions_days: Option<u32>,
+    /// Log lines as human-readable text or as one JSON object per line (levels: RUST_LOG).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How `serve` writes its log (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `2026-11-29T18:00:00Z  INFO execution{id=01K..}: message`.
+    Text,
+    /// One JSON object per line, with the execution id in its `span` field.
+    Json,
 }
 
 /// `hookflow parse` subcommands.

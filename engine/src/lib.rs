@@ -11,6 +11,7 @@ pub mod listener;
 pub mod metrics;
 pub mod plugin;
 pub mod reload;
+pub mod retention;
 pub mod server;
 pub mod store;
 pub mod timestamp;

@@ -4,6 +4,7 @@
 mod cli;
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser as _;
@@ -14,7 +15,7 @@ use hookflow::server::{Server, ServerConfig};
 use hookflow::workflow::example_paths;
 use serde_json::{Value, json};
 
-use cli::{Cli, Command, ParseCommand, ServeArgs};
+use cli::{Cli, Command, LogFormat, ParseCommand, ServeArgs};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -46,13 +47,7 @@ fn print_paths(example: &Value) -> anyhow::Result<()> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    init_logging(args.log_format);
     let mut config = ServerConfig::new(args.listen, args.data);
     config.workflows_dir = args.workflows;
     config.plugins_dir = args.plugins;
@@ -69,6 +64,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_queue: args.max_queue,
     };
     config.limits.read_timeout = args.read_timeout;
+    config.retention.keep_executions =
+        args.keep_executions_days.map(|days| Duration::from_secs(u64::from(days) * 24 * 60 * 60));
 
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
@@ -87,6 +84,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("stopped");
         anyhow::Ok(())
     })
+}
+
+/// Logs to stderr at the level `RUST_LOG` asks for (default `info`), as text or JSON lines.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logger = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
+    match format {
+        LogFormat::Text => logger.init(),
+        LogFormat::Json => logger.json().init(),
+    }
 }
 
 /// Ready-to-paste `curl` lines for the demo workflows.

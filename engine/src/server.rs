@@ -22,6 +22,7 @@ use crate::ingress::{self, Ingress, TRIGGER_PATH};
 use crate::listener::{self, ListenerConfig};
 use crate::plugin::{HostConfig, LoadError, PluginHost};
 use crate::reload::{self, Watched};
+use crate::retention::{self, RetentionConfig};
 use crate::store::{Store, StoreError};
 use crate::workflow::parse_workflow;
 
@@ -56,6 +57,8 @@ pub struct ServerConfig {
     pub host: HostConfig,
     /// Sync timeout and workers.
     pub dispatch: DispatchConfig,
+    /// How long finished executions are kept.
+    pub retention: RetentionConfig,
 }
 
 impl ServerConfig {
@@ -73,6 +76,7 @@ impl ServerConfig {
             limits: ListenerConfig::default(),
             host: HostConfig::default(),
             dispatch: DispatchConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -126,7 +130,8 @@ pub struct Server {
     store: Store,
     stop: oneshot::Sender<()>,
     serving: JoinHandle<()>,
-    reloading: JoinHandle<()>,
+    /// Background tasks (hot reload, retention), aborted at stop.
+    background: Vec<JoinHandle<()>>,
 }
 
 impl Server {
@@ -202,7 +207,10 @@ impl Server {
             origin: origin.clone(),
         });
         let watched = Watched { workflows_dir: config.workflows_dir.clone(), plugins_dir: config.plugins_dir.clone() };
-        let reloading = tokio::spawn(reload::watch(watched, catalog.clone(), admin.host.clone()));
+        let background = vec![
+            tokio::spawn(reload::watch(watched, catalog.clone(), admin.host.clone())),
+            tokio::spawn(retention::run(store.clone(), config.retention.clone())),
+        ];
         let ingress = Arc::new(Ingress {
             catalog,
             dispatcher,
@@ -221,13 +229,13 @@ impl Server {
             listener::serve(listener, app, &limits, stopped, drain).await;
         });
         tracing::info!(%address, "hookflow is listening");
-        Ok(Server { address, endpoints, refused, store, stop, serving, reloading })
+        Ok(Server { address, endpoints, refused, store, stop, serving, background })
     }
 
     /// Stops accepting, lets in-flight requests finish (up to the sync timeout), and makes every
     /// record durable.
     pub async fn stop(self) -> Result<(), ServerError> {
-        self.reloading.abort();
+        self.background.iter().for_each(JoinHandle::abort);
         let _ = self.stop.send(());
         self.serving.await.unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()));
         self.store.flush().await?;

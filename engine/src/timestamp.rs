@@ -16,6 +16,13 @@ impl Timestamp {
         Timestamp(u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX))
     }
 
+    /// Reads an RFC 3339 instant in UTC (`2026-11-29T18:00:00Z`, `2026-11-29T18:00:00.250Z`).
+    pub fn parse(text: &str) -> Option<Timestamp> {
+        let time = humantime::parse_rfc3339_weak(text.trim()).ok()?;
+        let millis = time.duration_since(UNIX_EPOCH).ok()?.as_millis();
+        u64::try_from(millis).ok().map(Timestamp)
+    }
+
     fn system_time(self) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(self.0)
     }
@@ -36,11 +43,21 @@ impl Serialize for Timestamp {
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        let time = humantime::parse_rfc3339_weak(&text).map_err(serde::de::Error::custom)?;
-        let millis = time.duration_since(UNIX_EPOCH).map_err(serde::de::Error::custom)?.as_millis();
-        Ok(Timestamp(u64::try_from(millis).map_err(serde::de::Error::custom)?))
+        Timestamp::parse(&text).ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not an RFC 3339 instant")))
     }
 }
+
+impl utoipa::PartialSchema for Timestamp {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::DateTime)))
+            .examples(["2026-11-29T15:38:41.123Z"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Timestamp {}
 
 #[cfg(test)]
 mod tests {

@@ -12,6 +12,7 @@ use std::time::Duration;
 use axum::http::header;
 use serde_json::Value;
 use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
+use tracing::Instrument as _;
 
 use crate::api_error::{ApiError, EXECUTION_HEADER, ErrorCode};
 use crate::catalog::{Catalog, Deployed};
@@ -190,7 +191,9 @@ impl Dispatcher {
             record: claim.record(&execution_id),
         });
         let mut observer = SyncObserver { answer: Some(answer), sent: None, timed_out: timed_out.clone(), kept };
+        let span = execution_span(&execution);
         tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
             let _slot = slot;
             let reply = execute(host.as_ref(), &deployed.plan, &mut execution, &mut observer);
             let gave_up = observer.timed_out.load(Ordering::Acquire) && observer.answer.is_some();
@@ -208,7 +211,7 @@ impl Dispatcher {
             let entry = claim.as_ref().zip(record.as_ref()).map(|(claim, record)| claim.entry(record));
             // Queued for writing before the caller hears back, so a shutdown that waits for
             // in-flight requests and then flushes the store cannot lose the record.
-            metrics().execution_finished(execution.status.as_str());
+            finished(&execution);
             let keep = keeps(&deployed, execution.status);
             let committed = store.record_sync_execution(&execution, keep, keep_reply.then_some(&final_reply), entry);
             // With an idempotency key, the caller hears back (and the key is released) only once
@@ -311,6 +314,10 @@ impl Dispatcher {
 
     /// Runs one queued execution to its end, recording each job as it finishes.
     async fn run_queued(&self, id: &str) {
+        self.run_queued_traced(id).instrument(tracing::info_span!("execution", id)).await;
+    }
+
+    async fn run_queued_traced(&self, id: &str) {
         let mut execution = match self.store.execution(id) {
             Ok(Some(execution)) => execution,
             Ok(None) => return tracing::error!(execution = id, "queued execution not found in the store"),
@@ -337,13 +344,15 @@ impl Dispatcher {
         execution.status = ExecutionStatus::Started;
         self.store.mark_started(&execution);
         let (host, store, canceled) = (self.host.clone(), self.store.clone(), self.canceled.clone());
+        let span = tracing::Span::current();
         let ran = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
             // The executor replays the leading resolved jobs; new ones are recorded after them.
             let next_index = execution.jobs.iter().take_while(|job| job.status == JobStatus::Resolved).count();
             let mut recorder =
                 JobRecorder { store: &store, execution_id: execution.id.clone(), next_index, canceled: &canceled };
             execute(host.as_ref(), &deployed.plan, &mut execution, &mut recorder);
-            metrics().execution_finished(execution.status.as_str());
+            finished(&execution);
             store.record_finished(&execution, keeps(&deployed, execution.status));
         })
         .await;
@@ -444,6 +453,29 @@ impl Drop for Claim {
     fn drop(&mut self) {
         let mut claims = self.claims.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         claims.remove(&(std::mem::take(&mut self.workflow), std::mem::take(&mut self.key)));
+    }
+}
+
+/// The span every log line of an execution is written in: it carries the execution's id.
+fn execution_span(execution: &Execution) -> tracing::Span {
+    tracing::info_span!("execution", id = %execution.id)
+}
+
+/// Counts a finished execution and logs how it ended: `error` and `aborted` at `warn` with the
+/// failing node's reason, `failed` and `canceled` at `info`, `resolved` at `debug`.
+fn finished(execution: &Execution) {
+    metrics().execution_finished(execution.status.as_str());
+    let status = execution.status.as_str();
+    let workflow = execution.workflow.as_str();
+    let failing = execution.jobs.iter().rev().find(|job| job.status != JobStatus::Resolved);
+    let node = failing.map_or("", |job| job.node_key.as_str());
+    let reason = failing.and_then(|job| job.error.as_deref()).unwrap_or("");
+    match execution.status {
+        ExecutionStatus::Resolved => tracing::debug!(workflow, status, "execution finished"),
+        ExecutionStatus::Error | ExecutionStatus::Aborted => {
+            tracing::warn!(workflow, status, node, "execution ended: {reason}");
+        }
+        _ => tracing::info!(workflow, status, node, "execution ended: {reason}"),
     }
 }
 

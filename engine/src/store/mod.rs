@@ -82,13 +82,25 @@ pub struct ExecutionFilter {
     pub workflow: Option<String>,
     /// Only executions with this status.
     pub status: Option<crate::workflow::ExecutionStatus>,
+    /// Only executions created at or after this instant.
+    pub since: Option<Timestamp>,
+    /// Only executions created before this instant.
+    pub until: Option<Timestamp>,
 }
 
 impl ExecutionFilter {
     fn matches(&self, execution: &Execution) -> bool {
         self.workflow.as_ref().is_none_or(|workflow| *workflow == execution.workflow)
             && self.status.is_none_or(|status| status == execution.status)
+            && self.since.is_none_or(|since| execution.created_at >= since)
+            && self.until.is_none_or(|until| execution.created_at < until)
     }
+}
+
+/// The smallest execution id (a ULID) created at `instant`: ids sort by creation time, so a time
+/// range is a range of ids.
+fn first_id_at(instant: Timestamp) -> String {
+    ulid::Ulid::from_parts(instant.0, 0).to_string()
 }
 
 /// Hears when a write has committed.
@@ -316,9 +328,19 @@ impl Store {
     ) -> Result<Vec<Execution>, StoreError> {
         let txn = self.db.begin_read().map_err(storage)?;
         let table = txn.open_table(EXECUTIONS).map_err(storage)?;
-        let range = match before {
-            Some(before) => table.range(..before).map_err(storage)?,
-            None => table.range::<&str>(..).map_err(storage)?,
+        // Ids sort by creation time: the time range and the cursor narrow the range of ids read.
+        let lowest = filter.since.map(first_id_at).unwrap_or_default();
+        let until = filter.until.map(first_id_at);
+        let highest = match (before, until.as_deref()) {
+            (Some(before), Some(until)) => Some(before.min(until)),
+            (bound, None) | (None, bound) => bound,
+        };
+        if highest.is_some_and(|highest| highest <= lowest.as_str()) {
+            return Ok(Vec::new());
+        }
+        let range = match highest {
+            Some(highest) => table.range(lowest.as_str()..highest).map_err(storage)?,
+            None => table.range(lowest.as_str()..).map_err(storage)?,
         };
         let mut found = Vec::new();
         for entry in range.rev() {
@@ -332,6 +354,69 @@ impl Store {
             }
         }
         Ok(found)
+    }
+
+    /// Finished executions created before `cutoff`, oldest first, at most `limit` (for retention).
+    pub fn finished_before(&self, cutoff: Timestamp, limit: usize) -> Result<Vec<String>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let executions = txn.open_table(EXECUTIONS).map_err(storage)?;
+        let queue = txn.open_table(QUEUE).map_err(storage)?;
+        let mut ids = Vec::new();
+        for entry in executions.range(..first_id_at(cutoff).as_str()).map_err(storage)? {
+            let (id, value) = entry.map_err(storage)?;
+            let execution: Execution = decode("executions", value.value())?;
+            if execution.status.is_final() && queue.get(id.value()).map_err(storage)?.is_none() {
+                ids.push(id.value().to_string());
+                if ids.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Deletes executions with their jobs and kept answers (lazy); the receiver hears when
+    /// the deletion is visible.
+    pub fn delete_executions(&self, ids: &[String]) -> Committed {
+        let ops = ids
+            .iter()
+            .flat_map(|id| {
+                [
+                    Op::DeleteExecution { id: id.clone() },
+                    Op::DeleteJobs { id: id.clone() },
+                    Op::DeleteReply { id: id.clone() },
+                ]
+            })
+            .collect();
+        self.writer.write_notified(ops, false)
+    }
+
+    /// Idempotency keys that expired before `now`, as `(workflow, key)`, at most `limit`.
+    pub fn expired_idempotency_keys(&self, now: Timestamp, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(IDEMPOTENCY).map_err(storage)?;
+        let mut expired = Vec::new();
+        for entry in table.iter().map_err(storage)? {
+            let (key, value) = entry.map_err(storage)?;
+            let record: IdempotencyRecord = decode("idempotency", value.value())?;
+            if record.expires_at <= now {
+                let (workflow, key) = key.value();
+                expired.push((workflow.to_string(), key.to_string()));
+                if expired.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(expired)
+    }
+
+    /// Forgets idempotency keys (lazy); the receiver hears when that is visible.
+    pub fn delete_idempotency_keys(&self, keys: &[(String, String)]) -> Committed {
+        let ops = keys
+            .iter()
+            .map(|(workflow, key)| Op::DeleteIdempotency { workflow: workflow.clone(), key: key.clone() })
+            .collect();
+        self.writer.write_notified(ops, false)
     }
 
     /// Whether an async execution is still on the queue (not finished).

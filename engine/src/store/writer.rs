@@ -31,6 +31,8 @@ pub enum Op {
     Dequeue { id: String },
     PutIdempotency { workflow: String, key: String, record: Vec<u8> },
     PutReply { id: String, record: Vec<u8> },
+    DeleteReply { id: String },
+    DeleteIdempotency { workflow: String, key: String },
 }
 
 struct Request {
@@ -129,6 +131,10 @@ fn commit(db: &Database, batch: &[Request], durable: bool) -> Result<(), StoreEr
                     idempotency.insert((workflow.as_str(), key.as_str()), record.as_slice()).map(drop)
                 }
                 Op::PutReply { id, record } => replies.insert(id.as_str(), record.as_slice()).map(drop),
+                Op::DeleteReply { id } => replies.remove(id.as_str()).map(drop),
+                Op::DeleteIdempotency { workflow, key } => {
+                    idempotency.remove((workflow.as_str(), key.as_str())).map(drop)
+                }
             }
             .map_err(storage)?;
         }

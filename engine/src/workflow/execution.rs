@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::timestamp::Timestamp;
 
 /// One run of a workflow for one request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Execution {
     /// Sortable unique id (a ULID).
@@ -44,7 +44,7 @@ impl Execution {
 }
 
 /// One node run within an execution.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Job {
     /// The node's key.
@@ -70,7 +70,7 @@ pub struct Job {
 }
 
 /// Where an execution went after a job.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Next {
     /// On to the next node (also after a failed job, whose status ends the execution).
@@ -89,7 +89,7 @@ impl Next {
 }
 
 /// Execution statuses, as NocoBase names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ExecutionStatus {
     /// Accepted, waiting for a worker.
@@ -129,7 +129,7 @@ impl ExecutionStatus {
 }
 
 /// Job statuses, as NocoBase names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum JobStatus {
     /// Not finished.

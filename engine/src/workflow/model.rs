@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::node::Reply;
 
 /// A workflow definition.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Workflow {
     /// The webhook key; generated when absent.
@@ -35,7 +35,7 @@ pub struct Workflow {
 }
 
 /// The webhook trigger's configuration.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Trigger {
     /// HTTP Basic credentials a caller must present.
@@ -61,7 +61,7 @@ pub struct Trigger {
 
 /// Where an idempotency key comes from (exactly one of `header` and `bodyPath`) and how long it
 /// is remembered.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Idempotency {
     /// A request header, e.g. `Idempotency-Key` or `webhook-id`.
@@ -80,7 +80,7 @@ fn default_idempotency_ttl() -> u64 {
 }
 
 /// A webhook signature scheme (DESIGN §3.7). Several secrets may be valid at once (rotation).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all_fields = "camelCase", deny_unknown_fields)]
 pub enum Signature {
     /// HMAC-SHA256 of the raw body in one header, e.g. GitHub's `X-Hub-Signature-256: sha256=<hex>`.
@@ -104,7 +104,7 @@ pub enum Signature {
         /// Accepted secrets (`whsec_...`).
         secrets: Vec<String>,
         /// How far the timestamp may be from now, in seconds (default 300).
-        #[serde(default = "default_tolerance")]
+        #[serde(default = "default_tolerance", rename = "toleranceSeconds")]
         tolerance_seconds: u64,
     },
     /// Stripe: `Stripe-Signature: t=<time>,v1=<hex>` over `time.body`.
@@ -113,7 +113,7 @@ pub enum Signature {
         /// Accepted endpoint secrets (`whsec_...`).
         secrets: Vec<String>,
         /// How far the timestamp may be from now, in seconds (default 300).
-        #[serde(default = "default_tolerance")]
+        #[serde(default = "default_tolerance", rename = "toleranceSeconds")]
         tolerance_seconds: u64,
     },
 }
@@ -139,7 +139,7 @@ impl Signature {
 }
 
 /// How an HMAC signature is written in its header.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SignatureEncoding {
     /// Lower- or upper-case hexadecimal.
@@ -160,7 +160,7 @@ fn default_tolerance() -> u64 {
 }
 
 /// HTTP Basic credentials (RFC 7617).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BasicAuth {
     /// The user name.
@@ -170,7 +170,7 @@ pub struct BasicAuth {
 }
 
 /// The request parts the trigger captures or documents.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestSpec {
     /// Header names to capture.
@@ -185,7 +185,7 @@ pub struct RequestSpec {
 }
 
 /// One configured request variable: a path (or header name) and its display name.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Variable {
     /// The path, or the header name.
@@ -196,7 +196,7 @@ pub struct Variable {
 }
 
 /// The configured answer of an asynchronous workflow.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TriggerResponse {
     /// Status code (default 200).
@@ -236,7 +236,7 @@ impl Default for TriggerResponse {
 }
 
 /// One configured response header.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeaderSpec {
     /// Header name.
@@ -246,7 +246,7 @@ pub struct HeaderSpec {
 }
 
 /// Workflow options (NocoBase keeps history settings here).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Options {
     /// Execution statuses whose records are deleted once finished.
@@ -255,7 +255,7 @@ pub struct Options {
 }
 
 /// One node of a chain.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Node {
     /// Unique within the workflow; names the node's output in `$jobsMapByNodeKey`.
@@ -271,6 +271,7 @@ pub struct Node {
     pub config: Value,
     /// Named sub-chains the node may pick.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(no_recursion)]
     pub branches: BTreeMap<String, Vec<Node>>,
 }
 

@@ -45,7 +45,7 @@ pub struct ValidationError {
 }
 
 /// One fault of a definition.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Fault {
     /// JSON path of the faulty value, e.g. `nodes[0].branches.true[1].type`.
     pub path: String,

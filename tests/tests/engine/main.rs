@@ -7,6 +7,7 @@ mod executor;
 mod faults;
 mod hostile;
 mod idempotency;
+mod operations;
 mod signatures;
 mod trigger;
 mod util;

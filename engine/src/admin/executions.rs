@@ -1,0 +1,132 @@
+//! `/api/executions`: list with filters, show with jobs, cancel, re-run.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::openapi::ErrorBody;
+use super::views::Listing;
+use super::{Admin, Page, deployed, internal};
+use crate::api_error::{ApiError, ErrorCode};
+use crate::store::ExecutionFilter;
+use crate::timestamp::Timestamp;
+use crate::workflow::{Execution, ExecutionStatus};
+
+/// Filters and page of an execution listing.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct ExecutionQuery {
+    /// Only this workflow's executions.
+    workflow: Option<String>,
+    /// Only executions with this status (`queued`, `started`, `resolved`, `failed`, `error`,
+    /// `aborted`, `canceled`).
+    status: Option<String>,
+    /// Only executions created at or after this RFC 3339 instant (UTC), e.g. `2026-11-29T18:00:00Z`.
+    since: Option<String>,
+    /// Only executions created before this RFC 3339 instant (UTC).
+    until: Option<String>,
+    /// Most items in the page (default 50, at most 500).
+    limit: Option<usize>,
+    /// The `nextCursor` of the page before.
+    cursor: Option<String>,
+}
+
+/// Lists executions newest first, without their jobs.
+#[utoipa::path(get, operation_id = "listExecutions", path = "/api/executions", tag = "executions", params(ExecutionQuery),
+    security(("admin_token" = [])),
+    responses((status = 200, description = "A page of executions, newest first", body = Listing<Execution>),
+        (status = 422, description = "A filter that does not parse", body = ErrorBody)))]
+pub(super) async fn list(
+    State(admin): State<Arc<Admin>>,
+    Query(query): Query<ExecutionQuery>,
+) -> Result<Json<Listing<Execution>>, ApiError> {
+    let status = match &query.status {
+        None => None,
+        Some(name) => Some(serde_json::from_value::<ExecutionStatus>(Value::String(name.clone())).map_err(|_| {
+            ApiError::new(ErrorCode::ValidationFailed, format!("status: {name:?} is not an execution status"))
+        })?),
+    };
+    let filter = ExecutionFilter {
+        workflow: query.workflow.clone(),
+        status,
+        since: instant("since", query.since.as_deref())?,
+        until: instant("until", query.until.as_deref())?,
+    };
+    let limit = Page { limit: query.limit, cursor: None }.limit();
+    let mut items = admin.store.executions(&filter, query.cursor.as_deref(), limit + 1).map_err(internal)?;
+    let next_cursor = (items.len() > limit).then(|| items[limit - 1].id.clone());
+    items.truncate(limit);
+    Ok(Json(Listing { items, next_cursor }))
+}
+
+/// An RFC 3339 query parameter such as `2026-11-29T18:00:00Z`.
+fn instant(name: &str, text: Option<&str>) -> Result<Option<Timestamp>, ApiError> {
+    text.map(|text| {
+        Timestamp::parse(text).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::ValidationFailed,
+                format!("{name}: {text:?} is not an RFC 3339 instant such as 2026-11-29T18:00:00Z"),
+            )
+        })
+    })
+    .transpose()
+}
+
+/// Shows one execution with its jobs (resolved input, output, error, timings).
+#[utoipa::path(get, operation_id = "showExecution", path = "/api/executions/{id}", tag = "executions",
+    params(("id" = String, Path, description = "The execution id")), security(("admin_token" = [])),
+    responses((status = 200, description = "The execution and its jobs", body = Execution),
+        (status = 404, description = "No such execution", body = ErrorBody)))]
+pub(super) async fn show(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Result<Json<Execution>, ApiError> {
+    Ok(Json(execution(&admin, &id)?))
+}
+
+/// Cancels a queued or running async execution: a queued one ends `canceled` at once (200), a
+/// running one before its next node (202).
+#[utoipa::path(post, operation_id = "cancelExecution", path = "/api/executions/{id}/cancel", tag = "executions",
+    params(("id" = String, Path, description = "The execution id")), security(("admin_token" = [])),
+    responses((status = 200, description = "Canceled", body = Execution),
+        (status = 202, description = "Running: it stops before its next node", body = Execution),
+        (status = 404, description = "No such execution", body = ErrorBody),
+        (status = 409, description = "Finished already, or a sync execution", body = ErrorBody)))]
+pub(super) async fn cancel(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let execution = execution(&admin, &id)?;
+    let status = execution.status;
+    match admin.dispatcher.cancel(execution).await.map_err(internal)? {
+        Some(canceled) if canceled.status.is_final() => Ok(Json(canceled).into_response()),
+        Some(running) => Ok((StatusCode::ACCEPTED, Json(running)).into_response()),
+        None => Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!("execution {id} cannot be canceled: it is {} (or a sync execution)", status.as_str()),
+        )),
+    }
+}
+
+/// Runs the workflow's current version again, in the background, on the execution's stored
+/// trigger data.
+#[utoipa::path(post, operation_id = "rerunExecution", path = "/api/executions/{id}/rerun", tag = "executions",
+    params(("id" = String, Path, description = "The execution id")), security(("admin_token" = [])),
+    responses((status = 201, description = "The new execution, queued", body = Execution),
+        (status = 404, description = "No such execution, or its workflow is gone", body = ErrorBody)))]
+pub(super) async fn rerun(
+    State(admin): State<Arc<Admin>>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Execution>), ApiError> {
+    let earlier = execution(&admin, &id)?;
+    let deployed = deployed(&admin, &earlier.workflow)?;
+    let rerun = admin.dispatcher.rerun(&deployed, earlier.trigger).await.map_err(internal)?;
+    Ok((StatusCode::CREATED, Json(rerun)))
+}
+
+fn execution(admin: &Admin, id: &str) -> Result<Execution, ApiError> {
+    admin
+        .store
+        .execution(id)
+        .map_err(internal)?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no execution {id:?}")))
+}

@@ -1,0 +1,154 @@
+//! `/api/workflows`: create, list, show, replace, delete, enable and disable workflows.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+
+use super::openapi::ErrorBody;
+use super::views::{Listing, MASK, WorkflowView};
+use super::{Admin, Page, deploy_error, deployed, internal};
+use crate::api_error::{ApiError, ErrorCode};
+use crate::catalog::{DeployError, DeployMode, Deployed};
+use crate::ingress::TRIGGER_PATH;
+use crate::workflow::{Workflow, parse_workflow};
+
+/// Lists deployed workflows by key.
+#[utoipa::path(get, operation_id = "listWorkflows", path = "/api/workflows", tag = "workflows", params(Page),
+    security(("admin_token" = [])),
+    responses((status = 200, description = "A page of workflows, by key", body = Listing<WorkflowView>),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody)))]
+pub(super) async fn list(
+    State(admin): State<Arc<Admin>>,
+    Query(page): Query<Page>,
+) -> Result<Json<Listing<WorkflowView>>, ApiError> {
+    let limit = page.limit();
+    let after = page.cursor.unwrap_or_default();
+    let all = admin.catalog.all();
+    let remaining: Vec<_> = all.iter().filter(|deployed| deployed.key > after).collect();
+    let mut items = Vec::new();
+    for deployed in remaining.iter().take(limit) {
+        items.push(view(&admin, deployed)?);
+    }
+    let next_cursor = (remaining.len() > limit).then(|| remaining[limit - 1].key.clone());
+    Ok(Json(Listing { items, next_cursor }))
+}
+
+/// Creates a workflow; its key is generated when the definition has none.
+#[utoipa::path(post, operation_id = "createWorkflow", path = "/api/workflows", tag = "workflows", request_body = Workflow,
+    security(("admin_token" = [])),
+    responses((status = 201, description = "Created, with its key and webhook URL", body = WorkflowView),
+        (status = 409, description = "A workflow with that key exists", body = ErrorBody),
+        (status = 422, description = "Invalid definition: `error.faults` names each fault's JSON path", body = ErrorBody)))]
+pub(super) async fn create(
+    State(admin): State<Arc<Admin>>,
+    body: String,
+) -> Result<(StatusCode, Json<WorkflowView>), ApiError> {
+    let definition = parse_workflow(&body).map_err(|e| deploy_error(DeployError::Invalid(e)))?;
+    let deployed = admin.catalog.deploy(definition, None, DeployMode::Create).await.map_err(deploy_error)?;
+    Ok((StatusCode::CREATED, Json(view(&admin, &deployed)?)))
+}
+
+/// Shows one workflow.
+#[utoipa::path(get, operation_id = "showWorkflow", path = "/api/workflows/{key}", tag = "workflows",
+    params(("key" = String, Path, description = "The workflow key")), security(("admin_token" = [])),
+    responses((status = 200, description = "The workflow", body = WorkflowView),
+        (status = 404, description = "No such workflow", body = ErrorBody)))]
+pub(super) async fn show(
+    State(admin): State<Arc<Admin>>,
+    Path(key): Path<String>,
+) -> Result<Json<WorkflowView>, ApiError> {
+    let deployed = deployed(&admin, &key)?;
+    Ok(Json(view(&admin, &deployed)?))
+}
+
+/// Replaces a workflow's definition with a new version; running executions keep theirs.
+/// Masked secrets (`********`) sent back keep the stored ones.
+#[utoipa::path(put, operation_id = "replaceWorkflow", path = "/api/workflows/{key}", tag = "workflows", request_body = Workflow,
+    params(("key" = String, Path, description = "The workflow key")), security(("admin_token" = [])),
+    responses((status = 200, description = "The new version", body = WorkflowView),
+        (status = 404, description = "No such workflow", body = ErrorBody),
+        (status = 422, description = "Invalid definition", body = ErrorBody)))]
+pub(super) async fn replace(
+    State(admin): State<Arc<Admin>>,
+    Path(key): Path<String>,
+    body: String,
+) -> Result<Json<WorkflowView>, ApiError> {
+    let current = deployed(&admin, &key)?;
+    let mut definition = parse_workflow(&body).map_err(|e| deploy_error(DeployError::Invalid(e)))?;
+    if definition.key.as_deref().is_some_and(|given| given != key) {
+        return Err(ApiError::new(ErrorCode::ValidationFailed, "the definition's key differs from the URL's"));
+    }
+    definition.key = Some(key);
+    keep_masked_secrets(&mut definition, current.workflow());
+    let deployed = admin.catalog.deploy(definition, None, DeployMode::Replace).await.map_err(deploy_error)?;
+    Ok(Json(view(&admin, &deployed)?))
+}
+
+/// Deletes a workflow; its executions and their versions stay readable.
+#[utoipa::path(delete, operation_id = "deleteWorkflow", path = "/api/workflows/{key}", tag = "workflows",
+    params(("key" = String, Path, description = "The workflow key")), security(("admin_token" = [])),
+    responses((status = 204, description = "Deleted"),
+        (status = 404, description = "No such workflow", body = ErrorBody)))]
+pub(super) async fn delete(State(admin): State<Arc<Admin>>, Path(key): Path<String>) -> Result<StatusCode, ApiError> {
+    admin.catalog.remove(&key).await.map_err(deploy_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Enables a workflow's webhook URL.
+#[utoipa::path(post, operation_id = "enableWorkflow", path = "/api/workflows/{key}/enable", tag = "workflows",
+    params(("key" = String, Path, description = "The workflow key")), security(("admin_token" = [])),
+    responses((status = 200, description = "The new version, enabled", body = WorkflowView),
+        (status = 404, description = "No such workflow", body = ErrorBody)))]
+pub(super) async fn enable(
+    State(admin): State<Arc<Admin>>,
+    Path(key): Path<String>,
+) -> Result<Json<WorkflowView>, ApiError> {
+    set_enabled(&admin, &key, true).await
+}
+
+/// Disables a workflow: its URL answers 404 until it is enabled again.
+#[utoipa::path(post, operation_id = "disableWorkflow", path = "/api/workflows/{key}/disable", tag = "workflows",
+    params(("key" = String, Path, description = "The workflow key")), security(("admin_token" = [])),
+    responses((status = 200, description = "The new version, disabled", body = WorkflowView),
+        (status = 404, description = "No such workflow", body = ErrorBody)))]
+pub(super) async fn disable(
+    State(admin): State<Arc<Admin>>,
+    Path(key): Path<String>,
+) -> Result<Json<WorkflowView>, ApiError> {
+    set_enabled(&admin, &key, false).await
+}
+
+async fn set_enabled(admin: &Admin, key: &str, enabled: bool) -> Result<Json<WorkflowView>, ApiError> {
+    let mut definition = deployed(admin, key)?.workflow().clone();
+    definition.enabled = enabled;
+    let deployed = admin.catalog.deploy(definition, None, DeployMode::Replace).await.map_err(deploy_error)?;
+    Ok(Json(view(admin, &deployed)?))
+}
+
+/// A workflow as the API shows it.
+fn view(admin: &Admin, deployed: &Deployed) -> Result<WorkflowView, ApiError> {
+    let url = format!("{}{TRIGGER_PATH}{}", admin.origin.trim_end_matches('/'), deployed.key);
+    let mut view = WorkflowView::masked(deployed.workflow(), deployed.version, url);
+    let record = admin.catalog.record(&deployed.key).map_err(internal)?;
+    view.created_at = record.as_ref().map(|r| r.created_at);
+    view.updated_at = record.as_ref().map(|r| r.updated_at);
+    Ok(view)
+}
+
+/// A replacement that sends back masked secrets keeps the stored ones.
+fn keep_masked_secrets(definition: &mut Workflow, current: &Workflow) {
+    if let (Some(new), Some(old)) = (&mut definition.trigger.basic_auth, &current.trigger.basic_auth)
+        && new.password == MASK
+    {
+        new.password.clone_from(&old.password);
+    }
+    if let (Some(new), Some(old)) = (&mut definition.trigger.signature, &current.trigger.signature) {
+        for (secret, kept) in new.secrets_mut().iter_mut().zip(old.secrets()) {
+            if secret == MASK {
+                secret.clone_from(kept);
+            }
+        }
+    }
+}

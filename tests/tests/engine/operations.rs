@@ -1,0 +1,173 @@
+//! Operating the engine: the execution history's time range, background retention, the OpenAPI
+//! document, and the admin API's refusal of remote clients when no token is configured.
+
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+use hookflow::retention::RetentionConfig;
+use hookflow::timestamp::Timestamp;
+use hookflow_tests::http;
+use serde_json::{Value, json};
+
+use crate::util::TestServer;
+
+fn get(server: &TestServer, path: &str) -> Value {
+    let response = http::request(server.address, "GET", path, &[], b"");
+    assert_eq!(response.status, 200, "{path}: {}", response.text());
+    response.json()
+}
+
+fn ids(page: &Value) -> Vec<String> {
+    page["items"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_string()).collect()
+}
+
+fn echo(key: &str) -> Value {
+    json!({"key": key, "sync": true, "nodes": [{"key": "r", "type": "response", "config": {"body": "ok"}}]})
+}
+
+#[test]
+fn executions_are_listed_by_time_range() {
+    let server = TestServer::start(&[echo("timed")], |_| {});
+    let run = || {
+        let response = server.post("timed", &[], b"");
+        let id = response.header("x-hookflow-execution").unwrap().to_string();
+        server.finished_execution(&id);
+        id
+    };
+    let early = run();
+    std::thread::sleep(Duration::from_millis(20));
+    let middle_starts = Timestamp::now();
+    std::thread::sleep(Duration::from_millis(20));
+    let middle = run();
+    std::thread::sleep(Duration::from_millis(20));
+    let late_starts = Timestamp::now();
+    std::thread::sleep(Duration::from_millis(20));
+    let late = run();
+
+    let since = get(&server, &format!("/api/executions?since={middle_starts}"));
+    assert_eq!(ids(&since), [late.clone(), middle.clone()]);
+    let until = get(&server, &format!("/api/executions?until={middle_starts}"));
+    assert_eq!(ids(&until), [early]);
+    let window = get(&server, &format!("/api/executions?since={middle_starts}&until={late_starts}&workflow=timed"));
+    assert_eq!(ids(&window), std::slice::from_ref(&middle));
+    let paged = get(&server, &format!("/api/executions?since={middle_starts}&limit=1"));
+    assert_eq!(ids(&paged), [late]);
+    let rest = get(
+        &server,
+        &format!("/api/executions?since={middle_starts}&cursor={}", paged["nextCursor"].as_str().unwrap()),
+    );
+    assert_eq!(ids(&rest), [middle]);
+
+    let bad = http::request(server.address, "GET", "/api/executions?since=yesterday", &[], b"");
+    assert_eq!((bad.status, bad.error_code()), (422, "validation_failed".to_string()));
+    assert!(bad.json()["error"]["message"].as_str().unwrap().contains("since"));
+}
+
+#[test]
+fn retention_deletes_old_finished_executions_and_expired_keys_only() {
+    let queued = json!({"key": "waiting", "sync": false, "nodes": []});
+    let keyed = json!({"key": "keyed", "sync": true, "trigger": {"idempotency": {"header": "Idempotency-Key", "ttlSeconds": 1}},
+        "nodes": [{"key": "r", "type": "response", "config": {"body": "ok"}}]});
+    let server = TestServer::start(&[echo("old"), queued, keyed], |config| {
+        config.dispatch.workers = 0;
+        config.retention =
+            RetentionConfig { keep_executions: Some(Duration::from_secs(2)), interval: Duration::from_millis(100) };
+    });
+    let first = |response: http::HttpResponse| response.header("x-hookflow-execution").unwrap().to_string();
+    let old = first(server.post("old", &[], b""));
+    let waiting = first(server.post("waiting", &[], b""));
+    let keyed = first(server.post("keyed", &[("Idempotency-Key", "k-1")], b""));
+    server.finished_execution(&old);
+    server.finished_execution(&keyed);
+
+    std::thread::sleep(Duration::from_millis(2200));
+    let fresh = first(server.post("old", &[], b""));
+    server.finished_execution(&fresh);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.execution(&old).is_some() || server.execution(&keyed).is_some() {
+        assert!(Instant::now() < deadline, "old finished executions were not deleted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(server.execution(&fresh).is_some(), "a recent execution is kept");
+    let still_queued = server.execution(&waiting).unwrap();
+    assert_eq!(still_queued.status.as_str(), "queued", "an unfinished execution is never deleted, however old");
+    let store = server.server().store();
+    assert_eq!(store.expired_idempotency_keys(Timestamp::now(), 10).unwrap(), [], "expired keys are forgotten");
+    // The key is free again: a new request with it starts a new execution.
+    assert_ne!(first(server.post("keyed", &[("Idempotency-Key", "k-1")], b"")), keyed);
+}
+
+#[test]
+fn the_openapi_document_describes_every_admin_route() {
+    let server = TestServer::start(&[], |config| config.admin_token = Some("t".into()));
+    let response = http::request(server.address, "GET", "/api/openapi.json", &[], b"");
+    assert_eq!(response.status, 200, "served without a token");
+    let document = response.json();
+    assert_eq!(document["openapi"], json!("3.1.0"));
+    let routes = [
+        ("/api/workflows", "get"),
+        ("/api/workflows", "post"),
+        ("/api/workflows/{key}", "get"),
+        ("/api/workflows/{key}", "put"),
+        ("/api/workflows/{key}", "delete"),
+        ("/api/workflows/{key}/enable", "post"),
+        ("/api/workflows/{key}/disable", "post"),
+        ("/api/executions", "get"),
+        ("/api/executions/{id}", "get"),
+        ("/api/executions/{id}/cancel", "post"),
+        ("/api/executions/{id}/rerun", "post"),
+        ("/api/parse/query", "post"),
+        ("/api/parse/body", "post"),
+        ("/api/plugins", "get"),
+        ("/api/plugins/{name}", "put"),
+        ("/api/plugins/{name}", "delete"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+    ];
+    let mut operation_ids = Vec::new();
+    for (path, method) in routes {
+        let operation = &document["paths"][path][method];
+        assert!(operation.is_object(), "{method} {path} is not documented");
+        operation_ids.push(operation["operationId"].as_str().unwrap().to_string());
+        // Every documented admin route exists: without the token it answers 401, not 404.
+        if path.starts_with("/api/") {
+            let concrete = path.replace("{key}", "k").replace("{id}", "i").replace("{name}", "n");
+            let answer = http::request(server.address, &method.to_uppercase(), &concrete, &[], b"");
+            assert_eq!(answer.status, 401, "{method} {concrete}");
+        }
+    }
+    operation_ids.sort();
+    operation_ids.dedup();
+    assert_eq!(operation_ids.len(), routes.len(), "operation ids are unique");
+    let schemas = &document["components"]["schemas"];
+    assert!(schemas["WorkflowView"].is_object() && schemas["Execution"]["properties"]["jobs"].is_object());
+    assert_eq!(document["components"]["securitySchemes"]["admin_token"]["scheme"], json!("bearer"));
+}
+
+/// This machine's address on a non-loopback interface, if it has one.
+fn outside_address() -> Option<std::net::IpAddr> {
+    let socket = UdpSocket::bind("0.0.0.0:0").ok()?;
+    // No packet is sent: connecting a UDP socket only picks the route and its source address.
+    socket.connect("192.0.2.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+#[test]
+fn without_a_token_remote_admin_calls_are_refused() {
+    let Some(ip) = outside_address() else {
+        eprintln!("skipped: this machine has no non-loopback address to play a remote client from");
+        return;
+    };
+    let server = TestServer::start(&[echo("open")], |config| config.listen = "0.0.0.0:0".parse().unwrap());
+    let remote = SocketAddr::new(ip, server.address.port());
+    assert!(TcpStream::connect(remote).is_ok());
+    let refused = http::request(remote, "GET", "/api/workflows", &[], b"");
+    assert_eq!((refused.status, refused.error_code()), (403, "admin_disabled".to_string()));
+    // Webhooks and probes stay open to everyone.
+    assert_eq!(http::post(remote, "/api/webhook:trigger/open", &[], b"").status, 200);
+    assert_eq!(http::request(remote, "GET", "/healthz", &[], b"").status, 200);
+    let local = SocketAddr::from(([127, 0, 0, 1], server.address.port()));
+    assert_eq!(http::request(local, "GET", "/api/workflows", &[], b"").status, 200);
+}
