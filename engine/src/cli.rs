@@ -25,6 +25,157 @@ pub enum Command {
     /// Turn an example request into the path list of a trigger's request configuration.
     #[command(subcommand)]
     Parse(ParseCommand),
+    /// Manage the workflows of a running server.
+    #[command(after_help = "Examples:\n  hookflow workflow add order.json\n  hookflow workflow list\n  \
+                             HOOKFLOW_ADMIN_TOKEN=... hookflow workflow show orders --server http://10.0.0.5:13000")]
+    Workflow(Remote<WorkflowCommand>),
+    /// Read, cancel and re-run the executions of a running server.
+    #[command(after_help = "Examples:\n  hookflow executions list --workflow orders --status failed\n  \
+                             hookflow executions show 01KB2Y7V9X3T4G6M8P0R2S4W6Y")]
+    Executions(Remote<ExecutionsCommand>),
+    /// Manage the node types (WebAssembly components) of a running server.
+    #[command(after_help = "Examples:\n  hookflow plugin list\n  hookflow plugin add scorer ./scorer.wasm")]
+    Plugin(Remote<PluginCommand>),
+}
+
+/// A command that talks to a running server's admin API. The token comes from
+/// `HOOKFLOW_ADMIN_TOKEN` (needed when the server has one, or is not on this machine).
+#[derive(Debug, Args)]
+pub struct Remote<C: Subcommand> {
+    /// The server's URL.
+    #[arg(long, global = true, env = "HOOKFLOW_SERVER", default_value = "http://127.0.0.1:13000")]
+    pub server: String,
+    /// Print the API's JSON answer instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: C,
+}
+
+/// `hookflow workflow` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum WorkflowCommand {
+    /// Create a workflow from a JSON definition (a key is generated when it has none).
+    #[command(after_help = "Examples:\n  hookflow workflow add order.json\n  cat order.json | hookflow workflow add -")]
+    Add {
+        /// The definition's file, or `-` for standard input.
+        file: PathBuf,
+    },
+    /// List the workflows with their mode and webhook URL.
+    #[command(after_help = "Examples:\n  hookflow workflow list\n  hookflow workflow list --json | jq '.items[].url'")]
+    List {
+        /// Most workflows to show.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Start after this key (the `next` of a previous page).
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Show a workflow: its settings, URL and node tree.
+    #[command(
+        after_help = "Examples:\n  hookflow workflow show orders\n  hookflow workflow show orders --json > orders.json"
+    )]
+    Show {
+        /// The workflow key.
+        key: String,
+    },
+    /// Replace a workflow's definition (a new version; running executions keep theirs).
+    #[command(after_help = "Example:\n  hookflow workflow replace orders orders.json")]
+    Replace {
+        /// The workflow key.
+        key: String,
+        /// The new definition's file, or `-` for standard input.
+        file: PathBuf,
+    },
+    /// Enable a workflow's webhook URL.
+    #[command(after_help = "Example:\n  hookflow workflow enable orders")]
+    Enable {
+        /// The workflow key.
+        key: String,
+    },
+    /// Disable a workflow: its URL answers 404 until it is enabled again.
+    #[command(after_help = "Example:\n  hookflow workflow disable orders")]
+    Disable {
+        /// The workflow key.
+        key: String,
+    },
+    /// Delete a workflow (its executions stay readable).
+    #[command(after_help = "Example:\n  hookflow workflow rm orders")]
+    Rm {
+        /// The workflow key.
+        key: String,
+    },
+}
+
+/// `hookflow executions` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ExecutionsCommand {
+    /// List executions, newest first.
+    #[command(after_help = "Examples:\n  hookflow executions list\n  \
+                             hookflow executions list --workflow orders --status error --since 2h\n  \
+                             hookflow executions list --since 2026-11-29T00:00:00Z --until 2026-11-30T00:00:00Z")]
+    List {
+        /// Only this workflow's.
+        #[arg(long)]
+        workflow: Option<String>,
+        /// Only this status: queued, started, resolved, failed, error, aborted, canceled.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only those created since: an RFC 3339 instant, or a duration ago (`2h`, `30m`, `7days`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only those created before: an RFC 3339 instant, or a duration ago.
+        #[arg(long)]
+        until: Option<String>,
+        /// Most executions to show.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Continue after this execution id (the `next` of a previous page).
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Show an execution with its jobs: status, duration, output or error of each node.
+    #[command(after_help = "Examples:\n  hookflow executions show 01KB2Y7V9X3T4G6M8P0R2S4W6Y\n  \
+                             hookflow executions show 01KB2Y7V9X3T4G6M8P0R2S4W6Y --json | jq '.jobs[0].input'")]
+    Show {
+        /// The execution id.
+        id: String,
+    },
+    /// Cancel a queued or running async execution.
+    #[command(after_help = "Example:\n  hookflow executions cancel 01KB2Y7V9X3T4G6M8P0R2S4W6Y")]
+    Cancel {
+        /// The execution id.
+        id: String,
+    },
+    /// Run an execution's workflow again on its stored trigger data (in the background).
+    #[command(after_help = "Example:\n  hookflow executions rerun 01KB2Y7V9X3T4G6M8P0R2S4W6Y")]
+    Rerun {
+        /// The execution id.
+        id: String,
+    },
+}
+
+/// `hookflow plugin` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// List the installed node types.
+    #[command(after_help = "Example:\n  hookflow plugin list")]
+    List,
+    /// Install (or replace) a node type from a component built for the `node` world.
+    #[command(after_help = "Example:\n  hookflow plugin add scorer target/wasm32-wasip2/release/scorer.wasm")]
+    Add {
+        /// The node type name workflows will use in `type`.
+        name: String,
+        /// The component file (.wasm).
+        file: PathBuf,
+    },
+    /// Delete an uploaded node type (refused while an enabled workflow uses it).
+    #[command(after_help = "Example:\n  hookflow plugin rm scorer")]
+    Rm {
+        /// The node type name.
+        name: String,
+    },
 }
 
 /// `hookflow serve` options.

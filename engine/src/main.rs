@@ -2,6 +2,8 @@
 //! exit code (0 ok, 1 failure, 2 usage — clap's).
 
 mod cli;
+mod operate;
+mod remote;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -36,7 +38,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let example: Value = serde_json::from_str(&example).context("the example body is not valid JSON")?;
             print_paths(&example)
         }
+        Command::Workflow(remote) => client_runtime()?.block_on(operate::workflow(remote)),
+        Command::Executions(remote) => client_runtime()?.block_on(operate::executions(remote)),
+        Command::Plugin(remote) => client_runtime()?.block_on(operate::plugin(remote)),
     }
+}
+
+/// The small runtime a client command runs its one call on.
+fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")
 }
 
 /// Prints `[{"key": "a"}, {"key": "b"}, {"key": "b.c"}]`.

@@ -1,0 +1,304 @@
+//! The operator's command line against a real `hookflow serve` process: every `workflow`,
+//! `executions` and `plugin` command, their errors and exit codes, and JSON logs.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{Serve, fresh_dir, http};
+
+const TOKEN: &str = "operator-token";
+
+/// Runs a client command against `serve` with the admin token in the environment.
+fn cli(serve: &Serve, args: &[&str]) -> Output {
+    cli_with_token(serve, TOKEN, args)
+}
+
+fn cli_with_token(serve: &Serve, token: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args(args)
+        .env("HOOKFLOW_SERVER", format!("http://{}", serve.address))
+        .env("HOOKFLOW_ADMIN_TOKEN", token)
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn json_out(output: &Output) -> Value {
+    serde_json::from_str(&stdout(output)).unwrap()
+}
+
+/// Asserts a failure (exit 1) whose message contains `expected`.
+fn fails_with(output: &Output, expected: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.contains(expected), "expected {expected:?} in: {stderr}");
+}
+
+fn write(dir: &Path, name: &str, value: &Value) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, value.to_string()).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+fn orders(body: &str) -> Value {
+    json!({"key": "orders", "title": "Orders", "sync": true,
+           "trigger": {"basicAuth": {"username": "shop", "password": "pw"}},
+           "nodes": [{"key": "r", "type": "response", "config": {"body": body}}]})
+}
+
+fn call_orders(serve: &Serve) -> http::HttpResponse {
+    // shop:pw
+    http::post(serve.address, "/api/webhook:trigger/orders", &[("Authorization", "Basic c2hvcDpwdw==")], b"")
+}
+
+#[test]
+fn workflows_are_managed_from_the_command_line() {
+    let data = fresh_dir("operator-workflows");
+    let files = fresh_dir("operator-files");
+    std::fs::create_dir_all(&files).unwrap();
+    let serve = Serve::start(&data, &["--admin-token", TOKEN]);
+
+    let listed = stdout(&cli(&serve, &["workflow", "list"]));
+    let header = listed.lines().next().unwrap();
+    assert!(header.starts_with("KEY") && header.contains("URL"), "{listed}");
+    let demo = listed.lines().find(|line| line.starts_with("demo-payment ")).unwrap();
+    assert!(demo.contains(" sync ") && demo.contains("/api/webhook:trigger/demo-payment"), "{demo}");
+
+    let added = stdout(&cli(&serve, &["workflow", "add", &write(&files, "v1.json", &orders("v1"))]));
+    assert!(added.starts_with("created orders (version 1)"), "{added}");
+    assert!(added.contains(&format!("POST http://{}/api/webhook:trigger/orders", serve.address)), "{added}");
+    assert_eq!(call_orders(&serve).text(), "v1");
+    fails_with(&cli(&serve, &["workflow", "add", &write(&files, "v1.json", &orders("v1"))]), "409 conflict");
+    let invalid = json!({"nodes": [{"key": "a", "type": "nope"}]});
+    fails_with(
+        &cli(&serve, &["workflow", "add", &write(&files, "bad.json", &invalid)]),
+        "nodes[0].type: unknown node type",
+    );
+    fails_with(&cli(&serve, &["workflow", "add", "/nonexistent.json"]), "cannot read /nonexistent.json");
+
+    let shown = json_out(&cli(&serve, &["workflow", "show", "orders", "--json"]));
+    assert_eq!(
+        (shown["version"].clone(), shown["trigger"]["basicAuth"]["password"].clone()),
+        (json!(1), json!("********"))
+    );
+    let human = stdout(&cli(&serve, &["workflow", "show", "orders"]));
+    assert!(human.contains("auth:     basic, user shop") && human.contains("r  (response)"), "{human}");
+    fails_with(&cli(&serve, &["workflow", "show", "nope"]), "404 not_found");
+
+    // A replacement that sends the masked password back keeps the stored one.
+    let mut replacement = orders("v2");
+    replacement["trigger"]["basicAuth"]["password"] = json!("********");
+    let replaced = stdout(&cli(&serve, &["workflow", "replace", "orders", &write(&files, "v2.json", &replacement)]));
+    assert!(replaced.contains("now version 2"), "{replaced}");
+    assert_eq!(call_orders(&serve).text(), "v2");
+
+    stdout(&cli(&serve, &["workflow", "disable", "orders"]));
+    assert_eq!(call_orders(&serve).status, 404);
+    stdout(&cli(&serve, &["workflow", "enable", "orders"]));
+    assert_eq!(call_orders(&serve).status, 200);
+    let page = json_out(&cli(&serve, &["workflow", "list", "--json", "--limit", "1"]));
+    assert_eq!(
+        (page["items"][0]["key"].clone(), page["nextCursor"].clone()),
+        (json!("demo-payment"), json!("demo-payment"))
+    );
+    stdout(&cli(&serve, &["workflow", "rm", "orders"]));
+    assert_eq!(call_orders(&serve).status, 404);
+    fails_with(&cli(&serve, &["workflow", "rm", "orders"]), "404 not_found");
+    assert_eq!(serve.terminate(), Some(0));
+}
+
+#[test]
+fn executions_are_read_rerun_and_canceled_from_the_command_line() {
+    let data = fresh_dir("operator-executions");
+    let serve = Serve::start(&data, &["--admin-token", TOKEN]);
+    let paid = http::post(
+        serve.address,
+        "/api/webhook:trigger/demo-payment",
+        &[("Content-Type", "application/json")],
+        br#"{"status": "paid", "order": 7}"#,
+    );
+    let id = paid.header("x-hookflow-execution").unwrap().to_string();
+
+    let listed = stdout(&cli(&serve, &["executions", "list", "--workflow", "demo-payment", "--since", "1h"]));
+    let row = listed.lines().find(|line| line.starts_with(&id)).unwrap_or_else(|| panic!("{id} not in {listed}"));
+    assert!(row.contains("demo-payment") && row.contains("resolved"), "{row}");
+    let none = stdout(&cli(&serve, &["executions", "list", "--status", "error"]));
+    assert!(none.contains("(none)"), "{none}");
+    fails_with(&cli(&serve, &["executions", "list", "--since", "last tuesday"]), "neither an RFC 3339 instant");
+    fails_with(&cli(&serve, &["executions", "list", "--status", "bogus"]), "422 validation_failed");
+
+    let shown = stdout(&cli(&serve, &["executions", "show", &id]));
+    assert!(shown.contains("status:    resolved") && shown.contains("\"order\":7"), "{shown}");
+    let job_rows: Vec<&str> = shown.lines().skip_while(|line| !line.starts_with("#")).skip(1).collect();
+    assert!(job_rows[0].contains("check") && job_rows[0].contains("condition") && job_rows[0].contains("resolved"));
+    assert!(job_rows[1].contains("ok") && job_rows[1].contains("response"), "{shown}");
+
+    let rerun = stdout(&cli(&serve, &["executions", "rerun", &id]));
+    let new_id = rerun.split_whitespace().nth(1).unwrap().to_string();
+    assert_ne!(new_id, id);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let execution = json_out(&cli(&serve, &["executions", "show", &new_id, "--json"]));
+        if execution["status"] == json!("resolved") {
+            assert_eq!(execution["trigger"]["body"]["order"], json!(7), "the stored trigger data");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the re-run did not finish: {execution}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    fails_with(&cli(&serve, &["executions", "cancel", &id]), "409 conflict");
+    fails_with(&cli(&serve, &["executions", "show", "01NOSUCHEXECUTION"]), "404 not_found");
+    assert_eq!(serve.terminate(), Some(0));
+}
+
+#[test]
+fn plugins_are_added_used_and_removed_from_the_command_line() {
+    let data = fresh_dir("operator-plugins");
+    let files = fresh_dir("operator-plugin-files");
+    std::fs::create_dir_all(&files).unwrap();
+    let serve = Serve::start(&data, &["--admin-token", TOKEN]);
+    // The built-in condition component, installed again under a custom name.
+    let (_, condition) = hookflow::plugin::BUILTIN_NODES.iter().find(|(name, _)| *name == "condition").unwrap();
+    let wasm = files.join("gate.wasm");
+    std::fs::write(&wasm, condition).unwrap();
+
+    let added = stdout(&cli(&serve, &["plugin", "add", "gate", wasm.to_str().unwrap()]));
+    assert!(added.starts_with("installed gate 0.1.0 (sha256 "), "{added}");
+    let listed = stdout(&cli(&serve, &["plugin", "list"]));
+    let row = listed.lines().find(|line| line.starts_with("gate ")).unwrap();
+    assert!(row.contains(" no ") && row.contains("true,false"), "{row}");
+
+    let gated = json!({"key": "gated", "sync": true, "nodes": [{"key": "g", "type": "gate", "config": {"rejectOnFalse": true,
+        "calculation": {"group": {"calculations": [{"calculator": "equal", "operands": ["{{$context.body.ok}}", true]}]}}}}]});
+    stdout(&cli(&serve, &["workflow", "add", &write(&files, "gated.json", &gated)]));
+    let json = [("Content-Type", "application/json")];
+    assert_eq!(http::post(serve.address, "/api/webhook:trigger/gated", &json, br#"{"ok": true}"#).status, 200);
+    assert_eq!(http::post(serve.address, "/api/webhook:trigger/gated", &json, br#"{"ok": false}"#).status, 500);
+
+    fails_with(&cli(&serve, &["plugin", "rm", "gate"]), "used by enabled workflows: gated");
+    fails_with(&cli(&serve, &["plugin", "rm", "condition"]), "built-in");
+    let text = files.join("notes.wasm");
+    std::fs::write(&text, "not a component").unwrap();
+    fails_with(&cli(&serve, &["plugin", "add", "notes", text.to_str().unwrap()]), "422 validation_failed");
+    stdout(&cli(&serve, &["workflow", "rm", "gated"]));
+    assert_eq!(stdout(&cli(&serve, &["plugin", "rm", "gate"])).trim(), "deleted gate");
+    assert!(!stdout(&cli(&serve, &["plugin", "list"])).contains("gate "));
+    assert_eq!(serve.terminate(), Some(0));
+}
+
+#[test]
+fn client_errors_say_what_to_do() {
+    let data = fresh_dir("operator-errors");
+    let serve = Serve::start(&data, &["--admin-token", TOKEN]);
+    let wrong = cli_with_token(&serve, "wrong", &["workflow", "list"]);
+    fails_with(&wrong, "401 unauthorized");
+    let none = cli_with_token(&serve, "", &["workflow", "list"]);
+    fails_with(&none, "set HOOKFLOW_ADMIN_TOKEN");
+    assert_eq!(serve.terminate(), Some(0));
+
+    let unreachable = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args(["workflow", "list", "--server", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
+    fails_with(&unreachable, "cannot reach the hookflow server at http://127.0.0.1:9");
+    let https = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args(["plugin", "list", "--server", "https://hooks.example.com"])
+        .output()
+        .unwrap();
+    fails_with(&https, "plain HTTP only");
+}
+
+#[test]
+fn every_command_has_help_with_examples() {
+    let commands: &[&[&str]] = &[
+        &["serve"],
+        &["parse", "query"],
+        &["parse", "body"],
+        &["workflow"],
+        &["workflow", "add"],
+        &["workflow", "list"],
+        &["workflow", "show"],
+        &["workflow", "replace"],
+        &["workflow", "enable"],
+        &["workflow", "disable"],
+        &["workflow", "rm"],
+        &["executions"],
+        &["executions", "list"],
+        &["executions", "show"],
+        &["executions", "cancel"],
+        &["executions", "rerun"],
+        &["plugin"],
+        &["plugin", "list"],
+        &["plugin", "add"],
+        &["plugin", "rm"],
+    ];
+    for command in commands {
+        let mut args = command.to_vec();
+        args.push("--help");
+        let output = Command::new(env!("CARGO_BIN_EXE_hookflow")).args(&args).output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{command:?}");
+        let help = String::from_utf8_lossy(&output.stdout);
+        assert!(help.contains("Example"), "{command:?} --help has no example:\n{help}");
+    }
+    let usage = Command::new(env!("CARGO_BIN_EXE_hookflow")).args(["executions", "show"]).output().unwrap();
+    assert_eq!(usage.status.code(), Some(2), "a missing argument is a usage error");
+    let zero =
+        Command::new(env!("CARGO_BIN_EXE_hookflow")).args(["serve", "--keep-executions-days", "0"]).output().unwrap();
+    assert_eq!(zero.status.code(), Some(2));
+}
+
+#[test]
+fn json_logs_carry_the_execution_id() {
+    let data = fresh_dir("operator-logs");
+    let workflows = fresh_dir("operator-log-workflows");
+    std::fs::create_dir_all(&workflows).unwrap();
+    let strict = json!({"key": "strict", "sync": true, "nodes": [{"key": "must-be-ok", "type": "condition", "config": {"rejectOnFalse": true,
+        "calculation": {"group": {"calculations": [{"calculator": "equal", "operands": ["{{$context.body.ok}}", true]}]}}}}]});
+    write(&workflows, "strict.json", &strict);
+    let log = fresh_dir("operator-log-file");
+    std::fs::create_dir_all(&log).unwrap();
+    let log = log.join("stderr.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .args(["--data", data.to_str().unwrap(), "--workflows", workflows.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let url = line.split_whitespace().last().unwrap();
+    let address = url.trim_start_matches("http://").split('/').next().unwrap().parse().unwrap();
+    let json = [("Content-Type", "application/json")];
+    let failed = http::post(address, "/api/webhook:trigger/strict", &json, br#"{"ok": false}"#);
+    assert_eq!(failed.status, 500);
+    let id = failed.header("x-hookflow-execution").unwrap().to_string();
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+
+    let lines: Vec<Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}")))
+        .collect();
+    assert!(lines.iter().any(|line| line["fields"]["message"] == json!("hookflow is listening")));
+    let ended = lines
+        .iter()
+        .find(|line| line["span"]["id"] == json!(id))
+        .unwrap_or_else(|| panic!("no log line of execution {id}: {lines:?}"));
+    assert_eq!(ended["span"]["name"], json!("execution"));
+    assert_eq!(ended["fields"]["status"], json!("failed"));
+    assert_eq!(ended["fields"]["node"], json!("must-be-ok"));
+    assert_eq!(ended["fields"]["workflow"], json!("strict"));
+}

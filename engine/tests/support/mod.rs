@@ -1,0 +1,86 @@
+//! What the binary's tests share: running `hookflow`, a `hookflow serve` process, fresh data
+//! directories, and the raw HTTP client of the tests crate.
+
+#![allow(dead_code, reason = "each test binary uses its own part of the support code")]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::Value;
+
+#[path = "../../../tests/src/http.rs"]
+#[allow(dead_code)]
+pub mod http;
+
+pub fn hookflow(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hookflow")).args(args).output().unwrap()
+}
+
+pub fn stdout_json(output: &Output) -> Value {
+    assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// A `hookflow serve` process.
+pub struct Serve {
+    pub child: Child,
+    pub address: SocketAddr,
+    pub stdout: Vec<String>,
+}
+
+impl Serve {
+    /// Starts `hookflow serve --demo` on a random port and reads the URLs it prints.
+    pub fn start(data: &Path, extra: &[&str]) -> Serve {
+        let mut args = vec!["--demo"];
+        args.extend_from_slice(extra);
+        Serve::start_with(data, &args, 2)
+    }
+
+    /// Starts `hookflow serve ARGS` on a random port and reads the `endpoints` URLs it prints.
+    pub fn start_with(data: &Path, extra: &[&str], endpoints: usize) -> Serve {
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--data", data.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+            .args(&args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut stdout = Vec::new();
+        // The first lines are the workflows' URLs.
+        while stdout.len() < endpoints {
+            stdout.push(lines.next().expect("serve exited before printing its URLs").unwrap());
+        }
+        let url = stdout[0].split_whitespace().last().unwrap().to_string();
+        let address = url.trim_start_matches("http://").split('/').next().unwrap().parse().unwrap();
+        // Keep draining stdout so the process never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Serve { child, address, stdout }
+    }
+
+    /// Sends SIGTERM and returns the exit code.
+    pub fn terminate(self) -> Option<i32> {
+        self.signal("-TERM")
+    }
+
+    /// Sends SIGKILL: a crash.
+    pub fn kill(self) {
+        self.signal("-KILL");
+    }
+
+    fn signal(mut self, signal: &str) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args([signal, &pid]).status().unwrap().success());
+        self.child.wait().unwrap().code()
+    }
+}
+
+pub fn fresh_dir(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
