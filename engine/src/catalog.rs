@@ -52,6 +52,9 @@ pub enum DeployError {
     /// No workflow has that key.
     #[error("no workflow has the key {0:?}")]
     Missing(String),
+    /// A new version would turn a sync workflow async or the other way round.
+    #[error("sync: whether workflow {0:?} is sync is fixed when it is created; create a new workflow instead")]
+    SyncChanged(String),
 }
 
 /// What `deploy` may do with the key.
@@ -146,6 +149,9 @@ impl Catalog {
         match (mode, &stored) {
             (DeployMode::Create, Some(_)) => return Err(DeployError::Exists(key)),
             (DeployMode::Replace, None) => return Err(DeployError::Missing(key)),
+            (_, Some(stored)) if stored.definition.sync != definition.sync => {
+                return Err(DeployError::SyncChanged(key));
+            }
             _ => {}
         }
         let now = Timestamp::now();
@@ -158,9 +164,11 @@ impl Catalog {
                 updated_at: now,
                 source: source.map(str::to_string),
             },
+            // A key used before (and deleted) goes on from its last version, so a version
+            // number always names one definition.
             None => WorkflowRecord {
+                version: self.store.workflow_versions(&key)?.last().map_or(1, |(last, _)| last + 1),
                 definition,
-                version: 1,
                 created_at: now,
                 updated_at: now,
                 source: source.map(str::to_string),
@@ -169,6 +177,11 @@ impl Catalog {
         self.store.put_workflow(&record).await?;
         let deployed = Deployed::new(key, record.version, plan);
         Ok(self.publish(deployed))
+    }
+
+    /// Every stored version of a workflow, oldest first.
+    pub fn versions(&self, key: &str) -> Result<Vec<(u64, Workflow)>, StoreError> {
+        self.store.workflow_versions(key)
     }
 
     /// Keys of the enabled workflows whose current version uses a node type.

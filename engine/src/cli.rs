@@ -100,6 +100,21 @@ pub enum WorkflowCommand {
         /// The workflow key.
         key: String,
     },
+    /// List a workflow's stored versions, newest first.
+    #[command(after_help = "Example:\n  hookflow workflow versions orders")]
+    Versions {
+        /// The workflow key.
+        key: String,
+    },
+    /// Make an earlier version current again (stored as a new version).
+    #[command(after_help = "Example:\n  hookflow workflow restore orders 3")]
+    Restore {
+        /// The workflow key.
+        key: String,
+        /// The version to bring back.
+        #[arg(value_name = "VERSION")]
+        number: u64,
+    },
     /// Delete a workflow (its executions stay readable).
     #[command(after_help = "Example:\n  hookflow workflow rm orders")]
     Rm {
@@ -145,6 +160,12 @@ pub enum ExecutionsCommand {
     /// Cancel a queued or running async execution.
     #[command(after_help = "Example:\n  hookflow executions cancel 01KB2Y7V9X3T4G6M8P0R2S4W6Y")]
     Cancel {
+        /// The execution id.
+        id: String,
+    },
+    /// Delete a finished execution's record.
+    #[command(after_help = "Example:\n  hookflow executions rm 01KB2Y7V9X3T4G6M8P0R2S4W6Y")]
+    Rm {
         /// The execution id.
         id: String,
     },

@@ -88,6 +88,32 @@ pub async fn workflow(remote: Remote<WorkflowCommand>) -> anyhow::Result<()> {
             let answer = client.post(&format!("/api/workflows/{}/disable", segment(&key)), None).await?;
             out.print(&answer, |w| println!("disabled {}: its URL answers 404 until it is enabled", text(&w["key"])))
         }
+        WorkflowCommand::Versions { key } => {
+            let answer = client.get(&format!("/api/workflows/{}/versions", segment(&key))).await?;
+            out.print(&answer, |page| {
+                let rows = items(page)
+                    .map(|v| {
+                        let current = if v["current"].as_bool() == Some(true) { "*" } else { "" };
+                        let definition = &v["definition"];
+                        vec![
+                            format!("{}{current}", v["version"]),
+                            yes_no(&definition["enabled"]),
+                            count_nodes(&definition["nodes"]).to_string(),
+                            text(&definition["title"]),
+                        ]
+                    })
+                    .collect();
+                table(&["VERSION", "ENABLED", "NODES", "TITLE"], rows);
+                println!("(* current)");
+            })
+        }
+        WorkflowCommand::Restore { key, number: version } => {
+            let answer =
+                client.post(&format!("/api/workflows/{}/versions/{version}/restore", segment(&key)), None).await?;
+            out.print(&answer, |w| {
+                println!("restored version {version} of {} as version {}", text(&w["key"]), w["version"])
+            })
+        }
         WorkflowCommand::Rm { key } => {
             let answer = client.delete(&format!("/api/workflows/{}", segment(&key))).await?;
             out.print(&answer, |_| println!("deleted {key}"))
@@ -139,6 +165,10 @@ pub async fn executions(remote: Remote<ExecutionsCommand>) -> anyhow::Result<()>
                 true => println!("{}: running; it stops before its next node", text(&e["id"])),
                 false => println!("{}: {}", text(&e["id"]), text(&e["status"])),
             })
+        }
+        ExecutionsCommand::Rm { id } => {
+            let answer = client.delete(&format!("/api/executions/{}", segment(&id))).await?;
+            out.print(&answer, |_| println!("deleted {id}"))
         }
         ExecutionsCommand::Rerun { id } => {
             let answer = client.post(&format!("/api/executions/{}/rerun", segment(&id)), None).await?;

@@ -102,6 +102,13 @@ fn workflows_are_managed_from_the_command_line() {
     assert!(replaced.contains("now version 2"), "{replaced}");
     assert_eq!(call_orders(&serve).text(), "v2");
 
+    let versions = stdout(&cli(&serve, &["workflow", "versions", "orders"]));
+    let rows: Vec<&str> = versions.lines().skip(1).take(2).collect();
+    assert!(rows[0].starts_with("2*") && rows[1].starts_with("1 "), "{versions}");
+    let restored = stdout(&cli(&serve, &["workflow", "restore", "orders", "1"]));
+    assert!(restored.contains("restored version 1 of orders as version 3"), "{restored}");
+    assert_eq!(call_orders(&serve).text(), "v1", "the stored password was kept through the versions");
+
     stdout(&cli(&serve, &["workflow", "disable", "orders"]));
     assert_eq!(call_orders(&serve).status, 404);
     stdout(&cli(&serve, &["workflow", "enable", "orders"]));
@@ -157,6 +164,8 @@ fn executions_are_read_rerun_and_canceled_from_the_command_line() {
         std::thread::sleep(Duration::from_millis(50));
     }
     fails_with(&cli(&serve, &["executions", "cancel", &id]), "409 conflict");
+    assert_eq!(stdout(&cli(&serve, &["executions", "rm", &id])).trim(), format!("deleted {id}"));
+    fails_with(&cli(&serve, &["executions", "show", &id]), "404 not_found");
     fails_with(&cli(&serve, &["executions", "show", "01NOSUCHEXECUTION"]), "404 not_found");
     assert_eq!(serve.terminate(), Some(0));
 }
@@ -231,11 +240,14 @@ fn every_command_has_help_with_examples() {
         &["workflow", "replace"],
         &["workflow", "enable"],
         &["workflow", "disable"],
+        &["workflow", "versions"],
+        &["workflow", "restore"],
         &["workflow", "rm"],
         &["executions"],
         &["executions", "list"],
         &["executions", "show"],
         &["executions", "cancel"],
+        &["executions", "rm"],
         &["executions", "rerun"],
         &["plugin"],
         &["plugin", "list"],

@@ -123,6 +123,24 @@ pub(super) async fn rerun(
     Ok((StatusCode::CREATED, Json(rerun)))
 }
 
+/// Deletes a finished execution's record (an unfinished one must be canceled first).
+#[utoipa::path(delete, operation_id = "deleteExecution", path = "/api/executions/{id}", tag = "executions",
+    params(("id" = String, Path, description = "The execution id")), security(("admin_token" = [])),
+    responses((status = 204, description = "Deleted"),
+        (status = 404, description = "No such execution", body = ErrorBody),
+        (status = 409, description = "Still queued or running", body = ErrorBody)))]
+pub(super) async fn delete(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    let execution = execution(&admin, &id)?;
+    if !execution.status.is_final() || admin.store.is_queued(&id).map_err(internal)? {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!("execution {id} is {}: cancel it before deleting it", execution.status.as_str()),
+        ));
+    }
+    admin.store.delete_executions(&[id]).await.map_err(internal)?.map_err(internal)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 fn execution(admin: &Admin, id: &str) -> Result<Execution, ApiError> {
     admin
         .store

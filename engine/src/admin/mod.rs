@@ -22,6 +22,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde::Deserialize;
+use serde_json::json;
 
 use crate::api_error::{ApiError, ErrorCode};
 use crate::catalog::{Catalog, DeployError, Deployed};
@@ -65,8 +66,10 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/api/workflows/{key}", get(workflows::show).put(workflows::replace).delete(workflows::delete))
         .route("/api/workflows/{key}/enable", post(workflows::enable))
         .route("/api/workflows/{key}/disable", post(workflows::disable))
+        .route("/api/workflows/{key}/versions", get(workflows::versions))
+        .route("/api/workflows/{key}/versions/{version}/restore", post(workflows::restore))
         .route("/api/executions", get(executions::list))
-        .route("/api/executions/{id}", get(executions::show))
+        .route("/api/executions/{id}", get(executions::show).delete(executions::delete))
         .route("/api/executions/{id}/cancel", post(executions::cancel))
         .route("/api/executions/{id}/rerun", post(executions::rerun))
         .route("/api/parse/query", post(parse::query))
@@ -178,6 +181,10 @@ fn deploy_error(error: DeployError) -> ApiError {
             ApiError::new(ErrorCode::Conflict, format!("a workflow with the key {key:?} exists already"))
         }
         DeployError::Missing(key) => ApiError::new(ErrorCode::NotFound, format!("no workflow has the key {key:?}")),
+        error @ DeployError::SyncChanged(_) => {
+            let fault = json!([{"path": "sync", "message": "fixed when the workflow is created"}]);
+            ApiError::new(ErrorCode::ValidationFailed, error.to_string()).with_detail("faults", fault)
+        }
         DeployError::Store(error) => internal(error),
     }
 }

@@ -42,8 +42,8 @@ struct ErrorDetail {
         token only loopback clients are answered."),
     paths(
         workflows::list, workflows::create, workflows::show, workflows::replace, workflows::delete,
-        workflows::enable, workflows::disable,
-        executions::list, executions::show, executions::cancel, executions::rerun,
+        workflows::enable, workflows::disable, workflows::versions, workflows::restore,
+        executions::list, executions::show, executions::delete, executions::cancel, executions::rerun,
         parse::query, parse::body,
         plugins::list, plugins::upload, plugins::delete,
         super::healthz, super::readyz, super::prometheus,

@@ -41,15 +41,32 @@ pub struct WorkflowView {
 impl WorkflowView {
     /// The view of a definition, with its secrets masked.
     pub fn masked(definition: &Workflow, version: u64, url: String) -> WorkflowView {
-        let mut definition = definition.clone();
-        if let Some(auth) = &mut definition.trigger.basic_auth {
-            auth.password = MASK.into();
-        }
-        if let Some(signature) = &mut definition.trigger.signature {
-            signature.secrets_mut().iter_mut().for_each(|secret| *secret = MASK.into());
-        }
-        WorkflowView { definition, version, url, created_at: None, updated_at: None }
+        WorkflowView { definition: masked(definition), version, url, created_at: None, updated_at: None }
     }
+}
+
+/// A definition with its passwords and signing secrets replaced by [`MASK`].
+pub fn masked(definition: &Workflow) -> Workflow {
+    let mut definition = definition.clone();
+    if let Some(auth) = &mut definition.trigger.basic_auth {
+        auth.password = MASK.into();
+    }
+    if let Some(signature) = &mut definition.trigger.signature {
+        signature.secrets_mut().iter_mut().for_each(|secret| *secret = MASK.into());
+    }
+    definition
+}
+
+/// One stored version of a workflow.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionView {
+    /// The version number.
+    pub version: u64,
+    /// Whether it is the version new requests run on.
+    pub current: bool,
+    /// Its definition, secrets masked.
+    pub definition: Workflow,
 }
 
 /// An installed node type.

@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 
 use super::openapi::ErrorBody;
-use super::views::{Listing, MASK, WorkflowView};
+use super::views::{Listing, MASK, VersionView, WorkflowView, masked};
 use super::{Admin, Page, deploy_error, deployed, internal};
 use crate::api_error::{ApiError, ErrorCode};
 use crate::catalog::{DeployError, DeployMode, Deployed};
@@ -118,6 +118,55 @@ pub(super) async fn disable(
     Path(key): Path<String>,
 ) -> Result<Json<WorkflowView>, ApiError> {
     set_enabled(&admin, &key, false).await
+}
+
+/// Lists every stored version of a workflow, newest first.
+#[utoipa::path(get, operation_id = "listWorkflowVersions", path = "/api/workflows/{key}/versions", tag = "workflows",
+    params(("key" = String, Path, description = "The workflow key")), security(("admin_token" = [])),
+    responses((status = 200, description = "Its versions, newest first", body = Listing<VersionView>),
+        (status = 404, description = "No such workflow", body = ErrorBody)))]
+pub(super) async fn versions(
+    State(admin): State<Arc<Admin>>,
+    Path(key): Path<String>,
+) -> Result<Json<Listing<VersionView>>, ApiError> {
+    let current = deployed(&admin, &key)?.version;
+    let versions = admin.catalog.versions(&key).map_err(internal)?;
+    let items = versions
+        .into_iter()
+        .rev()
+        .filter(|(version, _)| *version <= current)
+        .map(|(version, definition)| VersionView {
+            version,
+            current: version == current,
+            definition: masked(&definition),
+        })
+        .collect();
+    Ok(Json(Listing { items, next_cursor: None }))
+}
+
+/// Makes an earlier version's definition current again, as a new version (the workflow stays
+/// enabled or disabled as it is).
+#[utoipa::path(post, operation_id = "restoreWorkflowVersion", path = "/api/workflows/{key}/versions/{version}/restore",
+    tag = "workflows",
+    params(("key" = String, Path, description = "The workflow key"), ("version" = u64, Path, description = "The version to restore")),
+    security(("admin_token" = [])),
+    responses((status = 200, description = "The new current version", body = WorkflowView),
+        (status = 404, description = "No such workflow or version", body = ErrorBody),
+        (status = 422, description = "The old definition no longer validates (e.g. a node type is gone)", body = ErrorBody)))]
+pub(super) async fn restore(
+    State(admin): State<Arc<Admin>>,
+    Path((key, version)): Path<(String, u64)>,
+) -> Result<Json<WorkflowView>, ApiError> {
+    let current = deployed(&admin, &key)?;
+    let versions = admin.catalog.versions(&key).map_err(internal)?;
+    let Some((_, mut definition)) =
+        versions.into_iter().find(|(stored, _)| *stored == version && *stored <= current.version)
+    else {
+        return Err(ApiError::new(ErrorCode::NotFound, format!("workflow {key:?} has no version {version}")));
+    };
+    definition.enabled = current.workflow().enabled;
+    let deployed = admin.catalog.deploy(definition, None, DeployMode::Replace).await.map_err(deploy_error)?;
+    Ok(Json(view(&admin, &deployed)?))
 }
 
 async fn set_enabled(admin: &Admin, key: &str, enabled: bool) -> Result<Json<WorkflowView>, ApiError> {

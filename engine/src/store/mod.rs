@@ -212,6 +212,19 @@ impl Store {
         value.map(|value| decode("workflow_versions", value.value())).transpose()
     }
 
+    /// Every stored version of a workflow's definition, oldest first (they outlive the workflow's
+    /// deletion, for the executions that ran on them).
+    pub fn workflow_versions(&self, key: &str) -> Result<Vec<(u64, Workflow)>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(WORKFLOW_VERSIONS).map_err(storage)?;
+        let mut versions = Vec::new();
+        for entry in table.range((key, 0)..=(key, u64::MAX)).map_err(storage)? {
+            let (stored, value) = entry.map_err(storage)?;
+            versions.push((stored.value().1, decode("workflow_versions", value.value())?));
+        }
+        Ok(versions)
+    }
+
     // --- executions ---
 
     /// Stores a new async execution (and its idempotency key) and queues it; returns once the

@@ -112,8 +112,11 @@ fn the_openapi_document_describes_every_admin_route() {
         ("/api/workflows/{key}", "delete"),
         ("/api/workflows/{key}/enable", "post"),
         ("/api/workflows/{key}/disable", "post"),
+        ("/api/workflows/{key}/versions", "get"),
+        ("/api/workflows/{key}/versions/{version}/restore", "post"),
         ("/api/executions", "get"),
         ("/api/executions/{id}", "get"),
+        ("/api/executions/{id}", "delete"),
         ("/api/executions/{id}/cancel", "post"),
         ("/api/executions/{id}/rerun", "post"),
         ("/api/parse/query", "post"),
@@ -132,7 +135,8 @@ fn the_openapi_document_describes_every_admin_route() {
         operation_ids.push(operation["operationId"].as_str().unwrap().to_string());
         // Every documented admin route exists: without the token it answers 401, not 404.
         if path.starts_with("/api/") {
-            let concrete = path.replace("{key}", "k").replace("{id}", "i").replace("{name}", "n");
+            let concrete =
+                path.replace("{key}", "k").replace("{id}", "i").replace("{name}", "n").replace("{version}", "1");
             let answer = http::request(server.address, &method.to_uppercase(), &concrete, &[], b"");
             assert_eq!(answer.status, 401, "{method} {concrete}");
         }
@@ -170,4 +174,60 @@ fn without_a_token_remote_admin_calls_are_refused() {
     assert_eq!(http::request(remote, "GET", "/healthz", &[], b"").status, 200);
     let local = SocketAddr::from(([127, 0, 0, 1], server.address.port()));
     assert_eq!(http::request(local, "GET", "/api/workflows", &[], b"").status, 200);
+}
+
+fn admin(server: &TestServer, method: &str, path: &str, body: Option<&Value>) -> http::HttpResponse {
+    let body = body.map(Value::to_string).unwrap_or_default();
+    http::request(server.address, method, path, &[("Content-Type", "application/json")], body.as_bytes())
+}
+
+fn replying(key: &str, body: &str) -> Value {
+    json!({"key": key, "sync": true, "nodes": [{"key": "r", "type": "response", "config": {"body": body}}]})
+}
+
+#[test]
+fn workflow_versions_are_listed_and_restored() {
+    let server = TestServer::start(&[], |_| {});
+    assert_eq!(admin(&server, "POST", "/api/workflows", Some(&replying("v", "one"))).status, 201);
+    assert_eq!(admin(&server, "PUT", "/api/workflows/v", Some(&replying("v", "two"))).status, 200);
+    let versions = admin(&server, "GET", "/api/workflows/v/versions", None).json();
+    let listed: Vec<(Value, Value)> =
+        versions["items"].as_array().unwrap().iter().map(|v| (v["version"].clone(), v["current"].clone())).collect();
+    assert_eq!(listed, [(json!(2), json!(true)), (json!(1), json!(false))]);
+    assert_eq!(versions["items"][1]["definition"]["nodes"][0]["config"]["body"], json!("one"));
+
+    let restored = admin(&server, "POST", "/api/workflows/v/versions/1/restore", None);
+    assert_eq!((restored.status, restored.json()["version"].clone()), (200, json!(3)));
+    assert_eq!(server.post("v", &[], b"").text(), "one", "the restored definition serves");
+    let missing = admin(&server, "POST", "/api/workflows/v/versions/9/restore", None);
+    assert_eq!((missing.status, missing.error_code()), (404, "not_found".to_string()));
+    assert_eq!(admin(&server, "GET", "/api/workflows/nope/versions", None).status, 404);
+
+    let mut flipped = replying("v", "three");
+    flipped["sync"] = json!(false);
+    flipped["nodes"] = json!([]);
+    let refused = admin(&server, "PUT", "/api/workflows/v", Some(&flipped));
+    assert_eq!((refused.status, refused.error_code()), (422, "validation_failed".to_string()));
+    assert_eq!(refused.json()["error"]["faults"][0]["path"], json!("sync"));
+
+    // A key deleted and created again goes on numbering: a version names one definition forever.
+    assert_eq!(admin(&server, "DELETE", "/api/workflows/v", None).status, 204);
+    let again = admin(&server, "POST", "/api/workflows", Some(&replying("v", "four")));
+    assert_eq!((again.status, again.json()["version"].clone()), (201, json!(4)));
+}
+
+#[test]
+fn finished_executions_can_be_deleted() {
+    let queued = json!({"key": "later", "sync": false, "nodes": []});
+    let server = TestServer::start(&[echo("now"), queued], |config| config.dispatch.workers = 0);
+    let done = server.post("now", &[], b"").header("x-hookflow-execution").unwrap().to_string();
+    let waiting = server.post("later", &[], b"").header("x-hookflow-execution").unwrap().to_string();
+    server.finished_execution(&done);
+
+    let busy = admin(&server, "DELETE", &format!("/api/executions/{waiting}"), None);
+    assert_eq!((busy.status, busy.error_code()), (409, "conflict".to_string()));
+    assert!(server.execution(&waiting).is_some(), "an unfinished execution is not deleted");
+    assert_eq!(admin(&server, "DELETE", &format!("/api/executions/{done}"), None).status, 204);
+    assert_eq!(admin(&server, "GET", &format!("/api/executions/{done}"), None).status, 404);
+    assert_eq!(admin(&server, "DELETE", &format!("/api/executions/{done}"), None).status, 404);
 }
