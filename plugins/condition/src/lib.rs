@@ -3,9 +3,8 @@
 
 mod calculate;
 
+use hookflow_node::{Call, EndStatus, Error, Info, Outcome, export_node, fail};
 use serde_json::{Value, json};
-
-wit_bindgen::generate!({ world: "node", path: "../../wit" });
 
 const CONFIG_SCHEMA: &str = r##"{
   "type": "object",
@@ -31,44 +30,28 @@ const CONFIG_SCHEMA: &str = r##"{
   }
 }"##;
 
-struct Condition;
+export_node!(
+    Info::new("condition").version(env!("CARGO_PKG_VERSION")).config_schema(CONFIG_SCHEMA).branches(&["true", "false"]),
+    run
+);
 
-impl Guest for Condition {
-    fn describe() -> NodeInfo {
-        NodeInfo {
-            name: "condition".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            config_schema: CONFIG_SCHEMA.into(),
-            branches: vec!["true".into(), "false".into()],
-            may_respond: false,
-        }
+fn run(call: Call) -> Result<Outcome, Error> {
+    let config = call.config_value();
+    match config.get("engine") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(engine)) if engine == "basic" => {}
+        Some(other) => return Err(fail(format!("engine {other} is not supported; use \"basic\""))),
     }
-
-    fn run(invocation: Invocation) -> Result<Outcome, NodeError> {
-        let config: Value =
-            serde_json::from_str(&invocation.config).map_err(|e| error(format!("config is not JSON: {e}")))?;
-        match config.get("engine") {
-            None | Some(Value::Null) => {}
-            Some(Value::String(engine)) if engine == "basic" => {}
-            Some(other) => return Err(error(format!("engine {other} is not supported; use \"basic\""))),
-        }
-        let reject_on_false = match config.get("rejectOnFalse") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(flag)) => *flag,
-            Some(other) => return Err(error(format!("rejectOnFalse: expected a boolean, got {other}"))),
-        };
-        let result = calculate::evaluate(config.get("calculation")).map_err(|e| error(e.0))?;
-        let directive = match (reject_on_false, result) {
-            (true, true) => Directive::Continue,
-            (true, false) => Directive::End(EndStatus::Failed),
-            (false, branch) => Directive::Branch(branch.to_string()),
-        };
-        Ok(Outcome { output: json!({ "result": result }).to_string(), directive })
-    }
+    let reject_on_false = match config.get("rejectOnFalse") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(flag)) => *flag,
+        Some(other) => return Err(fail(format!("rejectOnFalse: expected a boolean, got {other}"))),
+    };
+    let result = calculate::evaluate(config.get("calculation")).map_err(|e| fail(e.0))?;
+    let outcome = match (reject_on_false, result) {
+        (true, true) => Outcome::next(),
+        (true, false) => Outcome::end(EndStatus::Failed),
+        (false, branch) => Outcome::branch(if branch { "true" } else { "false" }),
+    };
+    Ok(outcome.with_output(&json!({ "result": result })))
 }
-
-fn error(message: String) -> NodeError {
-    NodeError { message }
-}
-
-export!(Condition);
