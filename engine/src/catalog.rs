@@ -75,13 +75,22 @@ pub struct Catalog {
     current: RwLock<HashMap<String, Arc<Deployed>>>,
     /// Plans of versions that are no longer current, for executions still running on them.
     older: Mutex<HashMap<(String, u64), Arc<Deployed>>>,
+    /// Held by each change (deploy, remove) for its read-modify-write of the stored record, so
+    /// two changes never compute the same next version.
+    changing: tokio::sync::Mutex<()>,
 }
 
 impl Catalog {
     /// Deploys every stored workflow. One that no longer compiles (a node type was removed) is
     /// reported and left out.
     pub fn load(store: Store, host: Arc<PluginHost>) -> Result<Catalog, StoreError> {
-        let catalog = Catalog { store, host, current: RwLock::default(), older: Mutex::default() };
+        let catalog = Catalog {
+            store,
+            host,
+            current: RwLock::default(),
+            older: Mutex::default(),
+            changing: tokio::sync::Mutex::default(),
+        };
         for record in catalog.store.workflows()? {
             let key = record.definition.key.clone().unwrap_or_default();
             match compile(&record.definition, catalog.host.as_ref()) {
@@ -129,6 +138,27 @@ impl Catalog {
     /// a generated one — or, when it comes from a file (`source`), the key that file was given
     /// before. An unchanged definition keeps its version.
     pub async fn deploy(
+        &self,
+        definition: Workflow,
+        source: Option<&str>,
+        mode: DeployMode,
+    ) -> Result<Arc<Deployed>, DeployError> {
+        let _changing = self.changing.lock().await;
+        self.deploy_held(definition, source, mode).await
+    }
+
+    /// Enables or disables a workflow (a new version); the change is atomic with respect to
+    /// other changes of the workflow.
+    pub async fn set_enabled(&self, key: &str, enabled: bool) -> Result<Arc<Deployed>, DeployError> {
+        let _changing = self.changing.lock().await;
+        let current = self.get(key).ok_or_else(|| DeployError::Missing(key.to_string()))?;
+        let mut definition = current.workflow().clone();
+        definition.enabled = enabled;
+        self.deploy_held(definition, None, DeployMode::Replace).await
+    }
+
+    /// [`Catalog::deploy`], with `changing` held by the caller.
+    async fn deploy_held(
         &self,
         mut definition: Workflow,
         source: Option<&str>,
@@ -203,6 +233,7 @@ impl Catalog {
 
     /// Removes a workflow: its URL answers 404 from now on.
     pub async fn remove(&self, key: &str) -> Result<(), DeployError> {
+        let _changing = self.changing.lock().await;
         if self.get(key).is_none() {
             return Err(DeployError::Missing(key.to_string()));
         }

@@ -137,6 +137,15 @@ pub async fn executions(remote: Remote<ExecutionsCommand>) -> anyhow::Result<()>
             ]
             .concat();
             let answer = client.get(&format!("/api/executions?limit={limit}{query}")).await?;
+            let mut again = String::from("hookflow executions list");
+            for (flag, value) in
+                [("--workflow", &workflow), ("--status", &status), ("--since", &since), ("--until", &until)]
+            {
+                if let Some(value) = value {
+                    again.push_str(&format!(" {flag} {value}"));
+                }
+            }
+            again.push_str(" --cursor");
             out.print(&answer, |page| {
                 let rows = items(page)
                     .map(|e| {
@@ -151,7 +160,7 @@ pub async fn executions(remote: Remote<ExecutionsCommand>) -> anyhow::Result<()>
                     })
                     .collect();
                 table(&["ID", "WORKFLOW", "VERSION", "STATUS", "CREATED", "DURATION"], rows);
-                more(page, "hookflow executions list --cursor");
+                more(page, &again);
             })
         }
         ExecutionsCommand::Show { id } => {

@@ -1,5 +1,5 @@
-//! Background retention: deletes finished executions older than `--keep-executions-days` and
-//! forgets expired idempotency keys. Runs in small batches through the store's writer, so ingress
+//! Background retention: deletes executions older than `--keep-executions-days` that are no
+//! longer running (never one on the async queue) and forgets expired idempotency keys. Runs in small batches through the store's writer, so ingress
 //! writes interleave with it and never wait behind a long deletion.
 
 use std::time::Duration;
@@ -57,24 +57,27 @@ pub async fn sweep(store: &Store, keep_executions: Option<Duration>) -> Result<S
     if let Some(keep) = keep_executions {
         let keep_ms = u64::try_from(keep.as_millis()).unwrap_or(u64::MAX);
         let cutoff = Timestamp(now.0.saturating_sub(keep_ms));
+        let mut after: Option<String> = None;
         loop {
-            let reader = store.clone();
-            let ids = blocking(move || reader.finished_before(cutoff, BATCH)).await?;
-            if ids.is_empty() {
-                break;
-            }
+            let (reader, from) = (store.clone(), after.clone());
+            let ids = blocking(move || reader.settled_before(cutoff, from.as_deref(), BATCH)).await?;
+            let Some(last) = ids.last().cloned() else { break };
             store.delete_executions(&ids).await.map_err(|_| StoreError::Closed)??;
             swept.executions += ids.len();
+            after = Some(last);
         }
     }
+    let mut after: Option<(String, String)> = None;
     loop {
-        let reader = store.clone();
-        let keys = blocking(move || reader.expired_idempotency_keys(now, BATCH)).await?;
-        if keys.is_empty() {
-            break;
-        }
+        let (reader, from) = (store.clone(), after.clone());
+        let keys = blocking(move || {
+            reader.expired_idempotency_keys(now, from.as_ref().map(|(w, k)| (w.as_str(), k.as_str())), BATCH)
+        })
+        .await?;
+        let Some(last) = keys.last().cloned() else { break };
         store.delete_idempotency_keys(&keys).await.map_err(|_| StoreError::Closed)??;
         swept.idempotency_keys += keys.len();
+        after = Some(last);
     }
     Ok(swept)
 }

@@ -135,6 +135,12 @@ fn executions_are_read_rerun_and_canceled_from_the_command_line() {
         br#"{"status": "paid", "order": 7}"#,
     );
     let id = paid.header("x-hookflow-execution").unwrap().to_string();
+    // A sync execution's record is written after its answer: wait until it is there.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cli(&serve, &["executions", "show", &id]).status.success() {
+        assert!(Instant::now() < deadline, "execution {id} was never recorded");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     let listed = stdout(&cli(&serve, &["executions", "list", "--workflow", "demo-payment", "--since", "1h"]));
     let row = listed.lines().find(|line| line.starts_with(&id)).unwrap_or_else(|| panic!("{id} not in {listed}"));
@@ -271,19 +277,50 @@ fn every_command_has_help_with_examples() {
 
 #[test]
 fn json_logs_carry_the_execution_id() {
-    let data = fresh_dir("operator-logs");
-    let workflows = fresh_dir("operator-log-workflows");
-    std::fs::create_dir_all(&workflows).unwrap();
     let strict = json!({"key": "strict", "sync": true, "nodes": [{"key": "must-be-ok", "type": "condition", "config": {"rejectOnFalse": true,
         "calculation": {"group": {"calculations": [{"calculator": "equal", "operands": ["{{$context.body.ok}}", true]}]}}}}]});
-    write(&workflows, "strict.json", &strict);
-    let log = fresh_dir("operator-log-file");
+    let (id, lines) = logged_execution("info", &strict, br#"{"ok": false}"#);
+    assert!(lines.iter().any(|line| line["fields"]["message"] == json!("hookflow is listening")));
+    let ended = lines_of(&id, &lines)[0];
+    assert_eq!(ended["span"]["name"], json!("execution"));
+    assert_eq!(ended["fields"]["status"], json!("failed"));
+    assert_eq!(ended["fields"]["node"], json!("must-be-ok"));
+    assert_eq!(ended["fields"]["workflow"], json!("strict"));
+}
+
+#[test]
+fn warnings_carry_the_execution_id_when_the_log_is_filtered_to_warn() {
+    let broken =
+        json!({"key": "broken", "sync": true, "nodes": [{"key": "shape", "type": "set", "config": {"values": 3}}]});
+    let (id, lines) = logged_execution("warn", &broken, b"");
+    assert!(lines.iter().all(|line| line["level"] != json!("INFO")), "RUST_LOG=warn is obeyed");
+    let ended = lines_of(&id, &lines)[0];
+    assert_eq!((ended["level"].clone(), ended["fields"]["status"].clone()), (json!("WARN"), json!("error")));
+    assert!(ended["fields"]["message"].as_str().unwrap().contains("config.values: invalid type"), "{ended}");
+}
+
+/// The log lines of one execution; there must be some.
+fn lines_of<'l>(id: &str, lines: &'l [Value]) -> Vec<&'l Value> {
+    let of_execution: Vec<&Value> = lines.iter().filter(|line| line["span"]["id"] == json!(id)).collect();
+    assert!(!of_execution.is_empty(), "no log line of execution {id}: {lines:?}");
+    of_execution
+}
+
+/// Serves `workflow` with `--log-format json` at `RUST_LOG=level`, posts `body` to it once,
+/// stops the server, and returns the execution id and every log line.
+fn logged_execution(level: &str, workflow: &Value, body: &[u8]) -> (String, Vec<Value>) {
+    let name = workflow["key"].as_str().unwrap();
+    let data = fresh_dir(&format!("operator-logs-{name}"));
+    let workflows = fresh_dir(&format!("operator-log-workflows-{name}"));
+    std::fs::create_dir_all(&workflows).unwrap();
+    write(&workflows, "workflow.json", workflow);
+    let log = fresh_dir(&format!("operator-log-file-{name}"));
     std::fs::create_dir_all(&log).unwrap();
     let log = log.join("stderr.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_hookflow"))
         .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
         .args(["--data", data.to_str().unwrap(), "--workflows", workflows.to_str().unwrap()])
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", level)
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -293,24 +330,15 @@ fn json_logs_carry_the_execution_id() {
     let url = line.split_whitespace().last().unwrap();
     let address = url.trim_start_matches("http://").split('/').next().unwrap().parse().unwrap();
     let json = [("Content-Type", "application/json")];
-    let failed = http::post(address, "/api/webhook:trigger/strict", &json, br#"{"ok": false}"#);
-    assert_eq!(failed.status, 500);
-    let id = failed.header("x-hookflow-execution").unwrap().to_string();
+    let answer = http::post(address, &format!("/api/webhook:trigger/{name}"), &json, body);
+    assert_eq!(answer.status, 500);
+    let id = answer.header("x-hookflow-execution").unwrap().to_string();
     assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
     assert_eq!(child.wait().unwrap().code(), Some(0));
-
-    let lines: Vec<Value> = std::fs::read_to_string(&log)
+    let lines = std::fs::read_to_string(&log)
         .unwrap()
         .lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}")))
         .collect();
-    assert!(lines.iter().any(|line| line["fields"]["message"] == json!("hookflow is listening")));
-    let ended = lines
-        .iter()
-        .find(|line| line["span"]["id"] == json!(id))
-        .unwrap_or_else(|| panic!("no log line of execution {id}: {lines:?}"));
-    assert_eq!(ended["span"]["name"], json!("execution"));
-    assert_eq!(ended["fields"]["status"], json!("failed"));
-    assert_eq!(ended["fields"]["node"], json!("must-be-ok"));
-    assert_eq!(ended["fields"]["workflow"], json!("strict"));
+    (id, lines)
 }

@@ -1,9 +1,10 @@
 //! `/api/executions`: list with filters, show with jobs, cancel, re-run.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -11,7 +12,7 @@ use serde_json::Value;
 
 use super::openapi::ErrorBody;
 use super::views::Listing;
-use super::{Admin, Page, deployed, internal};
+use super::{Admin, ApiQuery, Page, deployed, internal};
 use crate::api_error::{ApiError, ErrorCode};
 use crate::store::ExecutionFilter;
 use crate::timestamp::Timestamp;
@@ -43,7 +44,7 @@ pub(super) struct ExecutionQuery {
         (status = 422, description = "A filter that does not parse", body = ErrorBody)))]
 pub(super) async fn list(
     State(admin): State<Arc<Admin>>,
-    Query(query): Query<ExecutionQuery>,
+    ApiQuery(query): ApiQuery<ExecutionQuery>,
 ) -> Result<Json<Listing<Execution>>, ApiError> {
     let status = match &query.status {
         None => None,
@@ -123,7 +124,8 @@ pub(super) async fn rerun(
     Ok((StatusCode::CREATED, Json(rerun)))
 }
 
-/// Deletes a finished execution's record (an unfinished one must be canceled first).
+/// Deletes an execution's record: a finished one, or a sync one a crash left `started`; a queued
+/// or running one must be canceled first.
 #[utoipa::path(delete, operation_id = "deleteExecution", path = "/api/executions/{id}", tag = "executions",
     params(("id" = String, Path, description = "The execution id")), security(("admin_token" = [])),
     responses((status = 204, description = "Deleted"),
@@ -131,11 +133,16 @@ pub(super) async fn rerun(
         (status = 409, description = "Still queued or running", body = ErrorBody)))]
 pub(super) async fn delete(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     let execution = execution(&admin, &id)?;
-    if !execution.status.is_final() || admin.store.is_queued(&id).map_err(internal)? {
+    let queued = admin.store.is_queued(&id).map_err(internal)?;
+    // A sync execution is not queued; past its caller's timeout it no longer runs.
+    let running_for = Duration::from_millis(Timestamp::now().0.saturating_sub(execution.created_at.0));
+    let sync_over = running_for > admin.dispatcher.sync_timeout() + Duration::from_secs(1);
+    if queued || !(execution.status.is_final() || sync_over) {
         return Err(ApiError::new(
             ErrorCode::Conflict,
             format!("execution {id} is {}: cancel it before deleting it", execution.status.as_str()),
-        ));
+        )
+        .with_execution(&id, execution.status));
     }
     admin.store.delete_executions(&[id]).await.map_err(internal)?.map_err(internal)?;
     Ok(StatusCode::NO_CONTENT)

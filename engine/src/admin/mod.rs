@@ -149,6 +149,21 @@ async fn prometheus() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics().render())
 }
 
+/// Query parameters whose rejection (`?limit=ten`) is the JSON error shape: `422
+/// validation_failed`.
+struct ApiQuery<T>(T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| ApiQuery(value))
+            .map_err(|rejection| ApiError::new(ErrorCode::ValidationFailed, rejection.body_text()))
+    }
+}
+
 /// A listing page: `?limit=` (default 50, at most 500) and `?cursor=` (the `nextCursor` of the
 /// page before).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

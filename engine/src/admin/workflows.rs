@@ -3,12 +3,12 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
 use super::openapi::ErrorBody;
 use super::views::{Listing, MASK, VersionView, WorkflowView, masked};
-use super::{Admin, Page, deploy_error, deployed, internal};
+use super::{Admin, ApiQuery, Page, deploy_error, deployed, internal};
 use crate::api_error::{ApiError, ErrorCode};
 use crate::catalog::{DeployError, DeployMode, Deployed};
 use crate::ingress::TRIGGER_PATH;
@@ -21,7 +21,7 @@ use crate::workflow::{Workflow, parse_workflow};
         (status = 401, description = "Missing or wrong token", body = ErrorBody)))]
 pub(super) async fn list(
     State(admin): State<Arc<Admin>>,
-    Query(page): Query<Page>,
+    ApiQuery(page): ApiQuery<Page>,
 ) -> Result<Json<Listing<WorkflowView>>, ApiError> {
     let limit = page.limit();
     let after = page.cursor.unwrap_or_default();
@@ -165,14 +165,13 @@ pub(super) async fn restore(
         return Err(ApiError::new(ErrorCode::NotFound, format!("workflow {key:?} has no version {version}")));
     };
     definition.enabled = current.workflow().enabled;
+    keep_current_secrets(&mut definition, current.workflow());
     let deployed = admin.catalog.deploy(definition, None, DeployMode::Replace).await.map_err(deploy_error)?;
     Ok(Json(view(&admin, &deployed)?))
 }
 
 async fn set_enabled(admin: &Admin, key: &str, enabled: bool) -> Result<Json<WorkflowView>, ApiError> {
-    let mut definition = deployed(admin, key)?.workflow().clone();
-    definition.enabled = enabled;
-    let deployed = admin.catalog.deploy(definition, None, DeployMode::Replace).await.map_err(deploy_error)?;
+    let deployed = admin.catalog.set_enabled(key, enabled).await.map_err(deploy_error)?;
     Ok(Json(view(admin, &deployed)?))
 }
 
@@ -184,6 +183,19 @@ fn view(admin: &Admin, deployed: &Deployed) -> Result<WorkflowView, ApiError> {
     view.created_at = record.as_ref().map(|r| r.created_at);
     view.updated_at = record.as_ref().map(|r| r.updated_at);
     Ok(view)
+}
+
+/// A restored definition keeps today's credentials: a password or secret rotated since that
+/// version (after a leak, say) must not come back with it.
+fn keep_current_secrets(restored: &mut Workflow, current: &Workflow) {
+    if let (Some(old), Some(now)) = (&mut restored.trigger.basic_auth, &current.trigger.basic_auth) {
+        old.password.clone_from(&now.password);
+    }
+    if let (Some(old), Some(now)) = (&mut restored.trigger.signature, &current.trigger.signature)
+        && std::mem::discriminant(old) == std::mem::discriminant(now)
+    {
+        *old.secrets_mut() = now.secrets().to_vec();
+    }
 }
 
 /// A replacement that sends back masked secrets keeps the stored ones.

@@ -144,26 +144,40 @@ impl Dispatcher {
 
     /// Takes an idempotency key for this request, or answers as the first request did.
     fn claim(&self, deployed: &Deployed, key: String) -> Result<Claim, Answer> {
-        let internal = |error: StoreError| {
-            tracing::error!(workflow = %deployed.key, "cannot read idempotency keys: {error}");
-            Answer::error(ApiError::new(ErrorCode::Internal, "idempotency keys cannot be read; retry later"))
-        };
-        if let Some(first) = self.store.idempotency(&deployed.key, &key).map_err(internal)? {
-            let id = first.execution_id;
-            if !deployed.workflow().sync {
-                return Err(Answer::new(&id, deployed.accept_reply.clone()));
-            }
-            return Err(match self.store.reply(&id).map_err(internal)? {
-                Some(reply) => Answer::new(&id, reply),
-                None => Answer::error(in_progress(&key)),
-            });
+        if let Some(answer) = self.first_answer(deployed, &key)? {
+            return Err(answer);
         }
         let mut claims = self.claims.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if !claims.insert((deployed.key.clone(), key.clone())) {
             return Err(Answer::error(in_progress(&key)));
         }
+        drop(claims);
         let ttl = deployed.workflow().trigger.idempotency.as_ref().map_or(0, |spec| spec.ttl_seconds);
-        Ok(Claim { claims: self.claims.clone(), workflow: deployed.key.clone(), key, ttl })
+        let claim = Claim { claims: self.claims.clone(), workflow: deployed.key.clone(), key, ttl };
+        // The first request may have stored its answer and let go of the key between the look
+        // above and the claim: look again now that the key is held.
+        match self.first_answer(deployed, &claim.key)? {
+            Some(answer) => Err(answer),
+            None => Ok(claim),
+        }
+    }
+
+    /// The answer a repeated idempotency key gets from the store, if the key is remembered.
+    fn first_answer(&self, deployed: &Deployed, key: &str) -> Result<Option<Answer>, Answer> {
+        let internal = |error: StoreError| {
+            tracing::error!(workflow = %deployed.key, "cannot read idempotency keys: {error}");
+            Answer::error(ApiError::new(ErrorCode::Internal, "idempotency keys cannot be read; retry later"))
+        };
+        let Some(first) = self.store.idempotency(&deployed.key, key).map_err(internal)? else {
+            return Ok(None);
+        };
+        let id = first.execution_id;
+        if !deployed.workflow().sync {
+            return Ok(Some(Answer::new(&id, deployed.accept_reply.clone())));
+        }
+        // The answer is stored with the key in one write; without it the execution was deleted
+        // (by an operator or retention) and the key is free again.
+        Ok(self.store.reply(&id).map_err(internal)?.map(|reply| Answer::new(&id, reply)))
     }
 
     /// Runs a sync execution and waits for its answer, at most the sync timeout (or the
@@ -293,6 +307,12 @@ impl Dispatcher {
         Ok(execution)
     }
 
+    /// How long a sync caller waits; a sync execution still `started` after that long (and a
+    /// second more) was cut short by a crash.
+    pub fn sync_timeout(&self) -> Duration {
+        self.sync_timeout
+    }
+
     /// The store (for reading records).
     pub fn store(&self) -> &Store {
         &self.store
@@ -314,7 +334,7 @@ impl Dispatcher {
 
     /// Runs one queued execution to its end, recording each job as it finishes.
     async fn run_queued(&self, id: &str) {
-        self.run_queued_traced(id).instrument(tracing::info_span!("execution", id)).await;
+        self.run_queued_traced(id).instrument(tracing::error_span!("execution", id)).await;
     }
 
     async fn run_queued_traced(&self, id: &str) {
@@ -456,9 +476,10 @@ impl Drop for Claim {
     }
 }
 
-/// The span every log line of an execution is written in: it carries the execution's id.
+/// The span every log line of an execution is written in: it carries the execution's id. At
+/// `error` level so that it is on whatever level the log is filtered to.
 fn execution_span(execution: &Execution) -> tracing::Span {
-    tracing::info_span!("execution", id = %execution.id)
+    tracing::error_span!("execution", id = %execution.id)
 }
 
 /// Counts a finished execution and logs how it ended: `error` and `aborted` at `warn` with the
@@ -469,7 +490,12 @@ fn finished(execution: &Execution) {
     let workflow = execution.workflow.as_str();
     let failing = execution.jobs.iter().rev().find(|job| job.status != JobStatus::Resolved);
     let node = failing.map_or("", |job| job.node_key.as_str());
-    let reason = failing.and_then(|job| job.error.as_deref()).unwrap_or("");
+    let reason = match (failing.and_then(|job| job.error.as_deref()), execution.status) {
+        (Some(error), _) => error,
+        (None, ExecutionStatus::Aborted) => "interrupted: the sync caller's timeout ran out",
+        (None, ExecutionStatus::Canceled) => "canceled by an operator",
+        (None, _) => "",
+    };
     match execution.status {
         ExecutionStatus::Resolved => tracing::debug!(workflow, status, "execution finished"),
         ExecutionStatus::Error | ExecutionStatus::Aborted => {

@@ -11,6 +11,7 @@
 
 mod writer;
 
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -369,16 +370,27 @@ impl Store {
         Ok(found)
     }
 
-    /// Finished executions created before `cutoff`, oldest first, at most `limit` (for retention).
-    pub fn finished_before(&self, cutoff: Timestamp, limit: usize) -> Result<Vec<String>, StoreError> {
+    /// Ids of executions created before `cutoff` that are not on the async queue — finished,
+    /// or sync records whose run a crash cut short — oldest first, after the id `after`, at most
+    /// `limit` (for retention).
+    pub fn settled_before(
+        &self,
+        cutoff: Timestamp,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
         let txn = self.db.begin_read().map_err(storage)?;
         let executions = txn.open_table(EXECUTIONS).map_err(storage)?;
         let queue = txn.open_table(QUEUE).map_err(storage)?;
+        let end = first_id_at(cutoff);
+        let range = match after {
+            Some(after) => executions.range::<&str>((Bound::Excluded(after), Bound::Excluded(end.as_str()))),
+            None => executions.range(..end.as_str()),
+        };
         let mut ids = Vec::new();
-        for entry in executions.range(..first_id_at(cutoff).as_str()).map_err(storage)? {
-            let (id, value) = entry.map_err(storage)?;
-            let execution: Execution = decode("executions", value.value())?;
-            if execution.status.is_final() && queue.get(id.value()).map_err(storage)?.is_none() {
+        for entry in range.map_err(storage)? {
+            let (id, _) = entry.map_err(storage)?;
+            if queue.get(id.value()).map_err(storage)?.is_none() {
                 ids.push(id.value().to_string());
                 if ids.len() == limit {
                     break;
@@ -404,12 +416,22 @@ impl Store {
         self.writer.write_notified(ops, false)
     }
 
-    /// Idempotency keys that expired before `now`, as `(workflow, key)`, at most `limit`.
-    pub fn expired_idempotency_keys(&self, now: Timestamp, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
+    /// Idempotency keys that expired before `now`, as `(workflow, key)`, in key order after
+    /// `after`, at most `limit`.
+    pub fn expired_idempotency_keys(
+        &self,
+        now: Timestamp,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, StoreError> {
         let txn = self.db.begin_read().map_err(storage)?;
         let table = txn.open_table(IDEMPOTENCY).map_err(storage)?;
+        let range = match after {
+            Some(after) => table.range::<(&str, &str)>((Bound::Excluded(after), Bound::Unbounded)),
+            None => table.range::<(&str, &str)>(..),
+        };
         let mut expired = Vec::new();
-        for entry in table.iter().map_err(storage)? {
+        for entry in range.map_err(storage)? {
             let (key, value) = entry.map_err(storage)?;
             let record: IdempotencyRecord = decode("idempotency", value.value())?;
             if record.expires_at <= now {

@@ -28,15 +28,17 @@ pub struct Execution {
 }
 
 impl Execution {
-    /// A new `queued` execution with a fresh id, created now.
+    /// A new `queued` execution with a fresh id, created now (the id's time is `created_at`, so
+    /// a time range is a range of ids).
     pub fn new(workflow: &str, version: u64, trigger: Value) -> Execution {
+        let id = ulid::Ulid::new();
         Execution {
-            id: ulid::Ulid::new().to_string(),
+            id: id.to_string(),
             workflow: workflow.to_string(),
             version,
             status: ExecutionStatus::Queued,
             trigger,
-            created_at: Timestamp::now(),
+            created_at: Timestamp(id.timestamp_ms()),
             finished_at: None,
             jobs: Vec::new(),
         }

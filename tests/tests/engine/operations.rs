@@ -71,7 +71,7 @@ fn retention_deletes_old_finished_executions_and_expired_keys_only() {
     let server = TestServer::start(&[echo("old"), queued, keyed], |config| {
         config.dispatch.workers = 0;
         config.retention =
-            RetentionConfig { keep_executions: Some(Duration::from_secs(2)), interval: Duration::from_millis(100) };
+            RetentionConfig { keep_executions: Some(Duration::from_secs(4)), interval: Duration::from_millis(100) };
     });
     let first = |response: http::HttpResponse| response.header("x-hookflow-execution").unwrap().to_string();
     let old = first(server.post("old", &[], b""));
@@ -80,7 +80,7 @@ fn retention_deletes_old_finished_executions_and_expired_keys_only() {
     server.finished_execution(&old);
     server.finished_execution(&keyed);
 
-    std::thread::sleep(Duration::from_millis(2200));
+    std::thread::sleep(Duration::from_millis(4200));
     let fresh = first(server.post("old", &[], b""));
     server.finished_execution(&fresh);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -92,7 +92,7 @@ fn retention_deletes_old_finished_executions_and_expired_keys_only() {
     let still_queued = server.execution(&waiting).unwrap();
     assert_eq!(still_queued.status.as_str(), "queued", "an unfinished execution is never deleted, however old");
     let store = server.server().store();
-    assert_eq!(store.expired_idempotency_keys(Timestamp::now(), 10).unwrap(), [], "expired keys are forgotten");
+    assert_eq!(store.expired_idempotency_keys(Timestamp::now(), None, 10).unwrap(), [], "expired keys are forgotten");
     // The key is free again: a new request with it starts a new execution.
     assert_ne!(first(server.post("keyed", &[("Idempotency-Key", "k-1")], b"")), keyed);
 }
@@ -230,4 +230,91 @@ fn finished_executions_can_be_deleted() {
     assert_eq!(admin(&server, "DELETE", &format!("/api/executions/{done}"), None).status, 204);
     assert_eq!(admin(&server, "GET", &format!("/api/executions/{done}"), None).status, 404);
     assert_eq!(admin(&server, "DELETE", &format!("/api/executions/{done}"), None).status, 404);
+}
+
+#[test]
+fn a_deleted_execution_frees_its_idempotency_key() {
+    let keyed = json!({"key": "keyed", "sync": true, "trigger": {"idempotency": {"header": "Idempotency-Key"}},
+        "nodes": [{"key": "r", "type": "response", "config": {"body": "{{$execution.id}}"}}]});
+    let server = TestServer::start(&[keyed], |_| {});
+    let first = server.post("keyed", &[("Idempotency-Key", "k")], b"");
+    let first_id = first.header("x-hookflow-execution").unwrap().to_string();
+    server.finished_execution(&first_id);
+    let repeat = server.post("keyed", &[("Idempotency-Key", "k")], b"");
+    assert_eq!((repeat.status, repeat.text()), (200, first_id.clone()), "a repeat gets the first answer");
+
+    let deleted = admin(&server, "DELETE", &format!("/api/executions/{first_id}"), None);
+    assert_eq!(deleted.status, 204);
+    let again = server.post("keyed", &[("Idempotency-Key", "k")], b"");
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_ne!(again.text(), first_id, "the key starts a new execution once the first is gone");
+}
+
+#[test]
+fn bad_query_parameters_get_the_json_error_shape() {
+    let server = TestServer::start(&[], |_| {});
+    for path in ["/api/executions?limit=ten", "/api/workflows?limit=-1"] {
+        let response = admin(&server, "GET", path, None);
+        assert_eq!((response.status, response.error_code()), (422, "validation_failed".to_string()), "{path}");
+    }
+}
+
+#[test]
+fn a_running_execution_cannot_be_deleted_and_the_refusal_names_it() {
+    let queued = json!({"key": "later", "sync": false, "nodes": []});
+    let server = TestServer::start(&[queued], |config| config.dispatch.workers = 0);
+    let id = server.post("later", &[], b"").header("x-hookflow-execution").unwrap().to_string();
+    let refused = admin(&server, "DELETE", &format!("/api/executions/{id}"), None);
+    assert_eq!(refused.status, 409);
+    assert_eq!(
+        (refused.json()["error"]["executionId"].clone(), refused.json()["error"]["status"].clone()),
+        (json!(id), json!("queued"))
+    );
+}
+
+#[test]
+fn restoring_a_version_keeps_todays_credentials() {
+    let guarded = |password: &str, body: &str| {
+        json!({"key": "g", "sync": true, "trigger": {"basicAuth": {"username": "u", "password": password}},
+               "nodes": [{"key": "r", "type": "response", "config": {"body": body}}]})
+    };
+    let server = TestServer::start(&[], |_| {});
+    assert_eq!(admin(&server, "POST", "/api/workflows", Some(&guarded("leaked", "one"))).status, 201);
+    assert_eq!(admin(&server, "PUT", "/api/workflows/g", Some(&guarded("rotated", "two"))).status, 200);
+    assert_eq!(admin(&server, "POST", "/api/workflows/g/versions/1/restore", None).status, 200);
+    let basic = |password: &str| format!("Basic {}", base64_of(&format!("u:{password}")));
+    let with_leaked = server.post("g", &[("Authorization", &basic("leaked"))], b"");
+    assert_eq!(with_leaked.status, 401, "the leaked password does not come back");
+    let with_rotated = server.post("g", &[("Authorization", &basic("rotated"))], b"");
+    assert_eq!((with_rotated.status, with_rotated.text()), (200, "one".to_string()), "the old definition serves");
+}
+
+#[test]
+fn concurrent_changes_get_distinct_versions() {
+    let server = TestServer::start(&[], |_| {});
+    assert_eq!(admin(&server, "POST", "/api/workflows", Some(&replying("busy", "v0"))).status, 201);
+    std::thread::scope(|scope| {
+        for n in 1..=8 {
+            let server = &server;
+            scope.spawn(move || {
+                let replaced = admin(server, "PUT", "/api/workflows/busy", Some(&replying("busy", &format!("v{n}"))));
+                assert_eq!(replaced.status, 200);
+            });
+        }
+    });
+    let versions = admin(&server, "GET", "/api/workflows/busy/versions", None).json();
+    let mut bodies: Vec<String> = versions["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["definition"]["nodes"][0]["config"]["body"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(bodies.len(), 9, "one version per change");
+    bodies.sort();
+    assert_eq!(bodies, (0..=8).map(|n| format!("v{n}")).collect::<Vec<_>>(), "no change overwrote another");
+}
+
+fn base64_of(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
 }
