@@ -191,6 +191,13 @@ pub enum PluginCommand {
         /// The component file (.wasm).
         file: PathBuf,
     },
+    /// Tell whether a component fits the `node` world and print what it declares (no server
+    /// needed: the component is compiled and described here).
+    #[command(after_help = "Example:\n  hookflow plugin check target/wasm32-wasip2/release/scorer.wasm")]
+    Check {
+        /// The component file (.wasm).
+        file: PathBuf,
+    },
     /// Delete an uploaded node type (refused while an enabled workflow uses it).
     #[command(after_help = "Example:\n  hookflow plugin rm scorer")]
     Rm {

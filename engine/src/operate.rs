@@ -3,9 +3,10 @@
 
 use std::io::Read as _;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
+use hookflow::plugin::{HostConfig, PluginHost};
 use serde_json::Value;
 
 use crate::cli::{ExecutionsCommand, PluginCommand, Remote, WorkflowCommand};
@@ -219,11 +220,42 @@ pub async fn plugin(remote: Remote<PluginCommand>) -> anyhow::Result<()> {
                 println!("{verb} {} {} (sha256 {})", text(&p["name"]), text(&p["version"]), text(&p["digest"]))
             })
         }
+        PluginCommand::Check { file } => check_plugin(&file, remote.json),
         PluginCommand::Rm { name } => {
             let answer = client.delete(&format!("/api/plugins/{}", segment(&name))).await?;
             out.print(&answer, |_| println!("deleted {name}"))
         }
     }
+}
+
+/// `hookflow plugin check`: compiles and describes a component with the engine's own host, as
+/// `--plugins` and upload would, and prints what it declares.
+fn check_plugin(file: &Path, json: bool) -> anyhow::Result<()> {
+    let wasm = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let host = PluginHost::new(HostConfig::default())?;
+    let started = Instant::now();
+    // The install name only labels messages; any valid one will do.
+    let plugin = host.install("checked", &wasm).with_context(|| format!("{} does not fit", file.display()))?;
+    let compile_ms = started.elapsed().as_millis();
+    let info = &plugin.info;
+    let schema = &info.config_schema;
+    if json {
+        let report = serde_json::json!({"name": info.name, "version": info.version, "branches": info.branches,
+            "mayRespond": info.may_respond, "configSchema": schema, "digest": plugin.digest,
+            "bytes": wasm.len(), "compileMs": compile_ms});
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!("{}: fits the hookflow:node/node@0.1.0 world", file.display());
+    println!("name:         {}", info.name);
+    println!("version:      {}", info.version);
+    let branches = if info.branches.is_empty() { "-".to_string() } else { info.branches.join(", ") };
+    println!("branches:     {branches}");
+    println!("may respond:  {}", if info.may_respond { "yes" } else { "no" });
+    println!("size:         {} bytes (sha256 {})", wasm.len(), plugin.digest);
+    println!("compiled in:  {compile_ms} ms");
+    println!("config schema:\n{}", serde_json::to_string_pretty(schema)?);
+    Ok(())
 }
 
 fn read_definition(file: &Path) -> anyhow::Result<String> {

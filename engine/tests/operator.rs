@@ -258,6 +258,7 @@ fn every_command_has_help_with_examples() {
         &["plugin"],
         &["plugin", "list"],
         &["plugin", "add"],
+        &["plugin", "check"],
         &["plugin", "rm"],
     ];
     for command in commands {
@@ -341,4 +342,27 @@ fn logged_execution(level: &str, workflow: &Value, body: &[u8]) -> (String, Vec<
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}")))
         .collect();
     (id, lines)
+}
+
+#[test]
+fn plugin_check_tells_whether_a_component_fits() {
+    let files = fresh_dir("operator-check");
+    std::fs::create_dir_all(&files).unwrap();
+    let (_, condition) = hookflow::plugin::BUILTIN_NODES.iter().find(|(name, _)| *name == "condition").unwrap();
+    let wasm = files.join("condition.wasm");
+    std::fs::write(&wasm, condition).unwrap();
+    let check = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_hookflow")).args(args).output().unwrap();
+
+    let report = stdout(&check(&["plugin", "check", wasm.to_str().unwrap()]));
+    assert!(report.contains("fits the hookflow:node/node@0.1.0 world"), "{report}");
+    assert!(report.contains("name:         condition") && report.contains("branches:     true, false"), "{report}");
+    assert!(report.contains("\"rejectOnFalse\""), "the config schema is printed: {report}");
+    let json = json_out(&check(&["plugin", "check", wasm.to_str().unwrap(), "--json"]));
+    assert_eq!((json["name"].clone(), json["mayRespond"].clone()), (json!("condition"), json!(false)));
+    assert_eq!(json["digest"].as_str().unwrap().len(), 64);
+
+    let text = files.join("notes.wasm");
+    std::fs::write(&text, "not a component").unwrap();
+    fails_with(&check(&["plugin", "check", text.to_str().unwrap()]), "is not a valid WebAssembly component");
+    fails_with(&check(&["plugin", "check", "/nonexistent.wasm"]), "cannot read /nonexistent.wasm");
 }

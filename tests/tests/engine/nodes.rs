@@ -1,4 +1,4 @@
-//! The built-in `end` and `set` nodes, run by the executor as real components (they are written
+//! The built-in `end`, `set` and `json-query` nodes, run by the executor as real components (they are written
 //! with the `hookflow-node` SDK, like `condition` and `response`).
 
 use serde_json::{Value, json};
@@ -84,4 +84,37 @@ fn a_bad_set_config_is_a_job_error_naming_the_field() {
     let unknown =
         run(&plan(chain(json!([{"key": "s", "type": "set", "config": {"values": {}, "extra": 1}}]))), json!({}));
     assert!(last_error(&unknown).contains("unknown field `extra`"), "{}", last_error(&unknown));
+}
+
+fn query(expression: &str, source: Option<Value>, body: Value) -> crate::util::Ran {
+    let mut config = json!({"expression": expression});
+    if let Some(source) = source {
+        config["source"] = source;
+    }
+    run(&plan(chain(json!([{"key": "q", "type": "json-query", "config": config}]))), body)
+}
+
+#[test]
+fn json_query_selects_and_reshapes_with_jmespath() {
+    let body =
+        json!({"order": {"id": 7, "items": [{"sku": "A", "qty": 2}, {"sku": "B", "qty": 1}, {"sku": "C", "qty": 5}]}});
+    let skus = query("order.items[?qty > `1`].sku", Some(json!("{{$context.body}}")), body.clone());
+    assert_eq!(skus.status(), "resolved");
+    assert_eq!(skus.execution.jobs[0].output, json!(["A", "C"]));
+    let shaped = query("{id: order.id, total: sum(order.items[].qty)}", Some(json!("{{$context.body}}")), body.clone());
+    assert_eq!(shaped.execution.jobs[0].output, json!({"id": 7, "total": 8.0}));
+    // Without a source the whole context is queried.
+    let whole = query("\"$context\".body.order.id", None, body);
+    assert_eq!(whole.execution.jobs[0].output, json!(7));
+    let nothing = query("a.b", Some(json!(null)), json!({}));
+    assert_eq!(nothing.execution.jobs[0].output, json!(null));
+}
+
+#[test]
+fn a_bad_json_query_is_a_job_error_naming_the_field() {
+    let bad = query("items[?", None, json!({}));
+    assert_eq!(bad.status(), "error");
+    assert!(last_error(&bad).starts_with("expression: "), "{}", last_error(&bad));
+    let missing = run(&plan(chain(json!([{"key": "q", "type": "json-query", "config": {}}]))), json!({}));
+    assert!(last_error(&missing).starts_with("config: missing field `expression`"), "{}", last_error(&missing));
 }
