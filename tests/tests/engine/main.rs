@@ -7,6 +7,7 @@ mod executor;
 mod faults;
 mod hostile;
 mod idempotency;
+mod languages;
 mod nodes;
 mod operations;
 mod signatures;

@@ -1,0 +1,50 @@
+//! What one custom node component costs: its size, its cold compile (no cache) and one call (a
+//! fresh instance + the call), for comparing nodes written in different languages.
+//!
+//! `cargo run --release -p hookflow-bench --bin component -- FILE.wasm [CONFIG_JSON] [ITERATIONS]`
+
+use std::time::{Duration, Instant};
+
+use hookflow::plugin::{HostConfig, PluginHost};
+use hookflow::workflow::{NodeCall, NodeRunner};
+use serde_json::json;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let file = args.next().unwrap_or_else(|| panic!("usage: component FILE.wasm [CONFIG_JSON] [ITERATIONS]"));
+    let config = args.next().unwrap_or_else(|| "{}".into());
+    let iterations: u32 = args.next().and_then(|n| n.parse().ok()).unwrap_or(200);
+    let wasm = std::fs::read(&file).unwrap_or_else(|e| panic!("cannot read {file}: {e}"));
+    let host = PluginHost::new(HostConfig { max_instances: 4, ..HostConfig::default() })
+        .unwrap_or_else(|e| panic!("cannot start the plugin host: {e}"));
+
+    let started = Instant::now();
+    let plugin = host.install("bench-node", &wasm).unwrap_or_else(|e| panic!("{e}"));
+    let compile = started.elapsed();
+
+    let context = json!({"$context": {"headers": {}, "query": {}, "body": {"status": "paid", "order": 42}},
+        "$jobsMapByNodeKey": {}, "$execution": {"id": "bench"}, "$system": {"now": "2026-11-29T00:00:00Z"}})
+    .to_string();
+    let call = NodeCall { execution_id: "bench", node_key: "n", config: &config, context: &context };
+    let first = Instant::now();
+    host.run("bench-node", &call).unwrap_or_else(|e| panic!("node call failed: {e}"));
+    let first = first.elapsed();
+    for _ in 0..iterations.min(20) {
+        host.run("bench-node", &call).unwrap_or_else(|e| panic!("node call failed: {e}"));
+    }
+    let started = Instant::now();
+    for _ in 0..iterations {
+        host.run("bench-node", &call).unwrap_or_else(|e| panic!("node call failed: {e}"));
+    }
+    let per_call = started.elapsed() / iterations.max(1);
+
+    println!("component:       {file} ({} v{})", plugin.info.name, plugin.info.version);
+    println!("size:            {:.1} KiB", wasm.len() as f64 / 1024.0);
+    println!("cold compile:    {:.0} ms", millis(compile));
+    println!("first call:      {:.2} ms", millis(first));
+    println!("per call:        {:.1} µs (mean of {iterations}, fresh instance each)", per_call.as_secs_f64() * 1e6);
+}
+
+fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e3
+}
