@@ -191,6 +191,19 @@ pub enum PluginCommand {
         /// The component file (.wasm).
         file: PathBuf,
     },
+    /// Start a new node project that builds and passes its own tests out of the box.
+    #[command(after_help = "Example:\n  hookflow plugin new --lang rust greeter\n  \
+                             cd greeter && cargo test && cargo build --release --target wasm32-wasip2")]
+    New {
+        /// The language (Python and JavaScript: see docs/writing-nodes.md and examples/nodes/).
+        #[arg(long, value_enum)]
+        lang: Lang,
+        /// The node type name (also the project's name).
+        name: String,
+        /// Where to create the project (default: ./<name>).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Tell whether a component fits the `node` world and print what it declares (no server
     /// needed: the component is compiled and described here).
     #[command(after_help = "Example:\n  hookflow plugin check target/wasm32-wasip2/release/scorer.wasm")]
@@ -288,6 +301,13 @@ pub enum ParseCommand {
         /// The example JSON.
         example: String,
     },
+}
+
+/// Languages `plugin new` can start a project in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    /// Rust, with the vendored `hookflow-node` SDK.
+    Rust,
 }
 
 /// `1048576`, `512KiB`, `1MiB`, `1GiB`, `10kB`, `2MB` → bytes.

@@ -4,6 +4,7 @@
 mod cli;
 mod operate;
 mod remote;
+mod scaffold;
 
 use std::process::ExitCode;
 use std::time::Duration;

@@ -9,8 +9,9 @@ use anyhow::Context as _;
 use hookflow::plugin::{HostConfig, PluginHost};
 use serde_json::Value;
 
-use crate::cli::{ExecutionsCommand, PluginCommand, Remote, WorkflowCommand};
+use crate::cli::{ExecutionsCommand, Lang, PluginCommand, Remote, WorkflowCommand};
 use crate::remote::{AdminClient, Answer};
+use crate::scaffold;
 
 /// Longest output or error shown in a table cell.
 const CELL: usize = 60;
@@ -221,6 +222,14 @@ pub async fn plugin(remote: Remote<PluginCommand>) -> anyhow::Result<()> {
             })
         }
         PluginCommand::Check { file } => check_plugin(&file, remote.json),
+        PluginCommand::New { lang: Lang::Rust, name, dir } => {
+            let dir = scaffold::new_rust_node(&name, dir)?;
+            let shown = dir.display();
+            println!("created the {name} node in {shown}");
+            println!("  cd {shown} && cargo test && cargo build --release --target wasm32-wasip2");
+            println!("  hookflow plugin check target/wasm32-wasip2/release/{}.wasm", name.replace('-', "_"));
+            Ok(())
+        }
         PluginCommand::Rm { name } => {
             let answer = client.delete(&format!("/api/plugins/{}", segment(&name))).await?;
             out.print(&answer, |_| println!("deleted {name}"))

@@ -259,6 +259,7 @@ fn every_command_has_help_with_examples() {
         &["plugin", "list"],
         &["plugin", "add"],
         &["plugin", "check"],
+        &["plugin", "new"],
         &["plugin", "rm"],
     ];
     for command in commands {
@@ -365,4 +366,44 @@ fn plugin_check_tells_whether_a_component_fits() {
     std::fs::write(&text, "not a component").unwrap();
     fails_with(&check(&["plugin", "check", text.to_str().unwrap()]), "is not a valid WebAssembly component");
     fails_with(&check(&["plugin", "check", "/nonexistent.wasm"]), "cannot read /nonexistent.wasm");
+}
+
+#[test]
+fn plugin_new_makes_a_rust_node_that_passes_its_tests_builds_and_fits() {
+    let root = fresh_dir("operator-scaffold");
+    std::fs::create_dir_all(&root).unwrap();
+    let project = root.join("greeter");
+    let hookflow = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_hookflow")).args(args).output().unwrap();
+    let created =
+        stdout(&hookflow(&["plugin", "new", "--lang", "rust", "greeter", "--dir", project.to_str().unwrap()]));
+    assert!(created.starts_with("created the greeter node in"), "{created}");
+    fails_with(
+        &hookflow(&["plugin", "new", "--lang", "rust", "greeter", "--dir", project.to_str().unwrap()]),
+        "exists already",
+    );
+    fails_with(&hookflow(&["plugin", "new", "--lang", "rust", "Bad Name"]), "is not a valid node type name");
+    assert_eq!(hookflow(&["plugin", "new", "--lang", "cobol", "x"]).status.code(), Some(2));
+
+    let target = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("scaffold-target");
+    let cargo = |args: &[&str]| {
+        let output = Command::new(env!("CARGO"))
+            .args(args)
+            .arg("--target-dir")
+            .arg(&target)
+            .current_dir(&project)
+            .output()
+            .unwrap();
+        let log = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(output.status.success(), "cargo {args:?} failed in the new project:\n{log}");
+        log
+    };
+    let tested = cargo(&["test"]);
+    assert!(tested.contains("test result: ok. 2 passed"), "{tested}");
+    cargo(&["build", "--release", "--target", "wasm32-wasip2"]);
+    let wasm = target.join("wasm32-wasip2/release/greeter.wasm");
+    let report = stdout(&hookflow(&["plugin", "check", wasm.to_str().unwrap()]));
+    assert!(
+        report.contains("fits the hookflow:node/node@0.1.0 world") && report.contains("name:         greeter"),
+        "{report}"
+    );
 }

@@ -35,7 +35,7 @@ extern crate self as hookflow_node;
 pub mod bindings {
     wit_bindgen::generate!({
         world: "node",
-        path: "../../wit",
+        path: "wit",
         pub_export_macro: true,
         export_macro_name: "__export_node_world",
         default_bindings_module: "::hookflow_node::bindings",
