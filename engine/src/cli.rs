@@ -192,10 +192,11 @@ pub enum PluginCommand {
         file: PathBuf,
     },
     /// Start a new node project that builds and passes its own tests out of the box.
-    #[command(after_help = "Example:\n  hookflow plugin new --lang rust greeter\n  \
-                             cd greeter && cargo test && cargo build --release --target wasm32-wasip2")]
+    #[command(after_help = "Examples:\n  hookflow plugin new --lang rust greeter\n  \
+                             hookflow plugin new --lang python greeter --dir ./nodes/greeter\n  \
+                             hookflow plugin new --lang js greeter")]
     New {
-        /// The language (Python and JavaScript: see docs/writing-nodes.md and examples/nodes/).
+        /// The language.
         #[arg(long, value_enum)]
         lang: Lang,
         /// The node type name (also the project's name).
@@ -308,6 +309,10 @@ pub enum ParseCommand {
 pub enum Lang {
     /// Rust, with the vendored `hookflow-node` SDK.
     Rust,
+    /// Python, built with componentize-py.
+    Python,
+    /// JavaScript, built with componentize-js.
+    Js,
 }
 
 /// `1048576`, `512KiB`, `1MiB`, `1GiB`, `10kB`, `2MB` → bytes.

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use hookflow::plugin::{HostConfig, PluginHost};
 use serde_json::Value;
 
-use crate::cli::{ExecutionsCommand, Lang, PluginCommand, Remote, WorkflowCommand};
+use crate::cli::{ExecutionsCommand, PluginCommand, Remote, WorkflowCommand};
 use crate::remote::{AdminClient, Answer};
 use crate::scaffold;
 
@@ -222,12 +222,13 @@ pub async fn plugin(remote: Remote<PluginCommand>) -> anyhow::Result<()> {
             })
         }
         PluginCommand::Check { file } => check_plugin(&file, remote.json),
-        PluginCommand::New { lang: Lang::Rust, name, dir } => {
-            let dir = scaffold::new_rust_node(&name, dir)?;
-            let shown = dir.display();
-            println!("created the {name} node in {shown}");
-            println!("  cd {shown} && cargo test && cargo build --release --target wasm32-wasip2");
-            println!("  hookflow plugin check target/wasm32-wasip2/release/{}.wasm", name.replace('-', "_"));
+        PluginCommand::New { lang, name, dir } => {
+            let dir = scaffold::new_node(lang, &name, dir)?;
+            println!("created the {name} node in {}; next:", dir.display());
+            println!("  cd {}", dir.display());
+            for step in scaffold::next_steps(lang, &name) {
+                println!("  {step}");
+            }
             Ok(())
         }
         PluginCommand::Rm { name } => {

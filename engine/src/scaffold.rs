@@ -1,11 +1,14 @@
 //! `hookflow plugin new`: writes a node project that builds and passes its own tests out of the
-//! box. The Rust project vendors the SDK (`plugins/hookflow-node`, embedded at build time) and
-//! the WIT contract, so it needs nothing but cargo.
+//! box, in Rust, Python or JavaScript. Every project carries the WIT contract (`wit/node.wit`,
+//! embedded at build time); the Rust one also vendors the SDK (`plugins/hookflow-node`), so it
+//! needs nothing but cargo.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use hookflow::plugin::is_valid_type_name;
+
+use crate::cli::Lang;
 
 /// One file of a project: its path inside the project and its text.
 type File = (&'static str, &'static str);
@@ -23,8 +26,46 @@ const RUST: &[File] = &[
     ("hookflow-node/wit/node.wit", include_str!("../../wit/node.wit")),
 ];
 
-/// Writes a new Rust node project called `name` into `dir` (default `./<name>`); returns where.
-pub fn new_rust_node(name: &str, dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+/// The Python project (`componentize-py`).
+const PYTHON: &[File] = &[
+    ("node.py", include_str!("../scaffold/python/node.py.tmpl")),
+    ("app.py", include_str!("../scaffold/python/app.py.tmpl")),
+    ("test_node.py", include_str!("../scaffold/python/test_node.py.tmpl")),
+    ("README.md", include_str!("../scaffold/python/README.md.tmpl")),
+    (".gitignore", include_str!("../scaffold/python/gitignore")),
+    ("wit/node.wit", include_str!("../../wit/node.wit")),
+];
+
+/// The JavaScript project (`componentize-js`).
+const JS: &[File] = &[
+    ("index.js", include_str!("../scaffold/js/index.js.tmpl")),
+    ("test.js", include_str!("../scaffold/js/test.js.tmpl")),
+    ("package.json", include_str!("../scaffold/js/package.json.tmpl")),
+    ("README.md", include_str!("../scaffold/js/README.md.tmpl")),
+    (".gitignore", include_str!("../scaffold/js/gitignore")),
+    ("wit/node.wit", include_str!("../../wit/node.wit")),
+];
+
+/// What to do next in a new project, one command per line.
+pub fn next_steps(lang: Lang, name: &str) -> Vec<String> {
+    match lang {
+        Lang::Rust => vec![
+            "cargo test && cargo build --release --target wasm32-wasip2".into(),
+            format!("hookflow plugin check target/wasm32-wasip2/release/{}.wasm", name.replace('-', "_")),
+        ],
+        Lang::Python => vec![
+            "python3 -m unittest".into(),
+            format!("componentize-py -d wit -w node componentize app -o {name}.wasm"),
+            format!("hookflow plugin check {name}.wasm"),
+        ],
+        Lang::Js => {
+            vec!["npm install && npm test && npm run build".into(), format!("hookflow plugin check {name}.wasm")]
+        }
+    }
+}
+
+/// Writes a new node project called `name` into `dir` (default `./<name>`); returns where.
+pub fn new_node(lang: Lang, name: &str, dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if !is_valid_type_name(name) {
         bail!("{name:?} is not a valid node type name: use 1 to 64 of a-z 0-9 _ -, starting with a letter");
     }
@@ -33,7 +74,12 @@ pub fn new_rust_node(name: &str, dir: Option<PathBuf>) -> anyhow::Result<PathBuf
         bail!("{} exists already: choose another --dir or remove it", dir.display());
     }
     let crate_name = name.replace('-', "_");
-    for (path, template) in RUST {
+    let files = match lang {
+        Lang::Rust => RUST,
+        Lang::Python => PYTHON,
+        Lang::Js => JS,
+    };
+    for (path, template) in files {
         let text = template.replace("__NAME__", name).replace("__CRATE__", &crate_name);
         write(&dir.join(path), &text)?;
     }

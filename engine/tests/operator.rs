@@ -376,7 +376,7 @@ fn plugin_new_makes_a_rust_node_that_passes_its_tests_builds_and_fits() {
     let hookflow = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_hookflow")).args(args).output().unwrap();
     let created =
         stdout(&hookflow(&["plugin", "new", "--lang", "rust", "greeter", "--dir", project.to_str().unwrap()]));
-    assert!(created.starts_with("created the greeter node in"), "{created}");
+    assert!(created.starts_with("created the greeter node in") && created.contains("cargo test"), "{created}");
     fails_with(
         &hookflow(&["plugin", "new", "--lang", "rust", "greeter", "--dir", project.to_str().unwrap()]),
         "exists already",
@@ -406,4 +406,58 @@ fn plugin_new_makes_a_rust_node_that_passes_its_tests_builds_and_fits() {
         report.contains("fits the hookflow:node/node@0.1.0 world") && report.contains("name:         greeter"),
         "{report}"
     );
+}
+
+/// Runs a command in a new project and returns its output; a failure shows all of it.
+fn in_project(project: &std::path::Path, program: &str, args: &[&str]) -> String {
+    let output =
+        Command::new(program).args(args).current_dir(project).output().unwrap_or_else(|e| panic!("{program}: {e}"));
+    let log = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{program} {args:?} failed in the new project:\n{log}");
+    log
+}
+
+/// Makes a project with `plugin new --lang LANG greeter` and returns its directory.
+fn new_project(lang: &str) -> std::path::PathBuf {
+    let root = fresh_dir(&format!("operator-scaffold-{lang}"));
+    std::fs::create_dir_all(&root).unwrap();
+    let project = root.join("greeter");
+    let output = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args(["plugin", "new", "--lang", lang, "greeter", "--dir", project.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(stdout(&output).starts_with("created the greeter node in"));
+    assert!(project.join("wit/node.wit").exists(), "the project carries the contract");
+    project
+}
+
+fn check_fits(wasm: &std::path::Path) {
+    let output = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args(["plugin", "check", wasm.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let report = stdout(&output);
+    assert!(
+        report.contains("fits the hookflow:node/node@0.1.0 world") && report.contains("name:         greeter"),
+        "{report}"
+    );
+}
+
+#[test]
+fn plugin_new_makes_a_python_node_that_passes_its_tests_builds_and_fits() {
+    let project = new_project("python");
+    let tested = in_project(&project, "python3", &["-m", "unittest", "-v"]);
+    assert!(tested.contains("Ran 2 tests") && tested.contains("OK"), "{tested}");
+    in_project(&project, "componentize-py", &["-d", "wit", "-w", "node", "componentize", "app", "-o", "greeter.wasm"]);
+    check_fits(&project.join("greeter.wasm"));
+}
+
+#[test]
+fn plugin_new_makes_a_javascript_node_that_passes_its_tests_builds_and_fits() {
+    let project = new_project("js");
+    in_project(&project, "npm", &["install", "--no-audit", "--no-fund"]);
+    let tested = in_project(&project, "npm", &["test"]);
+    assert!(tested.contains("# pass 3") && tested.contains("# fail 0"), "{tested}");
+    in_project(&project, "npm", &["run", "build"]);
+    check_fits(&project.join("greeter.wasm"));
 }
