@@ -45,6 +45,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Ends the process when standard output can no longer be written: quietly (exit 0) when the
+/// reader went away, as `head` does, with a message (exit 1) otherwise.
+fn stdout_failed(error: &std::io::Error) -> ! {
+    if error.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("hookflow: cannot write the output: {error}");
+    std::process::exit(1);
+}
+
 /// The small runtime a client command runs its one call on.
 fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")

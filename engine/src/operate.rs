@@ -1,6 +1,17 @@
 //! `hookflow workflow|executions|plugin`: the CLI side of the admin API. Each command makes one
 //! call (see `remote.rs`) and prints the answer as a table, or as the API's JSON with `--json`.
 
+/// `println!` for command output: a reader that goes away (`hookflow ... | head`) ends the
+/// command quietly instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(error) = writeln!(std::io::stdout(), $($arg)*) {
+            crate::stdout_failed(&error);
+        }
+    }};
+}
+
 use std::io::Read as _;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
@@ -25,7 +36,7 @@ impl Output {
     /// Prints the JSON answer, or what `human` makes of it.
     fn print(&self, answer: &Answer, human: impl FnOnce(&Value)) -> anyhow::Result<()> {
         if self.json {
-            println!("{}", serde_json::to_string_pretty(&answer.body)?);
+            outln!("{}", serde_json::to_string_pretty(&answer.body)?);
         } else {
             human(&answer.body);
         }
@@ -45,7 +56,7 @@ pub async fn workflow(remote: Remote<WorkflowCommand>) -> anyhow::Result<()> {
         WorkflowCommand::Add { file } => {
             let answer = client.post("/api/workflows", Some(read_definition(&file)?)).await?;
             out.print(&answer, |w| {
-                println!("created {} (version {})\nPOST {}", text(&w["key"]), w["version"], text(&w["url"]))
+                outln!("created {} (version {})\nPOST {}", text(&w["key"]), w["version"], text(&w["url"]))
             })
         }
         WorkflowCommand::List { limit, cursor } => {
@@ -80,15 +91,15 @@ pub async fn workflow(remote: Remote<WorkflowCommand>) -> anyhow::Result<()> {
                     read_definition(&file)?.into_bytes(),
                 )
                 .await?;
-            out.print(&answer, |w| println!("replaced {}: now version {}", text(&w["key"]), w["version"]))
+            out.print(&answer, |w| outln!("replaced {}: now version {}", text(&w["key"]), w["version"]))
         }
         WorkflowCommand::Enable { key } => {
             let answer = client.post(&format!("/api/workflows/{}/enable", segment(&key)), None).await?;
-            out.print(&answer, |w| println!("enabled {}: POST {}", text(&w["key"]), text(&w["url"])))
+            out.print(&answer, |w| outln!("enabled {}: POST {}", text(&w["key"]), text(&w["url"])))
         }
         WorkflowCommand::Disable { key } => {
             let answer = client.post(&format!("/api/workflows/{}/disable", segment(&key)), None).await?;
-            out.print(&answer, |w| println!("disabled {}: its URL answers 404 until it is enabled", text(&w["key"])))
+            out.print(&answer, |w| outln!("disabled {}: its URL answers 404 until it is enabled", text(&w["key"])))
         }
         WorkflowCommand::Versions { key } => {
             let answer = client.get(&format!("/api/workflows/{}/versions", segment(&key))).await?;
@@ -106,19 +117,19 @@ pub async fn workflow(remote: Remote<WorkflowCommand>) -> anyhow::Result<()> {
                     })
                     .collect();
                 table(&["VERSION", "ENABLED", "NODES", "TITLE"], rows);
-                println!("(* current)");
+                outln!("(* current)");
             })
         }
         WorkflowCommand::Restore { key, number: version } => {
             let answer =
                 client.post(&format!("/api/workflows/{}/versions/{version}/restore", segment(&key)), None).await?;
             out.print(&answer, |w| {
-                println!("restored version {version} of {} as version {}", text(&w["key"]), w["version"])
+                outln!("restored version {version} of {} as version {}", text(&w["key"]), w["version"])
             })
         }
         WorkflowCommand::Rm { key } => {
             let answer = client.delete(&format!("/api/workflows/{}", segment(&key))).await?;
-            out.print(&answer, |_| println!("deleted {key}"))
+            out.print(&answer, |_| outln!("deleted {key}"))
         }
     }
 }
@@ -173,19 +184,19 @@ pub async fn executions(remote: Remote<ExecutionsCommand>) -> anyhow::Result<()>
             let answer = client.post(&format!("/api/executions/{}/cancel", segment(&id)), None).await?;
             let running = answer.status.as_u16() == 202;
             out.print(&answer, |e| match running {
-                true => println!("{}: running; it stops before its next node", text(&e["id"])),
-                false => println!("{}: {}", text(&e["id"]), text(&e["status"])),
+                true => outln!("{}: running; it stops before its next node", text(&e["id"])),
+                false => outln!("{}: {}", text(&e["id"]), text(&e["status"])),
             })
         }
         ExecutionsCommand::Rm { id } => {
             let answer = client.delete(&format!("/api/executions/{}", segment(&id))).await?;
-            out.print(&answer, |_| println!("deleted {id}"))
+            out.print(&answer, |_| outln!("deleted {id}"))
         }
         ExecutionsCommand::Rerun { id } => {
             let answer = client.post(&format!("/api/executions/{}/rerun", segment(&id)), None).await?;
             out.print(&answer, |e| {
-                println!("queued {} ({} version {})", text(&e["id"]), text(&e["workflow"]), e["version"]);
-                println!("follow it with: hookflow executions show {}", text(&e["id"]));
+                outln!("queued {} ({} version {})", text(&e["id"]), text(&e["workflow"]), e["version"]);
+                outln!("follow it with: hookflow executions show {}", text(&e["id"]));
             })
         }
     }
@@ -193,6 +204,20 @@ pub async fn executions(remote: Remote<ExecutionsCommand>) -> anyhow::Result<()>
 
 /// Runs `hookflow plugin ...`.
 pub async fn plugin(remote: Remote<PluginCommand>) -> anyhow::Result<()> {
+    // Local commands: no server, so no --server to get wrong.
+    let remote = match remote.command {
+        PluginCommand::Check { file } => return check_plugin(&file, remote.json),
+        PluginCommand::New { lang, name, dir } => {
+            let dir = scaffold::new_node(lang, &name, dir)?;
+            outln!("created the {name} node in {}; next:", dir.display());
+            outln!("  cd {}", dir.display());
+            for step in scaffold::next_steps(lang, &name) {
+                outln!("  {step}");
+            }
+            return Ok(());
+        }
+        command => Remote { command, ..remote },
+    };
     let (client, out) = client(&remote)?;
     match remote.command {
         PluginCommand::List => {
@@ -218,22 +243,13 @@ pub async fn plugin(remote: Remote<PluginCommand>) -> anyhow::Result<()> {
             let answer = client.put(&format!("/api/plugins/{}", segment(&name)), "application/wasm", wasm).await?;
             let verb = if answer.status.as_u16() == 201 { "installed" } else { "replaced" };
             out.print(&answer, |p| {
-                println!("{verb} {} {} (sha256 {})", text(&p["name"]), text(&p["version"]), text(&p["digest"]))
+                outln!("{verb} {} {} (sha256 {})", text(&p["name"]), text(&p["version"]), text(&p["digest"]))
             })
         }
-        PluginCommand::Check { file } => check_plugin(&file, remote.json),
-        PluginCommand::New { lang, name, dir } => {
-            let dir = scaffold::new_node(lang, &name, dir)?;
-            println!("created the {name} node in {}; next:", dir.display());
-            println!("  cd {}", dir.display());
-            for step in scaffold::next_steps(lang, &name) {
-                println!("  {step}");
-            }
-            Ok(())
-        }
+        PluginCommand::Check { .. } | PluginCommand::New { .. } => unreachable!("handled above"),
         PluginCommand::Rm { name } => {
             let answer = client.delete(&format!("/api/plugins/{}", segment(&name))).await?;
-            out.print(&answer, |_| println!("deleted {name}"))
+            out.print(&answer, |_| outln!("deleted {name}"))
         }
     }
 }
@@ -253,18 +269,18 @@ fn check_plugin(file: &Path, json: bool) -> anyhow::Result<()> {
         let report = serde_json::json!({"name": info.name, "version": info.version, "branches": info.branches,
             "mayRespond": info.may_respond, "configSchema": schema, "digest": plugin.digest,
             "bytes": wasm.len(), "compileMs": compile_ms});
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
-    println!("{}: fits the hookflow:node/node@0.1.0 world", file.display());
-    println!("name:         {}", info.name);
-    println!("version:      {}", info.version);
+    outln!("{}: fits the hookflow:node/node@0.1.0 world", file.display());
+    outln!("name:         {}", info.name);
+    outln!("version:      {}", info.version);
     let branches = if info.branches.is_empty() { "-".to_string() } else { info.branches.join(", ") };
-    println!("branches:     {branches}");
-    println!("may respond:  {}", if info.may_respond { "yes" } else { "no" });
-    println!("size:         {} bytes (sha256 {})", wasm.len(), plugin.digest);
-    println!("compiled in:  {compile_ms} ms");
-    println!("config schema:\n{}", serde_json::to_string_pretty(schema)?);
+    outln!("branches:     {branches}");
+    outln!("may respond:  {}", if info.may_respond { "yes" } else { "no" });
+    outln!("size:         {} bytes (sha256 {})", wasm.len(), plugin.digest);
+    outln!("compiled in:  {compile_ms} ms");
+    outln!("config schema:\n{}", serde_json::to_string_pretty(schema)?);
     Ok(())
 }
 
@@ -310,7 +326,7 @@ fn items(page: &Value) -> impl Iterator<Item = &Value> {
 
 fn more(page: &Value, command: &str) {
     if let Some(next) = page["nextCursor"].as_str() {
-        println!("(more: {command} {next})");
+        outln!("(more: {command} {next})");
     }
 }
 
@@ -374,32 +390,32 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     }
     let line = |cells: Vec<String>| {
         let padded: Vec<String> = cells.iter().zip(&widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
-        println!("{}", padded.join("  ").trim_end());
+        outln!("{}", padded.join("  ").trim_end());
     };
     line(headers.iter().map(|h| h.to_string()).collect());
     if rows.is_empty() {
-        println!("(none)");
+        outln!("(none)");
     }
     rows.into_iter().for_each(line);
 }
 
 fn print_workflow(workflow: &Value) {
-    println!("key:      {}", text(&workflow["key"]));
+    outln!("key:      {}", text(&workflow["key"]));
     if let Some(title) = workflow["title"].as_str().filter(|title| !title.is_empty()) {
-        println!("title:    {title}");
+        outln!("title:    {title}");
     }
-    println!("mode:     {}", mode(workflow));
-    println!("enabled:  {}", yes_no(&workflow["enabled"]));
-    println!("version:  {} (updated {})", workflow["version"], text(&workflow["updatedAt"]));
-    println!("url:      POST {}", text(&workflow["url"]));
+    outln!("mode:     {}", mode(workflow));
+    outln!("enabled:  {}", yes_no(&workflow["enabled"]));
+    outln!("version:  {} (updated {})", workflow["version"], text(&workflow["updatedAt"]));
+    outln!("url:      POST {}", text(&workflow["url"]));
     let trigger = &workflow["trigger"];
     if let Some(user) = trigger["basicAuth"]["username"].as_str() {
-        println!("auth:     basic, user {user}");
+        outln!("auth:     basic, user {user}");
     }
     if let Some(kind) = trigger["signature"]["type"].as_str() {
-        println!("signed:   {kind}");
+        outln!("signed:   {kind}");
     }
-    println!("nodes:");
+    outln!("nodes:");
     print_chain(&workflow["nodes"], 1);
 }
 
@@ -407,28 +423,28 @@ fn print_chain(nodes: &Value, depth: usize) {
     let indent = "  ".repeat(depth);
     let chain: Vec<&Value> = nodes.as_array().into_iter().flatten().collect();
     if chain.is_empty() {
-        println!("{indent}(none)");
+        outln!("{indent}(none)");
     }
     for node in chain {
-        println!("{indent}{}  ({})", text(&node["key"]), text(&node["type"]));
+        outln!("{indent}{}  ({})", text(&node["key"]), text(&node["type"]));
         for (branch, chain) in node["branches"].as_object().into_iter().flatten() {
-            println!("{indent}  {branch}:");
+            outln!("{indent}  {branch}:");
             print_chain(chain, depth + 2);
         }
     }
 }
 
 fn print_execution(execution: &Value) {
-    println!("id:        {}", text(&execution["id"]));
-    println!("workflow:  {} (version {})", text(&execution["workflow"]), execution["version"]);
-    println!("status:    {}", text(&execution["status"]));
-    println!("created:   {}", text(&execution["createdAt"]));
-    println!(
+    outln!("id:        {}", text(&execution["id"]));
+    outln!("workflow:  {} (version {})", text(&execution["workflow"]), execution["version"]);
+    outln!("status:    {}", text(&execution["status"]));
+    outln!("created:   {}", text(&execution["createdAt"]));
+    outln!(
         "finished:  {} ({})",
         text(&execution["finishedAt"]),
         duration(&execution["createdAt"], &execution["finishedAt"])
     );
-    println!("trigger:   {}", cell(execution["trigger"].to_string()));
+    outln!("trigger:   {}", cell(execution["trigger"].to_string()));
     let rows = execution["jobs"]
         .as_array()
         .into_iter()
@@ -449,6 +465,6 @@ fn print_execution(execution: &Value) {
             ]
         })
         .collect();
-    println!("jobs:");
+    outln!("jobs:");
     table(&["#", "NODE", "TYPE", "STATUS", "DURATION", "OUTPUT / ERROR"], rows);
 }

@@ -26,6 +26,12 @@ const RUST: &[File] = &[
     ("hookflow-node/wit/node.wit", include_str!("../../wit/node.wit")),
 ];
 
+/// The JavaScript example's package name, in the lock file the JS project reuses.
+const EXAMPLE_PACKAGE: &str = "hookflow-example-scorer";
+
+/// Names a Rust project cannot have: the vendored SDK's, and the standard crates'.
+const RESERVED_CRATE_NAMES: &[&str] = &["hookflow-node", "hookflow_node", "std", "core", "alloc", "test", "proc_macro"];
+
 /// The Python project (`componentize-py`).
 const PYTHON: &[File] = &[
     ("node.py", include_str!("../scaffold/python/node.py.tmpl")),
@@ -41,6 +47,8 @@ const JS: &[File] = &[
     ("index.js", include_str!("../scaffold/js/index.js.tmpl")),
     ("test.js", include_str!("../scaffold/js/test.js.tmpl")),
     ("package.json", include_str!("../scaffold/js/package.json.tmpl")),
+    // The example's lock file pins the same tool chain; its package name is replaced.
+    ("package-lock.json", include_str!("../../examples/nodes/js/scorer/package-lock.json")),
     ("README.md", include_str!("../scaffold/js/README.md.tmpl")),
     (".gitignore", include_str!("../scaffold/js/gitignore")),
     ("wit/node.wit", include_str!("../../wit/node.wit")),
@@ -58,9 +66,7 @@ pub fn next_steps(lang: Lang, name: &str) -> Vec<String> {
             format!("componentize-py -d wit -w node componentize app -o {name}.wasm"),
             format!("hookflow plugin check {name}.wasm"),
         ],
-        Lang::Js => {
-            vec!["npm install && npm test && npm run build".into(), format!("hookflow plugin check {name}.wasm")]
-        }
+        Lang::Js => vec!["npm ci && npm test && npm run build".into(), format!("hookflow plugin check {name}.wasm")],
     }
 }
 
@@ -68,6 +74,11 @@ pub fn next_steps(lang: Lang, name: &str) -> Vec<String> {
 pub fn new_node(lang: Lang, name: &str, dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if !is_valid_type_name(name) {
         bail!("{name:?} is not a valid node type name: use 1 to 64 of a-z 0-9 _ -, starting with a letter");
+    }
+    if lang == Lang::Rust && RESERVED_CRATE_NAMES.contains(&name) {
+        bail!(
+            "{name:?} cannot name a Rust node project (it clashes with a crate the project uses); choose another name"
+        );
     }
     let dir = dir.unwrap_or_else(|| PathBuf::from(name));
     if dir.exists() {
@@ -80,7 +91,7 @@ pub fn new_node(lang: Lang, name: &str, dir: Option<PathBuf>) -> anyhow::Result<
         Lang::Js => JS,
     };
     for (path, template) in files {
-        let text = template.replace("__NAME__", name).replace("__CRATE__", &crate_name);
+        let text = template.replace("__NAME__", name).replace("__CRATE__", &crate_name).replace(EXAMPLE_PACKAGE, name);
         write(&dir.join(path), &text)?;
     }
     Ok(dir)

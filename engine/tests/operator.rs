@@ -382,6 +382,10 @@ fn plugin_new_makes_a_rust_node_that_passes_its_tests_builds_and_fits() {
         "exists already",
     );
     fails_with(&hookflow(&["plugin", "new", "--lang", "rust", "Bad Name"]), "is not a valid node type name");
+    fails_with(
+        &hookflow(&["plugin", "new", "--lang", "rust", "std", "--dir", root.join("std").to_str().unwrap()]),
+        "clashes",
+    );
     assert_eq!(hookflow(&["plugin", "new", "--lang", "cobol", "x"]).status.code(), Some(2));
 
     let target = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("scaffold-target");
@@ -455,7 +459,7 @@ fn plugin_new_makes_a_python_node_that_passes_its_tests_builds_and_fits() {
 #[test]
 fn plugin_new_makes_a_javascript_node_that_passes_its_tests_builds_and_fits() {
     let project = new_project("js");
-    in_project(&project, "npm", &["install", "--no-audit", "--no-fund"]);
+    in_project(&project, "npm", &["ci", "--no-audit", "--no-fund"]);
     let tested = in_project(&project, "npm", &["test"]);
     assert!(tested.contains("# pass 3") && tested.contains("# fail 0"), "{tested}");
     in_project(&project, "npm", &["run", "build"]);

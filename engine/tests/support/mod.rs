@@ -53,7 +53,11 @@ impl Serve {
         let mut stdout = Vec::new();
         // The first lines are the workflows' URLs.
         while stdout.len() < endpoints {
-            stdout.push(lines.next().expect("serve exited before printing its URLs").unwrap());
+            match lines.next() {
+                Some(line) => stdout.push(line.unwrap()),
+                // Its stderr (inherited) says why; the exit status says how.
+                None => panic!("serve {args:?} exited before printing its URLs: {:?}", child.wait()),
+            }
         }
         let url = stdout[0].split_whitespace().last().unwrap().to_string();
         let address = url.trim_start_matches("http://").split('/').next().unwrap().parse().unwrap();

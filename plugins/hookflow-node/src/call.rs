@@ -55,8 +55,9 @@ impl Call {
         self.context.get_or_init(|| serde_json::from_str(&self.context_text).unwrap_or(Value::Null))
     }
 
-    /// A value of the context by path, as templates write it: `$context.body.order.id`,
-    /// `$jobsMapByNodeKey.score.total`, `$context.body.items[0].sku`, `$context.body["a.b"]`.
+    /// A value of the context by path: `$context.body.order.id`, `$jobsMapByNodeKey.score.total`,
+    /// `$context.body.items[0].sku`, `$context.body["a.b"]` — a subset of what templates accept
+    /// (no single quotes, no spaces inside brackets, no mapping over arrays).
     pub fn get(&self, path: &str) -> Option<&Value> {
         lookup(self.context(), path)
     }

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 const CONFIG_SCHEMA: &str = r#"{
   "type": "object",
+  "additionalProperties": false,
   "required": ["expression"],
   "properties": {
     "expression": {"type": "string", "description": "a JMESPath expression, e.g. items[?qty > `1`].sku"},

@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 const CONFIG_SCHEMA: &str = r#"{
   "type": "object",
+  "additionalProperties": false,
   "required": ["values"],
   "properties": {
     "values": {"type": "object", "additionalProperties": true,

@@ -23,6 +23,7 @@ fn end_stops_the_execution_with_its_status() {
         (json!({"endStatus": 1}), "resolved"),
         (json!({"endStatus": -1}), "failed"),
         (json!({"status": null, "endStatus": -1}), "failed"),
+        (json!({"status": "failed", "endStatus": -1}), "failed"),
     ] {
         let ran = run(&plan(chain(json!([{"key": "stop", "type": "end", "config": config}, after]))), json!({}));
         assert_eq!(ran.status(), status, "{config}");
@@ -53,6 +54,15 @@ fn a_bad_end_status_is_a_job_error_naming_the_field() {
     assert_eq!(last_error(&ran), "status: expected \"resolved\" or \"failed\", got \"done\"");
     let ran = run(&plan(chain(json!([{"key": "stop", "type": "end", "config": {"endStatus": 0}}]))), json!({}));
     assert!(last_error(&ran).starts_with("endStatus: expected 1 (resolved) or -1 (failed)"), "{}", last_error(&ran));
+    let typo = run(&plan(chain(json!([{"key": "stop", "type": "end", "config": {"stauts": "failed"}}]))), json!({}));
+    assert!(
+        last_error(&typo).contains("unknown field `stauts`"),
+        "a misspelt field is an error: {}",
+        last_error(&typo)
+    );
+    let both = json!({"status": "resolved", "endStatus": -1});
+    let ran = run(&plan(chain(json!([{"key": "stop", "type": "end", "config": both}]))), json!({}));
+    assert_eq!(last_error(&ran), "endStatus: contradicts status; give one of them");
 }
 
 #[test]

@@ -1,6 +1,6 @@
 // A hookflow node written in JavaScript: scores an order and picks the `high` or `low` branch.
 //
-// Build:  npx jco componentize scorer.js --wit ../../../../wit --world-name node -o scorer.wasm
+// Build:  npm ci && npm run build   (componentize-js, with --disable http fetch-event: see package.json)
 // Check:  hookflow plugin check scorer.wasm
 
 import { log } from "hookflow:node/host@0.1.0";
