@@ -192,3 +192,52 @@ fn an_execution_killed_between_nodes_resumes_after_its_last_resolved_job() {
     assert!(before < NODES, "the crash happened mid-execution (increase NODES if this fails)");
     assert!(execution.jobs[before..].iter().all(|job| job.started_at >= killed_at), "the rest ran after the restart");
 }
+
+#[test]
+fn a_delay_survives_a_crash_and_ends_on_time() {
+    let data = fresh_dir("delay");
+    let workflows = fresh_dir("delay-workflows");
+    std::fs::create_dir_all(&workflows).unwrap();
+    let workflow = json!({"key": "later", "sync": false, "nodes": [
+        {"key": "wait", "type": "delay", "config": {"duration": "2s"}},
+        {"key": "after", "type": "set", "config": {"values": {"order": "{{$context.body.order}}"}}}]});
+    std::fs::write(workflows.join("later.json"), workflow.to_string()).unwrap();
+    let args = ["--workflows", workflows.to_str().unwrap()];
+    let show = |serve: &Serve, id: &str| {
+        http::request(serve.address, "GET", &format!("/api/executions/{id}"), &[], b"").json()
+    };
+    let poll = |serve: &Serve, id: &str, done: &dyn Fn(&Value) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let execution = show(serve, id);
+            if done(&execution) {
+                return execution;
+            }
+            assert!(Instant::now() < deadline, "gave up waiting: {execution}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+
+    let serve = Serve::start_with(&data, &args, 1);
+    let response = http::post(
+        serve.address,
+        "/api/webhook:trigger/later",
+        &[("Content-Type", "application/json")],
+        br#"{"order": 9}"#,
+    );
+    assert_eq!(response.status, 200);
+    let id = response.header("x-hookflow-execution").unwrap().to_string();
+    let waiting = poll(&serve, &id, &|e| e["jobs"][0]["status"] == "pending");
+    assert_eq!(waiting["status"], "started");
+    serve.kill();
+
+    let serve = Serve::start_with(&data, &args, 1);
+    let execution = poll(&serve, &id, &|e| e["status"] != "started");
+    assert_eq!(execution["status"], "resolved", "{execution}");
+    let wait = &execution["jobs"][0];
+    assert_eq!(wait["startedAt"], waiting["jobs"][0]["startedAt"], "the job recorded before the crash went on");
+    let millis = |field: &Value| hookflow::timestamp::Timestamp::parse(field.as_str().unwrap()).unwrap().0;
+    assert!(millis(&wait["finishedAt"]) >= millis(&wait["startedAt"]) + 2000, "it waited 2 s: {wait}");
+    assert_eq!(execution["jobs"][1]["output"], json!({"order": 9}));
+    assert_eq!(serve.terminate(), Some(0));
+}

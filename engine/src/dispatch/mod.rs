@@ -84,6 +84,8 @@ pub struct Dispatcher {
     claims: Arc<StdMutex<HashSet<(String, String)>>>,
     /// Async executions an operator canceled while they ran.
     canceled: Arc<StdMutex<HashSet<String>>>,
+    /// Async executions a delay node holds; a timer queues each again when its time comes.
+    waiting: StdMutex<HashSet<String>>,
     /// Async executions accepted and not finished.
     backlog: Arc<AtomicUsize>,
     max_queue: usize,
@@ -109,6 +111,7 @@ impl Dispatcher {
             sync_slots: Arc::new(Semaphore::new(config.max_sync_inflight)),
             claims: Arc::default(),
             canceled: Arc::default(),
+            waiting: StdMutex::default(),
             backlog: Arc::new(AtomicUsize::new(pending.len())),
             max_queue: config.max_queue,
         });
@@ -209,7 +212,8 @@ impl Dispatcher {
         tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
             let _slot = slot;
-            let reply = execute(host.as_ref(), &deployed.plan, &mut execution, &mut observer);
+            // Sync plans hold no delay node (refused at compile), so this run ends.
+            let reply = execute(host.as_ref(), &deployed.plan, &mut execution, &mut observer).reply;
             let gave_up = observer.timed_out.load(Ordering::Acquire) && observer.answer.is_some();
             if gave_up {
                 // The caller was told 504 before the execution finished: it counts as aborted.
@@ -289,6 +293,10 @@ impl Dispatcher {
             self.store.flush().await?;
         } else {
             self.canceled.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(execution.id.clone());
+            // A waiting execution is not running: wake it, so it sees the cancellation now.
+            if self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&execution.id) {
+                let _ = self.queue.send(execution.id.clone());
+            }
         }
         Ok(Some(execution))
     }
@@ -332,20 +340,27 @@ impl Dispatcher {
         })
     }
 
-    /// Runs one queued execution to its end, recording each job as it finishes.
-    async fn run_queued(&self, id: &str) {
-        self.run_queued_traced(id).instrument(tracing::error_span!("execution", id)).await;
+    /// Runs one queued execution to its end, or until a delay node holds it (then returns when
+    /// it may go on), recording each job as it finishes.
+    async fn run_queued(&self, id: &str) -> Option<Timestamp> {
+        self.run_queued_traced(id).instrument(tracing::error_span!("execution", id)).await
     }
 
-    async fn run_queued_traced(&self, id: &str) {
+    async fn run_queued_traced(&self, id: &str) -> Option<Timestamp> {
         let mut execution = match self.store.execution(id) {
             Ok(Some(execution)) => execution,
-            Ok(None) => return tracing::error!(execution = id, "queued execution not found in the store"),
-            Err(error) => return tracing::error!(execution = id, "cannot load queued execution: {error}"),
+            Ok(None) => {
+                tracing::error!(execution = id, "queued execution not found in the store");
+                return None;
+            }
+            Err(error) => {
+                tracing::error!(execution = id, "cannot load queued execution: {error}");
+                return None;
+            }
         };
         if execution.status.is_final() {
             self.store.record_finished(&execution, true);
-            return;
+            return None;
         }
         let deployed = match self.catalog.version(&execution.workflow, execution.version) {
             Ok(Some(deployed)) => deployed,
@@ -358,7 +373,7 @@ impl Dispatcher {
                 execution.status = ExecutionStatus::Error;
                 execution.finished_at = Some(Timestamp::now());
                 self.store.record_finished(&execution, true);
-                return;
+                return None;
             }
         };
         execution.status = ExecutionStatus::Started;
@@ -371,14 +386,36 @@ impl Dispatcher {
             let next_index = execution.jobs.iter().take_while(|job| job.status == JobStatus::Resolved).count();
             let mut recorder =
                 JobRecorder { store: &store, execution_id: execution.id.clone(), next_index, canceled: &canceled };
-            execute(host.as_ref(), &deployed.plan, &mut execution, &mut recorder);
-            finished(&execution);
-            store.record_finished(&execution, keeps(&deployed, execution.status));
+            let wake_at = execute(host.as_ref(), &deployed.plan, &mut execution, &mut recorder).wake_at;
+            match wake_at {
+                // Its pending job is recorded; it stays on the queue, so a restart resumes it.
+                Some(wake_at) => tracing::debug!(until = %wake_at, "execution waits"),
+                None => {
+                    finished(&execution);
+                    store.record_finished(&execution, keeps(&deployed, execution.status));
+                }
+            }
+            wake_at
         })
         .await;
-        if ran.is_err() {
+        ran.unwrap_or_else(|_| {
             tracing::error!(execution = id, "execution panicked; it stays queued and is retried at the next start");
-        }
+            None
+        })
+    }
+
+    /// Queues a waiting execution again at `wake_at` (or when an operator cancels it).
+    fn wake_later(self: Arc<Self>, id: String, wake_at: Timestamp) {
+        self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(id.clone());
+        let dispatcher = Arc::downgrade(&self);
+        let wait = Duration::from_millis(wake_at.0.saturating_sub(Timestamp::now().0));
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let Some(dispatcher) = dispatcher.upgrade() else { return };
+            if dispatcher.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&id) {
+                let _ = dispatcher.queue.send(id);
+            }
+        });
     }
 }
 
@@ -387,9 +424,14 @@ async fn work(dispatcher: std::sync::Weak<Dispatcher>, incoming: Arc<Mutex<mpsc:
     loop {
         let next = incoming.lock().await.recv().await;
         let (Some(id), Some(dispatcher)) = (next, dispatcher.upgrade()) else { return };
-        dispatcher.run_queued(&id).await;
-        dispatcher.backlog.fetch_sub(1, Ordering::AcqRel);
-        metrics().queue_changed(-1);
+        match dispatcher.run_queued(&id).await {
+            // Still unfinished: it keeps its place in the backlog.
+            Some(wake_at) => dispatcher.wake_later(id, wake_at),
+            None => {
+                dispatcher.backlog.fetch_sub(1, Ordering::AcqRel);
+                metrics().queue_changed(-1);
+            }
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 
 use super::execution::{Execution, ExecutionStatus, Job, JobStatus, Next};
 use super::node::{Directive, EndStatus, NodeCall, NodeFailure, NodeRunner, Reply};
-use super::plan::{Plan, PlanNode};
+use super::plan::{NodeKind, Plan, PlanNode};
 use super::template::Scope;
 use crate::timestamp::Timestamp;
 
@@ -28,37 +28,60 @@ pub trait Observer {
 /// An observer that watches nothing.
 impl Observer for () {}
 
-/// Runs `execution` to its end against `plan` and returns the reply of the first Response node
-/// that ran, if any.
+/// How far [`execute`] got.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ran {
+    /// The reply of the first Response node that ran, if any.
+    pub reply: Option<Reply>,
+    /// Set when a `delay` node holds the execution until then: it is still `started`, its last
+    /// job `pending`, and `execute` is to be called again on it once the time has come.
+    pub wake_at: Option<Timestamp>,
+}
+
+/// Runs `execution` against `plan` until it ends or a `delay` node makes it wait.
 ///
-/// An execution that already holds jobs (one resumed after a restart) replays its leading
-/// resolved jobs — their outputs and where they led — without calling their nodes again, and
-/// runs from the first node that has no resolved job.
+/// An execution that already holds jobs (one resumed after a restart or a delay) replays its
+/// leading resolved jobs — their outputs and where they led — without calling their nodes again,
+/// and runs from the first node that has no resolved job. A `pending` delay job right after them
+/// resolves once its time has come, or makes the execution wait again.
 pub fn execute(
     runner: &(impl NodeRunner + ?Sized),
     plan: &Plan,
     execution: &mut Execution,
     observer: &mut dyn Observer,
-) -> Option<Reply> {
+) -> Ran {
     execution.status = ExecutionStatus::Started;
     let resolved = execution.jobs.iter().take_while(|job| job.status == JobStatus::Resolved).count();
-    execution.jobs.truncate(resolved);
+    let pending = execution.jobs.get(resolved).is_some_and(|job| job.status == JobStatus::Pending);
+    let recorded = resolved + usize::from(pending);
+    execution.jobs.truncate(recorded);
     let mut run = Run {
         replay: 0,
-        recorded: resolved,
+        recorded,
         runner,
         observer,
         trigger_json: execution.trigger.to_string(),
         execution_value: json!({ "id": execution.id }),
         execution,
         outputs: Map::new(),
+        scopes: Map::new(),
         reply: None,
     };
-    let status = run.chain(&plan.nodes).unwrap_or(ExecutionStatus::Resolved);
+    let halt = run.chain(&plan.nodes);
     let reply = run.reply;
+    let status = match halt {
+        Some(Halt::Wait(wake_at)) => return Ran { reply, wake_at: Some(wake_at) },
+        Some(Halt::End(status)) => status,
+        None => ExecutionStatus::Resolved,
+    };
     execution.status = status;
     execution.finished_at = Some(Timestamp::now());
-    reply
+    // A delay that was waiting when an operator canceled the execution.
+    for job in execution.jobs.iter_mut().filter(|job| job.status == JobStatus::Pending) {
+        job.status = JobStatus::Canceled;
+        job.finished_at = Timestamp::now();
+    }
+    Ran { reply, wake_at: None }
 }
 
 /// The answer a sync caller gets (DESIGN §4.4): the Response node's reply, else `200` with
@@ -89,6 +112,8 @@ struct Run<'a, R: ?Sized> {
     execution_value: Value,
     /// `$jobsMapByNodeKey`.
     outputs: Map<String, Value>,
+    /// `$scopes`: the current item of each loop being run, by the loop's key.
+    scopes: Map<String, Value>,
     reply: Option<Reply>,
     /// How many recorded jobs have been replayed.
     replay: usize,
@@ -101,27 +126,58 @@ enum Step {
     Next,
     Branch(String),
     End(ExecutionStatus),
+    Wait(Timestamp),
+}
+
+/// Why a chain stopped before its last node.
+enum Halt {
+    /// The execution ended with this status.
+    End(ExecutionStatus),
+    /// A delay node holds the execution until then.
+    Wait(Timestamp),
 }
 
 impl<R: NodeRunner + ?Sized> Run<'_, R> {
-    /// Runs a chain; `Some(status)` when the execution ended inside it.
-    fn chain(&mut self, chain: &[PlanNode]) -> Option<ExecutionStatus> {
+    /// Runs a chain; `Some` when the execution ended or must wait inside it.
+    fn chain(&mut self, chain: &[PlanNode]) -> Option<Halt> {
         for node in chain {
             if let Some(status) = self.observer.interrupted() {
-                return Some(status);
+                return Some(Halt::End(status));
             }
             match self.node(node) {
                 Step::Next => {}
                 Step::Branch(name) => {
-                    if let Some(branch) = node.branches.get(&name)
-                        && let Some(status) = self.chain(branch)
-                    {
-                        return Some(status);
+                    let Some(branch) = node.branches.get(&name) else { continue };
+                    let halt = match node.kind {
+                        NodeKind::Loop => self.iterate(node, branch),
+                        NodeKind::Plain | NodeKind::Delay => self.chain(branch),
+                    };
+                    if halt.is_some() {
+                        return halt;
                     }
                 }
-                Step::End(status) => return Some(status),
+                Step::End(status) => return Some(Halt::End(status)),
+                Step::Wait(until) => return Some(Halt::Wait(until)),
             }
         }
+        None
+    }
+
+    /// Runs a loop node's body once per item of its output, with `$scopes.<key>` set.
+    fn iterate(&mut self, node: &PlanNode, body: &[PlanNode]) -> Option<Halt> {
+        let items = match self.outputs.get(&node.key).and_then(|output| output.get("items")) {
+            Some(Value::Array(items)) => items.clone(),
+            _ => Vec::new(),
+        };
+        let length = items.len();
+        for (index, item) in items.into_iter().enumerate() {
+            self.scopes.insert(node.key.clone(), json!({ "item": item, "index": index, "length": length }));
+            let halt = self.chain(body);
+            if halt.is_some() {
+                return halt;
+            }
+        }
+        self.scopes.remove(&node.key);
         None
     }
 
@@ -136,13 +192,15 @@ impl<R: NodeRunner + ?Sized> Run<'_, R> {
             jobs: &self.outputs,
             system: &system,
             execution: &self.execution_value,
+            scopes: &self.scopes,
         };
         let input = node.config.resolve(&scope);
         let config = input.to_string();
         let context = format!(
-            r#"{{"$context":{},"$jobsMapByNodeKey":{},"$execution":{},"$system":{}}}"#,
+            r#"{{"$context":{},"$jobsMapByNodeKey":{},"$scopes":{},"$execution":{},"$system":{}}}"#,
             self.trigger_json,
             Value::Object(self.outputs.clone()),
+            Value::Object(self.scopes.clone()),
             self.execution_value,
             system,
         );
@@ -163,6 +221,11 @@ impl<R: NodeRunner + ?Sized> Run<'_, R> {
                     Ok(Step::End(ExecutionStatus::Failed)) => {
                         (JobStatus::Failed, output, None, Step::End(ExecutionStatus::Failed))
                     }
+                    Ok(Step::Next) if node.kind == NodeKind::Delay => match wake_time(started_at, &output) {
+                        Ok(until) if until > Timestamp::now() => (JobStatus::Pending, output, None, Step::Wait(until)),
+                        Ok(_) => (JobStatus::Resolved, output, None, Step::Next),
+                        Err(message) => (JobStatus::Error, output, Some(message), Step::End(ExecutionStatus::Error)),
+                    },
                     Ok(step) => (JobStatus::Resolved, output, None, step),
                     Err(message) => (JobStatus::Error, output, Some(message), Step::End(ExecutionStatus::Error)),
                 }
@@ -172,7 +235,7 @@ impl<R: NodeRunner + ?Sized> Run<'_, R> {
             self.outputs.insert(node.key.clone(), output.clone());
         }
         let next = match &step {
-            Step::Next => Next::Continue,
+            Step::Next | Step::Wait(_) => Next::Continue,
             Step::Branch(name) => Next::Branch(name.clone()),
             Step::End(_) => Next::End,
         };
@@ -193,16 +256,27 @@ impl<R: NodeRunner + ?Sized> Run<'_, R> {
     }
 
     /// Replays the next recorded job when it belongs to this node; a recorded job of another
-    /// node (which a pinned version cannot produce) discards the rest of the record.
+    /// node (which a pinned version cannot produce) discards the rest of the record. A pending
+    /// delay resolves when its time has come, or makes the execution wait again.
     fn replayed(&mut self, node: &PlanNode) -> Option<Step> {
         if self.replay == self.recorded {
             return None;
         }
-        let job = &self.execution.jobs[self.replay];
+        let job = &mut self.execution.jobs[self.replay];
         if job.node_key != node.key {
             self.execution.jobs.truncate(self.replay);
             self.recorded = self.replay;
             return None;
+        }
+        if job.status == JobStatus::Pending {
+            let until = wake_time(job.started_at, &job.output).unwrap_or(job.started_at);
+            let now = Timestamp::now();
+            if until > now {
+                return Some(Step::Wait(until));
+            }
+            job.status = JobStatus::Resolved;
+            job.finished_at = now;
+            self.observer.job_finished(job);
         }
         self.replay += 1;
         self.outputs.insert(node.key.clone(), job.output.clone());
@@ -236,4 +310,13 @@ impl<R: NodeRunner + ?Sized> Run<'_, R> {
             Directive::End(EndStatus::Failed) => Ok(Step::End(ExecutionStatus::Failed)),
         }
     }
+}
+
+/// When a delay job started at `started_at` with this output may go on.
+fn wake_time(started_at: Timestamp, output: &Value) -> Result<Timestamp, String> {
+    let millis = output
+        .get("durationMs")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| format!("a delay node must output {{\"durationMs\": <whole milliseconds>}}, not {output}"))?;
+    Ok(Timestamp(started_at.0.saturating_add(millis)))
 }

@@ -12,12 +12,13 @@ pub mod template;
 
 pub use example::example_paths;
 pub use execution::{Execution, ExecutionStatus, Job, JobStatus, Next};
-pub use executor::{Observer, caller_reply, execute};
+pub use executor::{Observer, Ran, caller_reply, execute};
 pub use model::{
     BasicAuth, HeaderSpec, Idempotency, Node, Options, RequestSpec, Signature, SignatureEncoding, Trigger,
     TriggerResponse, Variable, Workflow, standard_webhooks_key,
 };
 pub use node::{Directive, EndStatus, NodeCall, NodeFailure, NodeInfo, NodeOutcome, NodeRunner, Reply};
 pub use plan::{
-    Fault, Plan, PlanNode, ValidationError, compile, is_header_name, is_header_value, is_valid_key, parse_workflow,
+    Fault, NodeKind, Plan, PlanNode, ValidationError, compile, is_header_name, is_header_value, is_valid_key,
+    parse_workflow,
 };

@@ -35,6 +35,32 @@ pub struct PlanNode {
     pub config: Template,
     /// Compiled branches by name.
     pub branches: BTreeMap<String, Vec<PlanNode>>,
+    /// How the executor treats the node beyond its directive.
+    pub kind: NodeKind,
+}
+
+/// Built-in node types the executor gives more than a call: their names are reserved, so no
+/// custom plugin can take them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeKind {
+    /// Called, and its directive followed.
+    Plain,
+    /// `loop`: its `body` branch runs once per item of its output's `items`, with
+    /// `$scopes.<key>` set.
+    Loop,
+    /// `delay`: the execution waits `durationMs` of its output, durably, before going on.
+    Delay,
+}
+
+impl NodeKind {
+    /// The kind of a node type.
+    pub fn of(node_type: &str) -> NodeKind {
+        match node_type {
+            "loop" => NodeKind::Loop,
+            "delay" => NodeKind::Delay,
+            _ => NodeKind::Plain,
+        }
+    }
 }
 
 /// A definition that cannot run, with every fault found.
@@ -83,7 +109,8 @@ pub fn parse_workflow(json: &str) -> Result<Workflow, ValidationError> {
 
 /// Validates a definition against the installed node types and compiles it.
 pub fn compile(workflow: &Workflow, runner: &(impl NodeRunner + ?Sized)) -> Result<Plan, ValidationError> {
-    let mut checker = Checker { runner, sync: workflow.sync, faults: Vec::new(), keys: HashMap::new() };
+    let mut checker =
+        Checker { runner, sync: workflow.sync, faults: Vec::new(), keys: HashMap::new(), loops: Vec::new() };
     checker.check_workflow_fields(workflow);
     checker.collect_keys(&workflow.nodes, "nodes");
     let nodes = checker.chain(&workflow.nodes, "nodes");
@@ -115,6 +142,8 @@ struct Checker<'r, R: ?Sized> {
     faults: Vec<Fault>,
     /// Node key → path of its first occurrence.
     keys: HashMap<String, String>,
+    /// Keys of the loop nodes around the node being checked, outermost first.
+    loops: Vec<String>,
 }
 
 impl<R: NodeRunner + ?Sized> Checker<'_, R> {
@@ -258,8 +287,13 @@ impl<R: NodeRunner + ?Sized> Checker<'_, R> {
                     node.node_type
                 ),
             ),
+            Some(_) if NodeKind::of(&node.node_type) == NodeKind::Delay && self.sync => self.fault(
+                format!("{path}.type"),
+                "a \"delay\" node waits durably and runs in asynchronous workflows only; this workflow is synchronous",
+            ),
             Some(_) => {}
         }
+        let kind = NodeKind::of(&node.node_type);
         let config = match Template::compile(&node.config, &format!("{path}.config")) {
             Ok(config) => Some(config),
             Err((fault_path, error)) => {
@@ -271,6 +305,9 @@ impl<R: NodeRunner + ?Sized> Checker<'_, R> {
             self.check_references(config, &format!("{path}.config"));
         }
         let mut branches = BTreeMap::new();
+        if kind == NodeKind::Loop {
+            self.loops.push(node.key.clone());
+        }
         for (name, chain) in &node.branches {
             let branch_path = join_key(&format!("{path}.branches"), name);
             if let Some(info) = &info
@@ -284,28 +321,41 @@ impl<R: NodeRunner + ?Sized> Checker<'_, R> {
             }
             branches.insert(name.clone(), self.chain(chain, &branch_path));
         }
+        if kind == NodeKind::Loop {
+            self.loops.pop();
+        }
         Some(PlanNode {
             key: node.key.clone(),
             node_type: node.node_type.clone(),
             info: info?,
             config: config?,
             branches,
+            kind,
         })
     }
 
-    /// `$jobsMapByNodeKey.<key>` must name a node of this workflow.
+    /// `$jobsMapByNodeKey.<key>` must name a node of this workflow, `$scopes.<key>` a loop node
+    /// around this one.
     fn check_references(&mut self, config: &Template, path: &str) {
-        let unknown: Vec<String> = config
-            .exprs()
-            .into_iter()
-            .filter(|expr| expr.root == Root::Jobs)
-            .filter_map(|expr| match expr.path.first() {
-                Some(Step::Key(key)) if !self.keys.contains_key(key) => Some(key.clone()),
+        let mut faults = Vec::new();
+        for expr in config.exprs() {
+            let first = match expr.path.first() {
+                Some(Step::Key(key)) => Some(key),
                 _ => None,
-            })
-            .collect();
-        for key in unknown {
-            self.fault(path, format!("$jobsMapByNodeKey.{key} names no node of this workflow"));
+            };
+            match (expr.root, first) {
+                (Root::Jobs, Some(key)) if !self.keys.contains_key(key) => {
+                    faults.push(format!("$jobsMapByNodeKey.{key} names no node of this workflow"));
+                }
+                (Root::Scopes, Some(key)) if !self.loops.contains(key) => {
+                    faults.push(format!("$scopes.{key} names no loop node around this node"));
+                }
+                (Root::Scopes, None) => faults.push("$scopes needs a loop node's key: $scopes.<key>.item".into()),
+                _ => {}
+            }
+        }
+        for message in faults {
+            self.fault(path, message);
         }
     }
 }

@@ -57,6 +57,8 @@ pub enum Root {
     System,
     /// `$execution`: `id`.
     Execution,
+    /// `$scopes`: the current item of each enclosing loop, by the loop node's key.
+    Scopes,
 }
 
 /// One step of a path.
@@ -84,6 +86,8 @@ pub struct Scope<'a> {
     pub system: &'a Value,
     /// `$execution` (`{"id": ...}`).
     pub execution: &'a Value,
+    /// `$scopes`: `{"<loop key>": {"item", "index", "length"}}` for each enclosing loop.
+    pub scopes: &'a Map<String, Value>,
 }
 
 impl Template {
@@ -179,10 +183,11 @@ impl Expr {
             "$jobsMapByNodeKey" => Root::Jobs,
             "$system" => Root::System,
             "$execution" => Root::Execution,
+            "$scopes" => Root::Scopes,
             "" => return Err(TemplateError("empty template".into())),
             other => {
                 return Err(TemplateError(format!(
-                    "unknown variable {other:?}; expected $context, $jobsMapByNodeKey, $system or $execution"
+                    "unknown variable {other:?}; expected $context, $jobsMapByNodeKey, $scopes, $system or $execution"
                 )));
             }
         };
@@ -197,21 +202,26 @@ impl Expr {
             Root::Context => scope.context,
             Root::System => scope.system,
             Root::Execution => scope.execution,
-            Root::Jobs => {
-                let Some((first, rest)) = self.path.split_first() else {
-                    return Value::Object(scope.jobs.clone());
-                };
-                let key = match first {
-                    Step::Key(key) => key.clone(),
-                    Step::Index(index) => index.to_string(),
-                };
-                return match scope.jobs.get(&key) {
-                    Some(output) => walk(output, rest).into_value(),
-                    None => Value::Null,
-                };
-            }
+            Root::Jobs => return by_key(scope.jobs, &self.path),
+            Root::Scopes => return by_key(scope.scopes, &self.path),
         };
         walk(start, &self.path).into_value()
+    }
+}
+
+/// Resolves a path whose first step names an entry of `map` (node outputs, loop scopes) without
+/// cloning the whole map.
+fn by_key(map: &Map<String, Value>, path: &[Step]) -> Value {
+    let Some((first, rest)) = path.split_first() else {
+        return Value::Object(map.clone());
+    };
+    let key = match first {
+        Step::Key(key) => key.clone(),
+        Step::Index(index) => index.to_string(),
+    };
+    match map.get(&key) {
+        Some(value) => walk(value, rest).into_value(),
+        None => Value::Null,
     }
 }
 

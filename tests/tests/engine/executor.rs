@@ -390,7 +390,7 @@ fn a_resumed_execution_replays_resolved_jobs_and_runs_the_rest() {
     interrupted.jobs.truncate(1);
     interrupted.status = ExecutionStatus::Started;
     let check = interrupted.jobs[0].clone();
-    let reply = execute(host(), &plan, &mut interrupted, &mut ());
+    let reply = execute(host(), &plan, &mut interrupted, &mut ()).reply;
     assert_eq!(interrupted.status, ExecutionStatus::Resolved);
     assert_eq!(interrupted.jobs.len(), 2);
     assert_eq!(interrupted.jobs[0], check, "the recorded job is replayed, not run again");

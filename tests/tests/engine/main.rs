@@ -14,3 +14,4 @@ mod signatures;
 mod trigger;
 mod util;
 mod validation;
+mod waiting;

@@ -1,5 +1,5 @@
-//! The built-in `end`, `set` and `json-query` nodes, run by the executor as real components (they are written
-//! with the `hookflow-node` SDK, like `condition` and `response`).
+//! The built-in `end`, `set`, `json-query`, `loop` and `delay` nodes, run by the executor as real
+//! components (they are written with the `hookflow-node` SDK, like `condition` and `response`).
 
 use serde_json::{Value, json};
 
@@ -127,4 +127,154 @@ fn a_bad_json_query_is_a_job_error_naming_the_field() {
     assert!(last_error(&bad).starts_with("expression: "), "{}", last_error(&bad));
     let missing = run(&plan(chain(json!([{"key": "q", "type": "json-query", "config": {}}]))), json!({}));
     assert!(last_error(&missing).starts_with("config: missing field `expression`"), "{}", last_error(&missing));
+}
+
+/// A sync workflow that loops over `body.items`, marks the items with a quantity of 10 or more,
+/// and answers with the last mark and the item count.
+fn marking_loop() -> Value {
+    chain(json!([
+        {"key": "each", "type": "loop", "config": {"target": "{{$context.body.items}}"}, "branches": {"body": [
+            {"key": "big", "type": "condition", "config": {"calculation": {"group": {"calculations": [
+                {"calculator": "gte", "operands": ["{{$scopes.each.item.qty}}", 10]}]}}},
+             "branches": {"true": [{"key": "mark", "type": "set", "config": {"values": {
+                "sku": "{{$scopes.each.item.sku}}", "index": "{{$scopes.each.index}}",
+                "of": "{{$scopes.each.length}}"}}}]}}
+        ]}},
+        {"key": "done", "type": "response", "config": {"body": {
+            "last": "{{$jobsMapByNodeKey.mark}}", "count": "{{$jobsMapByNodeKey.each.length}}"}}}
+    ]))
+}
+
+#[test]
+fn loop_runs_its_body_once_per_item_with_a_nested_condition() {
+    let plan = plan(marking_loop());
+
+    let none = run(&plan, json!({"items": []}));
+    assert_eq!(none.job_keys(), ["each", "done"], "zero items: the body does not run");
+    assert_eq!(none.body(), json!({"last": null, "count": 0}));
+
+    let one = run(&plan, json!({"items": [{"sku": "A", "qty": 12}]}));
+    assert_eq!(one.job_keys(), ["each", "big", "mark", "done"]);
+    assert_eq!(one.body(), json!({"last": {"sku": "A", "index": 0, "of": 1}, "count": 1}));
+
+    let items = json!([{"sku": "A", "qty": 12}, {"sku": "B", "qty": 3}, {"sku": "C", "qty": 20}, {"sku": "D"}]);
+    let many = run(&plan, json!({ "items": items }));
+    assert_eq!(many.job_keys(), ["each", "big", "mark", "big", "big", "mark", "big", "done"]);
+    let marks: Vec<&Value> =
+        many.execution.jobs.iter().filter(|job| job.node_key == "mark").map(|job| &job.output).collect();
+    assert_eq!(marks, [&json!({"sku": "A", "index": 0, "of": 4}), &json!({"sku": "C", "index": 2, "of": 4})]);
+    assert_eq!(many.body(), json!({"last": {"sku": "C", "index": 2, "of": 4}, "count": 4}));
+    assert_eq!(many.execution.jobs[0].output, json!({"items": items, "length": 4}));
+}
+
+#[test]
+fn loop_targets_a_count_and_nested_loops_see_both_scopes() {
+    let workflow = chain(json!([
+        {"key": "rows", "type": "loop", "config": {"target": 2}, "branches": {"body": [
+            {"key": "cols", "type": "loop", "config": {"target": "{{$context.body.letters}}"}, "branches": {"body": [
+                {"key": "cell", "type": "set", "config": {"values": {
+                    "name": "{{$scopes.rows.item}}{{$scopes.cols.item}}"}}}]}}]}}
+    ]));
+    let ran = run(&plan(workflow), json!({"letters": ["a", "b"]}));
+    assert_eq!(ran.status(), "resolved");
+    let cells: Vec<&Value> =
+        ran.execution.jobs.iter().filter(|job| job.node_key == "cell").map(|job| &job.output["name"]).collect();
+    assert_eq!(cells, ["0a", "0b", "1a", "1b"]);
+}
+
+#[test]
+fn an_end_inside_a_loop_body_ends_the_execution() {
+    let workflow = chain(json!([
+        {"key": "each", "type": "loop", "config": {"target": "{{$context.body.items}}"}, "branches": {"body": [
+            {"key": "check", "type": "condition", "config": {"rejectOnFalse": true, "calculation": {"group": {
+                "calculations": [{"calculator": "notEqual", "operands": ["{{$scopes.each.item}}", "bad"]}]}}}}]}},
+        {"key": "after", "type": "response", "config": {"body": "all good"}}
+    ]));
+    let plan = plan(workflow);
+    let stopped = run(&plan, json!({"items": ["ok", "bad", "ok"]}));
+    assert_eq!(stopped.status(), "failed");
+    assert_eq!(stopped.job_keys(), ["each", "check", "check"], "the loop stops at the failing item");
+    assert_eq!(run(&plan, json!({"items": ["ok", "ok"]})).reply().body, b"all good");
+}
+
+#[test]
+fn a_bad_loop_target_is_a_job_error_naming_the_field() {
+    let looping = |target: Value| {
+        let ran = run(&plan(chain(json!([{"key": "each", "type": "loop", "config": {"target": target}}]))), json!({}));
+        (ran.status(), last_error(&ran))
+    };
+    let (status, error) = looping(json!(-3));
+    assert_eq!(status, "error");
+    assert_eq!(error, "target: a number target is a count of iterations; -3 is not a whole number ≥ 0");
+    assert_eq!(looping(json!(1_000_000)).1, "target: 1000000 iterations asked for; one loop node runs at most 100000");
+    let ran = run(&plan(chain(json!([{"key": "each", "type": "loop", "config": {}}]))), json!({}));
+    assert!(last_error(&ran).contains("missing field `target`"), "{}", last_error(&ran));
+}
+
+#[test]
+fn delay_makes_an_execution_wait_and_resume_where_it_stopped() {
+    use hookflow::workflow::{ExecutionStatus, JobStatus, execute};
+
+    let workflow = json!({"key": "later", "sync": false, "nodes": [
+        {"key": "before", "type": "set", "config": {"values": {"n": 1}}},
+        {"key": "wait", "type": "delay", "config": {"duration": "300ms"}},
+        {"key": "after", "type": "set", "config": {"values": {"n": "{{$jobsMapByNodeKey.before.n}}"}}}
+    ]});
+    let plan = plan(workflow);
+    let mut execution = hookflow::workflow::Execution::new("later", 1, json!({"body": {}}));
+    let first = execute(crate::util::host(), &plan, &mut execution, &mut ());
+    let wake_at = first.wake_at.expect("the delay holds the execution");
+    assert_eq!(execution.status, ExecutionStatus::Started);
+    assert_eq!(execution.finished_at, None);
+    let statuses: Vec<JobStatus> = execution.jobs.iter().map(|job| job.status).collect();
+    assert_eq!(statuses, [JobStatus::Resolved, JobStatus::Pending]);
+    assert_eq!(execution.jobs[1].output, json!({"durationMs": 300}));
+    assert_eq!(wake_at.0, execution.jobs[1].started_at.0 + 300);
+
+    // Too early: it waits again, running nothing.
+    let again = execute(crate::util::host(), &plan, &mut execution, &mut ());
+    assert_eq!(again.wake_at, Some(wake_at));
+    assert_eq!(execution.jobs.len(), 2);
+
+    std::thread::sleep(std::time::Duration::from_millis(320));
+    let done = execute(crate::util::host(), &plan, &mut execution, &mut ());
+    assert_eq!(done.wake_at, None);
+    assert_eq!(execution.status, ExecutionStatus::Resolved);
+    let keys: Vec<&str> = execution.jobs.iter().map(|job| job.node_key.as_str()).collect();
+    assert_eq!(keys, ["before", "wait", "after"]);
+    assert_eq!(execution.jobs[1].status, JobStatus::Resolved);
+    assert!(execution.jobs[1].finished_at >= wake_at);
+    assert_eq!(execution.jobs[2].output, json!({"n": 1}), "outputs from before the wait are replayed");
+}
+
+#[test]
+fn a_bad_delay_duration_is_a_job_error_naming_the_field() {
+    let workflow = json!({"key": "later", "sync": false, "nodes": [
+        {"key": "wait", "type": "delay", "config": {"duration": "soon"}}]});
+    let ran = run(&plan(workflow), json!({}));
+    assert_eq!(ran.status(), "error");
+    assert!(last_error(&ran).starts_with("duration: expected whole milliseconds"), "{}", last_error(&ran));
+}
+
+#[test]
+fn a_loop_resumed_mid_way_replays_its_recorded_iterations() {
+    use hookflow::workflow::{ExecutionStatus, execute};
+
+    let plan = plan(marking_loop());
+    let items = json!([{"sku": "A", "qty": 12}, {"sku": "B", "qty": 3}, {"sku": "C", "qty": 20}]);
+    let whole = run(&plan, json!({ "items": items }));
+    for kept in 1..whole.execution.jobs.len() {
+        // As if the engine stopped after `kept` jobs.
+        let mut resumed = whole.execution.clone();
+        resumed.jobs.truncate(kept);
+        resumed.status = ExecutionStatus::Started;
+        let reply = execute(crate::util::host(), &plan, &mut resumed, &mut ()).reply;
+        assert_eq!(resumed.jobs[..kept], whole.execution.jobs[..kept], "recorded jobs are kept as they were");
+        let keys: Vec<&str> = resumed.jobs.iter().map(|job| job.node_key.as_str()).collect();
+        assert_eq!(keys, whole.job_keys(), "resumed after {kept} jobs");
+        let outputs: Vec<&Value> = resumed.jobs.iter().map(|job| &job.output).collect();
+        let expected: Vec<&Value> = whole.execution.jobs.iter().map(|job| &job.output).collect();
+        assert_eq!(outputs, expected, "resumed after {kept} jobs");
+        assert_eq!(reply, whole.replied.first().cloned());
+    }
 }

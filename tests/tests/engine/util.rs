@@ -89,7 +89,7 @@ pub fn run_on(host: &PluginHost, plan: &Plan, trigger: Value) -> Ran {
     }
     let mut execution = Execution::new(plan.workflow.key.as_deref().unwrap_or("test"), 1, trigger);
     let mut recorder = Recorder::default();
-    let reply = execute(host, plan, &mut execution, &mut recorder);
+    let reply = execute(host, plan, &mut execution, &mut recorder).reply;
     let answer = caller_reply(&execution, reply);
     Ran { execution, answer, replied: recorder.0 }
 }

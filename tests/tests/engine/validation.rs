@@ -176,3 +176,31 @@ fn idempotency_and_deadline_faults() {
     );
     check(json!({"sync": false, "trigger": {"syncDeadlineMs": 100}}), "trigger.syncDeadlineMs", "sync workflows only");
 }
+
+#[test]
+fn loop_scopes_and_delays_are_checked_where_they_are_used() {
+    let loop_node =
+        |body: Value| json!({"key": "each", "type": "loop", "config": {"target": [1]}, "branches": {"body": body}});
+    let reads_scope = json!({"key": "use", "type": "set", "config": {"values": {"x": "{{$scopes.each.item}}"}}});
+    assert!(faults(json!({"sync": true, "nodes": [loop_node(json!([reads_scope]))]})).is_empty());
+    check(
+        json!({"sync": true, "nodes": [loop_node(json!([])), reads_scope]}),
+        "nodes[1].config",
+        "$scopes.each names no loop node around this node",
+    );
+    check(
+        json!({"sync": true, "nodes": [loop_node(json!([{"key": "x", "type": "set", "config": {"values": {"x": "{{$scopes}}"}}}]))]}),
+        "nodes[0].branches.body[0].config",
+        "$scopes needs a loop node's key",
+    );
+    check(
+        json!({"sync": true, "nodes": [{"key": "each", "type": "loop", "config": {"target": 1}, "branches": {"loop": []}}]}),
+        "nodes[0].branches.loop",
+        "has no branch \"loop\" (it declares: body)",
+    );
+    check(
+        json!({"sync": true, "nodes": [{"key": "wait", "type": "delay", "config": {"duration": "1s"}}]}),
+        "nodes[0].type",
+        "runs in asynchronous workflows only",
+    );
+}
