@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use hookflow::plugin::{HostPattern, HostPatternError, is_valid_type_name};
+
 /// hookflow: a webhook workflow engine whose nodes are WebAssembly components.
 #[derive(Debug, Parser)]
 #[command(name = "hookflow", version, propagate_version = true)]
@@ -268,6 +270,20 @@ pub struct ServeArgs {
     /// Memory limit of one node instance.
     #[arg(long, default_value = "64MiB", value_parser = parse_size)]
     pub node_memory: usize,
+    /// Let nodes of a type send HTTP requests to these hosts, e.g.
+    /// `http-request=api.example.com,*.stripe.com,10.0.0.5:8080` (host = its scheme's default
+    /// port; host:port; host:* = any port; *.domain = its subdomains; [::1]:8080). Repeatable.
+    /// Default: no network.
+    #[arg(long, value_name = "TYPE=HOST,...", value_parser = parse_outbound_grant)]
+    pub allow_outbound: Vec<(String, Vec<HostPattern>)>,
+    /// Show nodes of a type these environment variables of hookflow's own, e.g.
+    /// `http-request=API_TOKEN`. Repeatable. Default: none.
+    #[arg(long, value_name = "TYPE=NAME,...", value_parser = parse_env_grant)]
+    pub allow_env: Vec<(String, Vec<String>)>,
+    /// Time budget of one call of a node type, instead of --node-timeout, e.g.
+    /// `my-node=5s`. Repeatable. `http-request` has 60s unless set here.
+    #[arg(long, value_name = "TYPE=DURATION", value_parser = parse_type_timeout)]
+    pub node_timeout_for: Vec<(String, Duration)>,
     /// Delete finished executions this many days after they were created (default: keep all).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub keep_executions_days: Option<u32>,
@@ -333,6 +349,41 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
         other => return Err(format!("unknown size unit {other:?}; use B, KiB, MiB, GiB, kB, MB or GB")),
     };
     number.checked_mul(multiplier).ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// Splits `TYPE=VALUE`, checking the node type's name.
+fn split_grant(text: &str) -> Result<(String, &str), String> {
+    let (node_type, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: expected TYPE=VALUE, e.g. http-request=api.example.com"))?;
+    let node_type = node_type.trim();
+    if !is_valid_type_name(node_type) {
+        return Err(format!("{node_type:?} is not a node type name"));
+    }
+    Ok((node_type.to_string(), value))
+}
+
+/// `http-request=api.example.com,127.0.0.1:*` → the type and its host patterns.
+pub fn parse_outbound_grant(text: &str) -> Result<(String, Vec<HostPattern>), String> {
+    let (node_type, hosts) = split_grant(text)?;
+    let hosts = hosts.split(',').map(|host| host.parse().map_err(|e: HostPatternError| e.to_string()));
+    Ok((node_type, hosts.collect::<Result<_, _>>()?))
+}
+
+/// `http-request=API_TOKEN,REGION` → the type and the variable names.
+pub fn parse_env_grant(text: &str) -> Result<(String, Vec<String>), String> {
+    let (node_type, names) = split_grant(text)?;
+    let names: Vec<String> = names.split(',').map(|name| name.trim().to_string()).collect();
+    if let Some(bad) = names.iter().find(|name| name.is_empty() || name.contains('=')) {
+        return Err(format!("{bad:?} is not an environment variable name"));
+    }
+    Ok((node_type, names))
+}
+
+/// `my-node=5s` → the type and its time budget.
+pub fn parse_type_timeout(text: &str) -> Result<(String, Duration), String> {
+    let (node_type, duration) = split_grant(text)?;
+    Ok((node_type, parse_duration(duration)?))
 }
 
 /// `30s`, `500ms`, `2m` → a duration.

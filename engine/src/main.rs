@@ -78,6 +78,28 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.body_limit = args.body_limit;
     config.host =
         HostConfig { time_budget: args.node_timeout, memory_limit: args.node_memory, ..HostConfig::default() };
+    let grants = &mut config.host.grants;
+    for (node_type, hosts) in &args.allow_outbound {
+        grants.allow_outbound(node_type, hosts);
+        let own = (args.listen.ip().to_string(), args.listen.port());
+        if config.admin_token.is_none() && hosts.iter().any(|host| host.allows(&own.0, own.1, 80)) {
+            tracing::warn!(
+                "--allow-outbound {node_type}=... reaches hookflow's own address {}, whose admin API trusts \
+                 loopback callers when no --admin-token is set: set one, or grant narrower hosts",
+                args.listen
+            );
+        }
+    }
+    for (node_type, names) in &args.allow_env {
+        for missing in grants.allow_env(node_type, names) {
+            tracing::warn!(
+                "--allow-env {node_type}={missing}: {missing} is not set, so {node_type} nodes do not see it"
+            );
+        }
+    }
+    for (node_type, budget) in &args.node_timeout_for {
+        grants.set_time_budget(node_type, *budget);
+    }
     config.dispatch = DispatchConfig {
         sync_timeout: args.sync_timeout,
         workers: args.workers,

@@ -41,6 +41,18 @@ fn failures_exit_1_and_usage_errors_exit_2() {
     assert_eq!(hookflow(&["serve", "--bogus"]).status.code(), Some(2));
     assert_eq!(hookflow(&["serve", "--body-limit", "1parsec"]).status.code(), Some(2));
     assert_eq!(hookflow(&["frobnicate"]).status.code(), Some(2));
+    for (grant, why) in [
+        (["--allow-outbound", "http-request"], "expected TYPE=VALUE"),
+        (["--allow-outbound", "http-request=api.example.com,a b"], "\"a b\" is not a host pattern"),
+        (["--allow-outbound", "Bad Type=x"], "is not a node type name"),
+        (["--allow-env", "http-request=A=B"], "is not an environment variable name"),
+        (["--node-timeout-for", "http-request=soon"], "is not a duration"),
+    ] {
+        let refused = hookflow(&[&["serve"][..], &grant[..]].concat());
+        assert_eq!(refused.status.code(), Some(2), "{grant:?}");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains(why), "{grant:?}: {stderr}");
+    }
     let help = hookflow(&["serve", "--help"]);
     assert_eq!(help.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&help.stdout).contains("--sync-timeout"));

@@ -407,6 +407,13 @@ impl Dispatcher {
     /// Queues a waiting execution again at `wake_at` (or when an operator cancels it).
     fn wake_later(self: Arc<Self>, id: String, wake_at: Timestamp) {
         self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(id.clone());
+        // A cancel that came while the delay node ran found nothing waiting to wake: wake now.
+        // Whoever takes the id out of `waiting` queues it, so it is queued once.
+        let canceled = self.canceled.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).contains(&id);
+        if canceled && self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&id) {
+            let _ = self.queue.send(id);
+            return;
+        }
         let dispatcher = Arc::downgrade(&self);
         let wait = Duration::from_millis(wake_at.0.saturating_sub(Timestamp::now().0));
         tokio::spawn(async move {

@@ -4,7 +4,10 @@
 
 mod bindings;
 mod cache;
+mod grants;
 mod sandbox;
+
+pub use grants::{Grant, Grants, HostPattern, HostPatternError};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -40,11 +43,19 @@ pub struct HostConfig {
     pub max_instances: u32,
     /// Where compiled components are cached (`None`: compile on every load).
     pub cache_dir: Option<PathBuf>,
+    /// What node types get beyond the bare sandbox.
+    pub grants: Grants,
 }
 
 impl Default for HostConfig {
     fn default() -> Self {
-        HostConfig { time_budget: Duration::from_secs(1), memory_limit: 64 << 20, max_instances: 128, cache_dir: None }
+        HostConfig {
+            time_budget: Duration::from_secs(1),
+            memory_limit: 64 << 20,
+            max_instances: 128,
+            cache_dir: None,
+            grants: Grants::default(),
+        }
     }
 }
 
@@ -114,7 +125,6 @@ pub struct PluginHost {
     engine: Engine,
     linker: Linker<Sandbox>,
     config: HostConfig,
-    deadline_ticks: u64,
     plugins: RwLock<HashMap<String, Arc<Plugin>>>,
     slots: Slots,
 }
@@ -140,13 +150,13 @@ impl PluginHost {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_error)?;
+        // Every node may import wasi:http; requests pass only to the hosts its type is granted.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker).map_err(engine_error)?;
         Node::add_to_linker::<Sandbox, HasSelf<Sandbox>>(&mut linker, |sandbox| sandbox).map_err(engine_error)?;
 
-        let deadline_ticks = config.time_budget.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1) as u64 + 1;
         let host = PluginHost {
             engine,
             linker,
-            deadline_ticks,
             plugins: RwLock::new(HashMap::new()),
             slots: Slots::new(instances as usize),
             config,
@@ -255,13 +265,22 @@ impl PluginHost {
         Ok(Plugin { name: name.to_string(), info: Arc::new(info), digest, builtin, pre })
     }
 
+    /// A store for one call of a `node_type` node, under its grant and time budget.
     fn store(&self, execution_id: &str, node_key: &str, node_type: &str) -> Store<Sandbox> {
-        let sandbox = Sandbox::new(self.config.memory_limit, execution_id, node_key, node_type);
+        let grant = self.config.grants.get(node_type);
+        let budget = self.time_budget(node_type);
+        let sandbox = Sandbox::new(self.config.memory_limit, grant, budget, execution_id, node_key, node_type);
         let mut store = Store::new(&self.engine, sandbox);
         store.limiter(|sandbox| sandbox);
-        store.set_epoch_deadline(self.deadline_ticks);
+        let ticks = budget.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1);
+        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1));
         store.epoch_deadline_trap();
         store
+    }
+
+    /// How long one call of a `node_type` node may run.
+    fn time_budget(&self, node_type: &str) -> Duration {
+        self.config.grants.get(node_type).and_then(|grant| grant.time_budget).unwrap_or(self.config.time_budget)
     }
 
     fn call(&self, plugin: &Plugin, call: &NodeCall<'_>) -> Result<NodeOutcome, NodeFailure> {
@@ -277,7 +296,7 @@ impl PluginHost {
         let failure = |error: wasmtime::Error| match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => NodeFailure::Timeout(format!(
                 "node ran past its time budget of {}",
-                humantime::format_duration(self.config.time_budget)
+                humantime::format_duration(self.time_budget(&plugin.name))
             )),
             _ => NodeFailure::Error(trap_message(&error)),
         };

@@ -1,11 +1,16 @@
-//! The per-call store state: a WASI context that grants nothing, resource limits, and the
-//! `host` interface (logging tagged with the execution and node of the call).
+//! The per-call store state: a WASI context that grants only what the node type's [`Grant`]
+//! says, resource limits, and the `host` interface (logging tagged with the execution and node
+//! of the call).
+
+use std::time::Duration;
 
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::hookflow::node::host::{Host, Level};
+use super::grants::{Grant, Outbound};
 
 /// Longest log line kept from a node; the rest is cut.
 const MAX_LOG_LINE: usize = 4096;
@@ -13,6 +18,8 @@ const MAX_LOG_LINE: usize = 4096;
 /// What a store holds for one node call.
 pub struct Sandbox {
     wasi: WasiCtx,
+    http: WasiHttpCtx,
+    outbound: Outbound,
     table: ResourceTable,
     memory_limit: usize,
     execution_id: String,
@@ -21,11 +28,26 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    /// A sandbox with no filesystem, network, environment, arguments or stdio.
-    pub fn new(memory_limit: usize, execution_id: &str, node_key: &str, node_type: &str) -> Sandbox {
-        let wasi = WasiCtx::builder().allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).build();
+    /// A sandbox with no filesystem, sockets, arguments or stdio, and only the environment
+    /// variables and outbound HTTP hosts the grant lists; outbound requests end with the call's
+    /// time budget.
+    pub fn new(
+        memory_limit: usize,
+        grant: Option<&Grant>,
+        time_budget: Duration,
+        execution_id: &str,
+        node_key: &str,
+        node_type: &str,
+    ) -> Sandbox {
+        let mut wasi = WasiCtx::builder();
+        wasi.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+        if let Some(grant) = grant {
+            wasi.envs(&grant.env);
+        }
         Sandbox {
-            wasi,
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            outbound: Outbound::new(grant.map(|grant| grant.outbound.clone()).unwrap_or_default(), time_budget),
             table: ResourceTable::new(),
             memory_limit,
             execution_id: execution_id.to_string(),
@@ -61,6 +83,12 @@ impl ResourceLimiter for Sandbox {
 impl WasiView for Sandbox {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for Sandbox {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.outbound }
     }
 }
 

@@ -322,12 +322,17 @@ impl Store {
             return Ok(None);
         };
         let mut execution: Execution = decode("executions", value.value())?;
-        // Jobs recorded one by one since the record was last written whole.
-        let first_new = u32::try_from(execution.jobs.len()).unwrap_or(u32::MAX);
+        // Jobs recorded one by one while it runs are newer than the whole record (which may hold
+        // a delay job as `pending` that has since resolved): each replaces the one at its index.
         let jobs = txn.open_table(JOBS).map_err(storage)?;
-        for entry in jobs.range((id, first_new)..=(id, u32::MAX)).map_err(storage)? {
-            let (_, value) = entry.map_err(storage)?;
-            execution.jobs.push(decode("jobs", value.value())?);
+        for entry in jobs.range((id, 0)..=(id, u32::MAX)).map_err(storage)? {
+            let (key, value) = entry.map_err(storage)?;
+            let index = usize::try_from(key.value().1).unwrap_or(usize::MAX);
+            let job = decode("jobs", value.value())?;
+            match execution.jobs.get_mut(index) {
+                Some(slot) => *slot = job,
+                None => execution.jobs.push(job),
+            }
         }
         Ok(Some(execution))
     }

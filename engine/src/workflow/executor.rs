@@ -65,6 +65,7 @@ pub fn execute(
         execution,
         outputs: Map::new(),
         scopes: Map::new(),
+        loop_items: Vec::new(),
         reply: None,
     };
     let halt = run.chain(&plan.nodes);
@@ -114,6 +115,9 @@ struct Run<'a, R: ?Sized> {
     outputs: Map<String, Value>,
     /// `$scopes`: the current item of each loop being run, by the loop's key.
     scopes: Map<String, Value>,
+    /// The items of the loop node that just ran, handed to [`Run::iterate`]; kept out of
+    /// `outputs` so that each body node's context does not carry the whole list.
+    loop_items: Vec<Value>,
     reply: Option<Reply>,
     /// How many recorded jobs have been replayed.
     replay: usize,
@@ -165,13 +169,11 @@ impl<R: NodeRunner + ?Sized> Run<'_, R> {
 
     /// Runs a loop node's body once per item of its output, with `$scopes.<key>` set.
     fn iterate(&mut self, node: &PlanNode, body: &[PlanNode]) -> Option<Halt> {
-        let items = match self.outputs.get(&node.key).and_then(|output| output.get("items")) {
-            Some(Value::Array(items)) => items.clone(),
-            _ => Vec::new(),
-        };
+        let items = std::mem::take(&mut self.loop_items);
         let length = items.len();
         for (index, item) in items.into_iter().enumerate() {
-            self.scopes.insert(node.key.clone(), json!({ "item": item, "index": index, "length": length }));
+            let scope = json!({ "item": item, "index": index, "sequence": index + 1, "length": length });
+            self.scopes.insert(node.key.clone(), scope);
             let halt = self.chain(body);
             if halt.is_some() {
                 return halt;
@@ -232,7 +234,7 @@ impl<R: NodeRunner + ?Sized> Run<'_, R> {
             }
         };
         if status == JobStatus::Resolved {
-            self.outputs.insert(node.key.clone(), output.clone());
+            self.remember(node, &output);
         }
         let next = match &step {
             Step::Next | Step::Wait(_) => Next::Continue,
@@ -279,12 +281,30 @@ impl<R: NodeRunner + ?Sized> Run<'_, R> {
             self.observer.job_finished(job);
         }
         self.replay += 1;
-        self.outputs.insert(node.key.clone(), job.output.clone());
-        Some(match &job.next {
+        let step = match &job.next {
             Next::Continue => Step::Next,
             Next::Branch(name) => Step::Branch(name.clone()),
             Next::End => Step::End(ExecutionStatus::Resolved),
-        })
+        };
+        let output = job.output.clone();
+        self.remember(node, &output);
+        Some(step)
+    }
+
+    /// Makes a resolved node's output visible to later nodes. A loop's items go to the next
+    /// [`Run::iterate`] instead, and later nodes see `{"length"}`.
+    fn remember(&mut self, node: &PlanNode, output: &Value) {
+        let visible = match node.kind {
+            NodeKind::Loop => {
+                self.loop_items = match output.get("items") {
+                    Some(Value::Array(items)) => items.clone(),
+                    _ => Vec::new(),
+                };
+                json!({ "length": self.loop_items.len() })
+            }
+            NodeKind::Plain | NodeKind::Delay => output.clone(),
+        };
+        self.outputs.insert(node.key.clone(), visible);
     }
 
     /// Checks a directive against what the node declared and turns it into a step.

@@ -1,7 +1,8 @@
 //! The built-in `loop` node (NocoBase's "Loop"): runs its `body` branch once per item of its
 //! target. The engine does the iterating: this node turns the target into the list of items
-//! (its output, `{"items", "length"}`), and the executor runs `body` once per item with
-//! `{{$scopes.<loop key>.item}}`, `.index` and `.length` set.
+//! (its output, `{"items", "length"}`, recorded in its job), and the executor runs `body` once per
+//! item with `{{$scopes.<loop key>.item}}`, `.index`, `.sequence` (index + 1) and `.length` set;
+//! later nodes see `{{$jobsMapByNodeKey.<loop key>.length}}`.
 
 use hookflow_node::{Call, Error, Info, Outcome, export_node, fail};
 use serde::Deserialize;
@@ -15,7 +16,7 @@ const CONFIG_SCHEMA: &str = r#"{
   "additionalProperties": false,
   "required": ["target"],
   "properties": {
-    "target": {"description": "what to loop over, usually a template such as {{$context.body.items}}: an array runs the body once per item; a whole number n runs it n times, the item being the index; null runs it zero times; any other value runs it once, with that value as the item. At most 100000 iterations."}
+    "target": {"description": "what to loop over, usually a template such as {{$context.body.items}}: an array runs the body once per item; a number n runs it n times (rounded down), the item being the index; null runs it zero times; any other value runs it once, with that value as the item. At most 100000 iterations."}
   }
 }"#;
 
@@ -45,9 +46,16 @@ fn items(target: Value) -> Result<Vec<Value>, Error> {
         Value::Null => Vec::new(),
         Value::Array(items) => items,
         Value::Number(number) => {
-            let count = number.as_u64().ok_or_else(|| {
-                fail(format!("target: a number target is a count of iterations; {number} is not a whole number ≥ 0"))
-            })?;
+            // NocoBase rounds a fractional count down.
+            let count = match (number.as_u64(), number.as_f64()) {
+                (Some(count), _) => count,
+                (None, Some(float)) if float >= 0.0 && float.is_finite() => float.floor() as u64,
+                _ => {
+                    return Err(fail(format!(
+                        "target: a number target is a count of iterations; {number} is not a number ≥ 0"
+                    )));
+                }
+            };
             if count > MAX_ITEMS {
                 return Err(too_many(count));
             }
@@ -80,8 +88,8 @@ mod tests {
 
     #[test]
     fn bad_counts_are_refused() {
-        assert!(items(json!(-1)).unwrap_err().message().contains("not a whole number"));
-        assert!(items(json!(1.5)).unwrap_err().message().contains("not a whole number"));
+        assert!(items(json!(-1)).unwrap_err().message().contains("is not a number ≥ 0"));
+        assert_eq!(items(json!(2.7)).unwrap(), vec![json!(0), json!(1)], "rounded down, as NocoBase does");
         assert!(items(json!(100_001)).unwrap_err().message().contains("at most 100000"));
     }
 }

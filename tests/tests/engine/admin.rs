@@ -191,7 +191,7 @@ fn parse_from_example_and_plugins() {
 
     let plugins = call(&server, "GET", "/api/plugins", None).json();
     let names: Vec<_> = plugins["items"].as_array().unwrap().iter().map(|p| p["name"].clone()).collect();
-    let expected = ["condition", "delay", "end", "json-query", "loop", "misbehave", "response", "set"];
+    let expected = ["condition", "delay", "end", "http-request", "json-query", "loop", "misbehave", "response", "set"];
     assert_eq!(names, expected.map(|name| json!(name)));
     assert_eq!(plugins["items"][0]["branches"], json!(["true", "false"]));
     assert_eq!(plugins["items"][0]["digest"].as_str().unwrap().len(), 64);

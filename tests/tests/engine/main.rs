@@ -10,6 +10,7 @@ mod idempotency;
 mod languages;
 mod nodes;
 mod operations;
+mod outbound;
 mod signatures;
 mod trigger;
 mod util;

@@ -1,5 +1,5 @@
 //! Delay nodes over HTTP: a waiting execution holds no worker, can be canceled while it waits,
-//! and resumes after a restart.
+//! resumes after a restart, and goes through several delays (also inside a loop) once each.
 
 use std::time::{Duration, Instant};
 
@@ -75,4 +75,30 @@ fn a_delay_goes_on_after_a_restart() {
     assert!(wait.finished_at.0 >= pending.started_at.0 + 1500, "it waited the whole duration");
     assert!(execution.jobs[1].started_at >= wait.finished_at);
     assert_eq!(execution.jobs[1].output, json!({"order": 7}));
+}
+
+#[test]
+fn several_delays_and_a_delay_in_a_loop_each_run_once() {
+    let workflow = json!({"key": "steps", "sync": false, "nodes": [
+        {"key": "first", "type": "delay", "config": {"duration": "150ms"}},
+        {"key": "between", "type": "set", "config": {"values": {"at": "between"}}},
+        {"key": "second", "type": "delay", "config": {"duration": "150ms"}},
+        {"key": "each", "type": "loop", "config": {"target": 2}, "branches": {"body": [
+            {"key": "pause", "type": "delay", "config": {"duration": "100ms"}},
+            {"key": "visit", "type": "set", "config": {"values": {"n": "{{$scopes.each.sequence}}"}}}]}},
+        {"key": "last", "type": "set", "config": {"values": {"done": true}}}
+    ]});
+    let server = TestServer::start(&[workflow], |_| {});
+    let id = accepted_id(&server.post_json("steps", &json!({})));
+    let execution = server.finished_execution(&id);
+    assert_eq!(execution.status, ExecutionStatus::Resolved, "{execution:?}");
+    let keys: Vec<&str> = execution.jobs.iter().map(|job| job.node_key.as_str()).collect();
+    assert_eq!(keys, ["first", "between", "second", "each", "pause", "visit", "pause", "visit", "last"]);
+    assert!(execution.jobs.iter().all(|job| job.status == JobStatus::Resolved));
+    let visits: Vec<&Value> =
+        execution.jobs.iter().filter(|job| job.node_key == "visit").map(|job| &job.output["n"]).collect();
+    assert_eq!(visits, [&json!(1), &json!(2)]);
+    for pair in execution.jobs.windows(2) {
+        assert!(pair[1].started_at >= pair[0].finished_at, "jobs ran in order, each once: {pair:?}");
+    }
 }

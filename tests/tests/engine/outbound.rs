@@ -1,0 +1,229 @@
+//! The `http-request` node against a real HTTP server on loopback, and the per-node-type grants:
+//! outbound hosts (allowed, refused, none by default), the timeout, `ignoreFail`, environment
+//! variables by name.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use hookflow::plugin::HostPattern;
+use hookflow::workflow::{ExecutionStatus, JobStatus};
+use serde_json::{Value, json};
+
+use crate::util::TestServer;
+
+/// A small HTTP/1.1 server: `/echo` answers 200 with the request as JSON, `/fail` 500 with a JSON
+/// body, `/text` 200 with plain text, `/slow` waits 3 s before answering.
+fn target_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || answer(stream));
+        }
+    });
+    address
+}
+
+fn answer(stream: TcpStream) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line).unwrap();
+    let mut headers = serde_json::Map::new();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let Some((name, value)) = line.trim_end().split_once(':') else { break };
+        let (name, value) = (name.to_ascii_lowercase(), value.trim().to_string());
+        if name == "content-length" {
+            length = value.parse().unwrap();
+        }
+        headers.insert(name, json!(value));
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    let mut parts = request_line.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let path = target.split('?').next().unwrap_or_default();
+    let (status, content_type, reply) = match path {
+        "/echo" => {
+            let echo = json!({"method": method, "target": target, "headers": headers,
+                              "body": String::from_utf8_lossy(&body)});
+            (200, "application/json", echo.to_string())
+        }
+        "/fail" => (500, "application/json", r#"{"why": "out of stock"}"#.to_string()),
+        "/text" => (200, "text/plain", "plain words".to_string()),
+        "/slow" => {
+            std::thread::sleep(Duration::from_secs(3));
+            (200, "text/plain", "late".to_string())
+        }
+        _ => (404, "text/plain", "no such path".to_string()),
+    };
+    let mut stream = stream;
+    let head = format!(
+        "HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nX-Target: yes\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        reply.len()
+    );
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(reply.as_bytes());
+}
+
+/// A sync workflow: one `http-request` node with `config`, then a response with its output.
+fn calling(config: Value) -> Value {
+    json!({"key": "call", "sync": true, "nodes": [
+        {"key": "call", "type": "http-request", "config": config},
+        {"key": "answer", "type": "response", "config": {"body": "{{$jobsMapByNodeKey.call}}"}}
+    ]})
+}
+
+fn granted(hosts: &str) -> impl FnOnce(&mut hookflow::server::ServerConfig) {
+    let hosts: Vec<HostPattern> = hosts.split(',').map(|host| host.parse().unwrap()).collect();
+    move |config| config.host.grants.allow_outbound("http-request", &hosts)
+}
+
+/// POSTs `body` to the `call` workflow and returns the execution it ran.
+fn call(server: &TestServer, body: &Value) -> (u16, Value, hookflow::workflow::Execution) {
+    let response = server.post_json("call", body);
+    let id = response.header("x-hookflow-execution").unwrap().to_string();
+    let status = response.status;
+    let answer = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+    (status, answer, server.finished_execution(&id))
+}
+
+#[test]
+fn an_allowed_host_is_called_with_method_params_headers_and_body() {
+    let target = target_server();
+    let config = json!({
+        "method": "PUT",
+        "url": format!("http://{target}/echo?fixed=1"),
+        "params": [{"name": "order", "value": "{{$context.body.order}}"}, {"name": "q", "value": "a b"}],
+        "headers": [{"name": "X-Order", "value": "{{$context.body.order}}"}],
+        "data": {"order": "{{$context.body.order}}", "items": [1, 2]}
+    });
+    let server = TestServer::start(&[calling(config)], granted("127.0.0.1:*"));
+    let (status, answer, execution) = call(&server, &json!({"order": 42}));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(execution.status, ExecutionStatus::Resolved);
+    assert_eq!(answer["status"], 200);
+    assert_eq!(answer["headers"]["x-target"], "yes");
+    let echo = &answer["data"];
+    assert_eq!(echo["method"], "PUT");
+    assert_eq!(echo["target"], "/echo?fixed=1&order=42&q=a%20b");
+    assert_eq!(echo["headers"]["x-order"], "42");
+    assert_eq!(echo["headers"]["content-type"], "application/json");
+    assert_eq!(echo["headers"]["host"], target.to_string());
+    assert_eq!(
+        serde_json::from_str::<Value>(echo["body"].as_str().unwrap()).unwrap(),
+        json!({"order": 42, "items": [1, 2]})
+    );
+
+    let text = calling(json!({"method": "GET", "url": format!("http://{target}/text"), "onlyData": true}));
+    let server = TestServer::start(&[text], granted(&format!("127.0.0.1:{}", target.port())));
+    let (_, _, execution) = call(&server, &json!({}));
+    assert_eq!(execution.jobs[0].output, "plain words", "onlyData: the body alone; text when it is not JSON");
+}
+
+#[test]
+fn hosts_outside_the_grant_are_refused_with_a_clear_job_error() {
+    let target = target_server();
+    let workflow = calling(json!({"url": format!("http://localhost:{}/echo", target.port())}));
+    let expect_refusal = |server: &TestServer| {
+        let (status, answer, execution) = call(server, &json!({}));
+        assert_eq!(status, 500, "{answer}");
+        assert_eq!(execution.status, ExecutionStatus::Error);
+        let error = execution.jobs[0].error.clone().unwrap_or_default();
+        assert!(error.contains("has not allowed this node type to call localhost:"), "{error}");
+    };
+    // Granted 127.0.0.1 only: `localhost` is another name and is refused.
+    expect_refusal(&TestServer::start(std::slice::from_ref(&workflow), granted("127.0.0.1:*")));
+    // Granted the default port only.
+    expect_refusal(&TestServer::start(std::slice::from_ref(&workflow), granted("localhost")));
+    // No grant at all: no network.
+    expect_refusal(&TestServer::start(&[workflow], |_| {}));
+}
+
+#[test]
+fn the_timeout_is_honoured() {
+    let target = target_server();
+    let server = TestServer::start(
+        &[calling(json!({"method": "GET", "url": format!("http://{target}/slow"), "timeout": 300}))],
+        granted("127.0.0.1:*"),
+    );
+    let started = Instant::now();
+    let (status, _, execution) = call(&server, &json!({}));
+    assert!(started.elapsed() < Duration::from_millis(2500), "it gave up after {:?}", started.elapsed());
+    assert_eq!(status, 500);
+    let error = execution.jobs[0].error.clone().unwrap_or_default();
+    assert!(error.contains("did not answer"), "{error}");
+}
+
+#[test]
+fn ignore_fail_goes_on_after_an_error_status_or_a_refusal() {
+    let target = target_server();
+    let failing = |ignore: bool| calling(json!({"url": format!("http://{target}/fail"), "ignoreFail": ignore}));
+
+    let server = TestServer::start(&[failing(false)], granted("127.0.0.1:*"));
+    let (status, _, execution) = call(&server, &json!({}));
+    assert_eq!(status, 500);
+    assert_eq!(execution.status, ExecutionStatus::Failed, "a 5xx answer fails the execution");
+    assert_eq!(execution.jobs[0].status, JobStatus::Failed);
+    assert_eq!(execution.jobs[0].output["status"], 500);
+    assert_eq!(execution.jobs[0].output["data"], json!({"why": "out of stock"}));
+
+    let server = TestServer::start(&[failing(true)], granted("127.0.0.1:*"));
+    let (status, answer, _) = call(&server, &json!({}));
+    assert_eq!(status, 200, "the next node ran");
+    assert_eq!((answer["status"].clone(), answer["data"]["why"].clone()), (json!(500), json!("out of stock")));
+
+    let refused = calling(json!({"url": format!("http://{target}/echo"), "ignoreFail": true}));
+    let (status, answer, _) = call(&TestServer::start(&[refused], |_| {}), &json!({}));
+    assert_eq!(status, 200);
+    assert!(answer["error"].as_str().unwrap().contains("has not allowed"), "{answer}");
+}
+
+#[test]
+fn a_bad_config_is_a_job_error_naming_the_field() {
+    let server = TestServer::start(&[calling(json!({"url": "{{$context.body.url}}"}))], granted("127.0.0.1:*"));
+    let (_, _, execution) = call(&server, &json!({"url": "not a url"}));
+    let error = execution.jobs[0].error.clone().unwrap_or_default();
+    assert!(error.starts_with("url: expected an absolute http:// or https:// URL"), "{error}");
+}
+
+#[test]
+fn environment_variables_are_granted_by_name_only() {
+    let granted_name = "CARGO_MANIFEST_DIR";
+    let expected = std::env::var(granted_name).expect("cargo sets it for tests");
+    let workflow = json!({"key": "env", "sync": true, "nodes": [
+        {"key": "look", "type": "misbehave", "config": {"mode": "env"}},
+        {"key": "answer", "type": "response", "config": {"body": "{{$jobsMapByNodeKey.look}}"}}]});
+    let server = TestServer::start(std::slice::from_ref(&workflow), |config| {
+        assert!(
+            config.host.grants.allow_env("misbehave", &[granted_name.into(), "HOOKFLOW_UNSET_VAR".into()])
+                == ["HOOKFLOW_UNSET_VAR"]
+        );
+    });
+    let seen: Value = serde_json::from_slice(&server.post_json("env", &json!({})).body).unwrap();
+    assert_eq!(seen, json!({ granted_name: expected }), "only the granted variable, with its value");
+
+    let ungranted = TestServer::start(&[workflow], |_| {});
+    let seen: Value = serde_json::from_slice(&ungranted.post_json("env", &json!({})).body).unwrap();
+    assert_eq!(seen, json!({}), "no grant, no environment");
+}
+
+#[test]
+fn a_node_type_gets_its_own_time_budget() {
+    let workflow = json!({"key": "busy", "sync": true, "nodes": [
+        {"key": "work", "type": "misbehave", "config": {"mode": "busy", "ms": 1500}}]});
+    let default_budget = TestServer::start(std::slice::from_ref(&workflow), |_| {});
+    let response = default_budget.post_json("busy", &json!({}));
+    let id = response.header("x-hookflow-execution").unwrap().to_string();
+    let execution = default_budget.finished_execution(&id);
+    assert_eq!(execution.status, ExecutionStatus::Aborted, "1.5 s of work is past the default 1 s");
+
+    let longer = TestServer::start(&[workflow], |config| {
+        config.host.grants.set_time_budget("misbehave", Duration::from_secs(5));
+    });
+    let response = longer.post_json("busy", &json!({}));
+    assert_eq!(response.status, 200, "{}", response.text());
+}
