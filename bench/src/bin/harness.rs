@@ -1,0 +1,686 @@
+//! The engine of `bench/run`: starts each system on loopback, checks that it answers the demo flow
+//! correctly, drives it with `wrk` at each connection count after a warm-up, reads its memory from
+//! `/proc`, then prints one table — every figure with its ratio to the baseline and to hookflow
+//! measured in the same run — and writes the same as JSON.
+//!
+//! ```text
+//! harness --bin-dir DIR --wrk-script FILE [--peers DIR] [--with-peers] [--seconds 10]
+//!         [--warmup 3] [--connections 32,128] [--json FILE]
+//! ```
+//!
+//! Systems: `baseline` (a bare axum server answering `200 ok`), `hookflow` (the demo workflows:
+//! sync condition + response, and async durable enqueue), and with `--with-peers` Node-RED and n8n
+//! (installed by `bench/peers/install` under `--peers`) on the same flow. A system that cannot be
+//! installed or started is reported as not run, with the reason.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// The body every system is sent.
+const BODY: &str = r#"{"status": "paid", "order": 42}"#;
+
+fn main() {
+    let options = match Options::parse(std::env::args().skip(1)) {
+        Ok(options) => options,
+        Err(why) => {
+            eprintln!("harness: {why}");
+            std::process::exit(2);
+        }
+    };
+    let scratch = std::env::temp_dir().join(format!("hookflow-bench-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&scratch);
+    if let Err(error) = fs::create_dir_all(&scratch) {
+        eprintln!("harness: cannot create {}: {error}", scratch.display());
+        std::process::exit(1);
+    }
+    let mut report = Report::default();
+    for system in systems(&options, &scratch) {
+        eprintln!("== {}", system.name);
+        report.measure(&options, system);
+    }
+    report.print(&options);
+    let json = report.to_json(&options);
+    match fs::write(&options.json, format!("{json:#}\n")) {
+        Ok(()) => println!("\nJSON: {}", options.json.display()),
+        Err(error) => eprintln!("harness: cannot write {}: {error}", options.json.display()),
+    }
+    let _ = fs::remove_dir_all(&scratch);
+}
+
+/// Command-line options.
+struct Options {
+    bin_dir: PathBuf,
+    wrk_script: PathBuf,
+    peers: PathBuf,
+    with_peers: bool,
+    seconds: u64,
+    warmup: u64,
+    connections: Vec<u32>,
+    json: PathBuf,
+}
+
+impl Options {
+    fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
+        let mut options = Options {
+            bin_dir: PathBuf::new(),
+            wrk_script: PathBuf::from("bench/wrk/post.lua"),
+            peers: PathBuf::from("peers"),
+            with_peers: false,
+            seconds: 10,
+            warmup: 3,
+            connections: vec![32, 128],
+            json: PathBuf::from("bench-results.json"),
+        };
+        while let Some(flag) = args.next() {
+            let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+            match flag.as_str() {
+                "--bin-dir" => options.bin_dir = value()?.into(),
+                "--wrk-script" => options.wrk_script = value()?.into(),
+                "--peers" => options.peers = value()?.into(),
+                "--with-peers" => options.with_peers = true,
+                "--seconds" => options.seconds = number(&value()?)?,
+                "--warmup" => options.warmup = number(&value()?)?,
+                "--json" => options.json = value()?.into(),
+                "--connections" => {
+                    options.connections = value()?.split(',').map(number).collect::<Result<_, _>>()?;
+                }
+                other => return Err(format!("unknown option {other}")),
+            }
+        }
+        if options.bin_dir.as_os_str().is_empty() {
+            return Err("--bin-dir (where the release binaries are) is required".into());
+        }
+        Ok(options)
+    }
+}
+
+fn number<T: std::str::FromStr>(text: &str) -> Result<T, String> {
+    text.trim().parse().map_err(|_| format!("{text:?} is not a number"))
+}
+
+/// A system under test: how to start it and what to load.
+struct System {
+    name: String,
+    /// Why it cannot run at all (not installed), if so.
+    unavailable: Option<String>,
+    /// Builds the command for a port.
+    command: Box<dyn Fn(u16) -> Command>,
+    /// How long it may take to answer correctly after start.
+    start_timeout: Duration,
+    /// Measure the start-up time: start once, stop, and time a second start (warm caches).
+    measure_startup: bool,
+    targets: Vec<Target>,
+}
+
+/// One URL path of a system, loaded at each connection count.
+struct Target {
+    workflow: &'static str,
+    path: &'static str,
+    /// The status and a part of the body of a correct answer.
+    status: u16,
+    body_contains: &'static str,
+    /// An async workflow: after each load, wait for hookflow's backlog (`/metrics`) to drain and
+    /// report how fast it did.
+    drains: bool,
+}
+
+fn systems(options: &Options, scratch: &Path) -> Vec<System> {
+    let bin = |name: &str| options.bin_dir.join(name);
+    let baseline_bin = bin("baseline");
+    let hookflow_bin = bin("hookflow");
+    let hookflow_data = scratch.join("hookflow-data");
+    let mut systems = vec![
+        System {
+            name: "baseline".into(),
+            unavailable: None,
+            command: Box::new(move |port| {
+                let mut command = Command::new(&baseline_bin);
+                command.arg(format!("127.0.0.1:{port}"));
+                command
+            }),
+            start_timeout: Duration::from_secs(10),
+            measure_startup: false,
+            targets: vec![Target { workflow: "200 ok", path: "/", status: 200, body_contains: "ok", drains: false }],
+        },
+        System {
+            name: "hookflow".into(),
+            unavailable: None,
+            command: Box::new(move |port| {
+                let mut command = Command::new(&hookflow_bin);
+                command.args(["serve", "--demo", "--listen", &format!("127.0.0.1:{port}")]);
+                command.arg("--data").arg(&hookflow_data).env("RUST_LOG", "warn");
+                command
+            }),
+            start_timeout: Duration::from_secs(60),
+            measure_startup: true,
+            targets: vec![
+                Target {
+                    workflow: "sync",
+                    path: "/api/webhook:trigger/demo-payment",
+                    status: 200,
+                    body_contains: "\"ok\":true",
+                    drains: false,
+                },
+                Target {
+                    workflow: "async",
+                    path: "/api/webhook:trigger/demo-payment-async",
+                    status: 200,
+                    body_contains: "",
+                    drains: true,
+                },
+            ],
+        },
+    ];
+    if options.with_peers {
+        systems.push(node_red(options, scratch));
+        systems.push(n8n(options, scratch, "n8n", None));
+        systems.push(n8n(options, scratch, "n8n (legacy expressions)", Some("legacy")));
+    }
+    systems
+}
+
+/// Why a peer is not installed, from the marker `bench/peers/install` leaves, if it is not.
+fn peer_unavailable(options: &Options, peer: &str, entry: &Path) -> Option<String> {
+    let failed = options.peers.join(format!("{peer}.failed"));
+    if let Ok(why) = fs::read_to_string(&failed) {
+        return Some(format!("install failed: {}", why.lines().last().unwrap_or("").trim()));
+    }
+    (!entry.exists())
+        .then(|| format!("not installed ({} missing; bench/run --with-peers installs it)", entry.display()))
+}
+
+fn node_red(options: &Options, scratch: &Path) -> System {
+    let entry = options.peers.join("node-red/node_modules/node-red/red.js");
+    let user_dir = scratch.join("node-red");
+    let settings = PathBuf::from("bench/peers/node-red/settings.js");
+    let flows = PathBuf::from("bench/peers/node-red/flows.json");
+    let unavailable = peer_unavailable(options, "node-red", &entry);
+    System {
+        name: "Node-RED".into(),
+        unavailable,
+        command: Box::new(move |port| {
+            let _ = fs::create_dir_all(&user_dir);
+            let _ = fs::copy(&flows, user_dir.join("flows.json"));
+            let mut command = Command::new("node");
+            command.arg(&entry).args(["--port", &port.to_string(), "--settings"]).arg(&settings);
+            command.arg("--userDir").arg(&user_dir).arg("flows.json");
+            command
+        }),
+        start_timeout: Duration::from_secs(60),
+        measure_startup: false,
+        targets: vec![Target {
+            workflow: "sync",
+            path: "/demo-payment",
+            status: 200,
+            body_contains: "\"ok\":true",
+            drains: false,
+        }],
+    }
+}
+
+fn n8n(options: &Options, scratch: &Path, name: &str, engine: Option<&'static str>) -> System {
+    let entry = options.peers.join("n8n/node_modules/n8n/bin/n8n");
+    let folder = scratch.join(name.replace([' ', '(', ')'], "-"));
+    let workflow = PathBuf::from("bench/peers/n8n/workflow.json");
+    let unavailable = peer_unavailable(options, "n8n", &entry);
+    System {
+        name: name.into(),
+        unavailable,
+        command: Box::new(move |port| {
+            let environment = n8n_environment(&folder, port, engine);
+            // Import and activate the workflow, then start.
+            let script = format!(
+                "set -e; {n8n} import:workflow --input={workflow} >/dev/null; \
+                 {n8n} update:workflow --all --active=true >/dev/null; exec {n8n} start",
+                n8n = shell_quote(&entry),
+                workflow = shell_quote(&workflow),
+            );
+            let mut command = Command::new("sh");
+            command.args(["-c", &script]).envs(environment);
+            command
+        }),
+        start_timeout: Duration::from_secs(240),
+        measure_startup: false,
+        targets: vec![Target {
+            workflow: "sync",
+            path: "/webhook/demo-payment",
+            status: 200,
+            body_contains: "\"ok\":true",
+            drains: false,
+        }],
+    }
+}
+
+fn n8n_environment(folder: &Path, port: u16, engine: Option<&str>) -> Vec<(String, String)> {
+    let mut environment: Vec<(String, String)> = [
+        ("N8N_USER_FOLDER", folder.display().to_string()),
+        ("N8N_PORT", port.to_string()),
+        ("N8N_LISTEN_ADDRESS", "127.0.0.1".into()),
+        ("N8N_DIAGNOSTICS_ENABLED", "false".into()),
+        ("N8N_VERSION_NOTIFICATIONS_ENABLED", "false".into()),
+        ("N8N_TEMPLATES_ENABLED", "false".into()),
+        ("N8N_PERSONALIZATION_ENABLED", "false".into()),
+        ("N8N_ENFORCE_SETTINGS_FILE_PERMISSIONS", "false".into()),
+        ("EXECUTIONS_DATA_SAVE_ON_SUCCESS", "none".into()),
+        ("N8N_LOG_LEVEL", "warn".into()),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_string(), value))
+    .collect();
+    if let Some(engine) = engine {
+        environment.push(("N8N_EXPRESSION_ENGINE".into(), engine.into()));
+    }
+    environment
+}
+
+fn shell_quote(path: &Path) -> String {
+    format!("'{}'", path.display().to_string().replace('\'', "'\\''"))
+}
+
+/// What one load of one target at one connection count gave.
+struct Measured {
+    requests_per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+    errors: u64,
+    /// Of the errors, answers outside 2xx/3xx (the rest are socket errors and timeouts).
+    non_2xx: u64,
+    peak_rss_mib: f64,
+    /// For an async workflow: executions left queued when the load ended, and how many per second
+    /// the workers then ran until none was left.
+    backlog: Option<(u64, f64)>,
+}
+
+/// One line of the table.
+struct Row {
+    system: String,
+    workflow: String,
+    connections: Option<u32>,
+    outcome: Result<Measured, String>,
+}
+
+/// Per-system facts beyond the rows.
+struct Facts {
+    system: String,
+    idle_rss_mib: Option<f64>,
+    startup_ms: Option<f64>,
+}
+
+#[derive(Default)]
+struct Report {
+    rows: Vec<Row>,
+    facts: Vec<Facts>,
+}
+
+impl Report {
+    fn measure(&mut self, options: &Options, system: System) {
+        let not_run = |report: &mut Report, why: String| {
+            eprintln!("   not run: {why}");
+            report.rows.push(Row {
+                system: system.name.clone(),
+                workflow: "-".into(),
+                connections: None,
+                outcome: Err(why),
+            });
+        };
+        if let Some(why) = &system.unavailable {
+            return not_run(self, why.clone());
+        }
+        let first = &system.targets[0];
+        let mut startup_ms = None;
+        if system.measure_startup {
+            // The first start compiles and caches the components; the second is the one a
+            // restarted server pays.
+            match Running::start(&system, first) {
+                Ok(running) => running.stop(),
+                Err(why) => return not_run(self, why),
+            }
+        }
+        let running = match Running::start(&system, first) {
+            Ok(running) => running,
+            Err(why) => return not_run(self, why),
+        };
+        if system.measure_startup {
+            startup_ms = Some(running.ready_after.as_secs_f64() * 1000.0);
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        let idle_rss_mib = running.memory("VmRSS");
+        for target in &system.targets {
+            if let Err(why) = running.check(target) {
+                self.rows.push(Row {
+                    system: system.name.clone(),
+                    workflow: target.workflow.into(),
+                    connections: None,
+                    outcome: Err(why),
+                });
+                continue;
+            }
+            for &connections in &options.connections {
+                let url = format!("http://{}{}", running.address, target.path);
+                let _ = wrk(options, &url, connections, options.warmup);
+                if target.drains {
+                    running.drain();
+                }
+                let outcome = wrk(options, &url, connections, options.seconds).map(|result| Measured {
+                    peak_rss_mib: running.memory("VmHWM").unwrap_or(f64::NAN),
+                    backlog: if target.drains { running.drain() } else { None },
+                    ..result
+                });
+                match &outcome {
+                    Ok(measured) => eprintln!(
+                        "   {:<6} c={connections:<4} {:>9.0} req/s  p99 {:.2} ms{}",
+                        target.workflow,
+                        measured.requests_per_second,
+                        measured.p99_ms,
+                        measured
+                            .backlog
+                            .map_or(String::new(), |(left, rate)| format!("  backlog {left} drained at {rate:.0}/s"))
+                    ),
+                    Err(why) => eprintln!("   {:<6} c={connections:<4} failed: {why}", target.workflow),
+                }
+                self.rows.push(Row {
+                    system: system.name.clone(),
+                    workflow: target.workflow.into(),
+                    connections: Some(connections),
+                    outcome,
+                });
+            }
+        }
+        running.stop();
+        self.facts.push(Facts { system: system.name, idle_rss_mib, startup_ms });
+    }
+
+    /// Requests per second of `system`'s first workflow at `connections`.
+    fn rate(&self, system: &str, workflow: &str, connections: u32) -> Option<f64> {
+        self.rows.iter().find_map(|row| match &row.outcome {
+            Ok(measured)
+                if row.system == system && row.workflow == workflow && row.connections == Some(connections) =>
+            {
+                Some(measured.requests_per_second)
+            }
+            _ => None,
+        })
+    }
+
+    /// The row's rate as a fraction of the baseline's and of hookflow sync's at its connections.
+    fn ratios(&self, row: &Row) -> (Option<f64>, Option<f64>) {
+        let (Ok(measured), Some(connections)) = (&row.outcome, row.connections) else { return (None, None) };
+        let of = |rate: Option<f64>| rate.filter(|rate| *rate > 0.0).map(|rate| measured.requests_per_second / rate);
+        (of(self.rate("baseline", "200 ok", connections)), of(self.rate("hookflow", "sync", connections)))
+    }
+
+    fn print(&self, options: &Options) {
+        println!(
+            "\n{} s per load after {} s of warm-up, loopback, wrk -t2; {}",
+            options.seconds,
+            options.warmup,
+            machine()
+        );
+        println!(
+            "{:<26} {:<7} {:>5} {:>10} {:>8} {:>8} {:>8} {:>7} {:>9} {:>9} {:>9}",
+            "system",
+            "flow",
+            "conns",
+            "req/s",
+            "p50 ms",
+            "p99 ms",
+            "p99.9 ms",
+            "errors",
+            "peak RSS",
+            "÷ base",
+            "÷ hookflow"
+        );
+        for row in &self.rows {
+            let connections = row.connections.map_or("-".into(), |c| c.to_string());
+            match &row.outcome {
+                Ok(m) => {
+                    let (base, hookflow) = self.ratios(row);
+                    let ratio = |r: Option<f64>| r.map_or("-".into(), |r| format!("{r:.3}"));
+                    println!(
+                        "{:<26} {:<7} {:>5} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>7.0} MiB {:>9} {:>9}",
+                        row.system,
+                        row.workflow,
+                        connections,
+                        m.requests_per_second,
+                        m.p50_ms,
+                        m.p99_ms,
+                        m.p999_ms,
+                        m.errors,
+                        m.peak_rss_mib,
+                        ratio(base),
+                        ratio(hookflow)
+                    );
+                }
+                Err(why) => println!("{:<26} {:<7} {:>5} not run: {why}", row.system, row.workflow, connections),
+            }
+        }
+        for row in &self.rows {
+            if let (Ok(Measured { backlog: Some((left, rate)), .. }), Some(connections)) =
+                (&row.outcome, row.connections)
+            {
+                println!(
+                    "{} {} c={connections}: {left} executions queued at the end of the load, drained at {rate:.0}/s",
+                    row.system, row.workflow
+                );
+            }
+        }
+        for facts in &self.facts {
+            let idle = facts.idle_rss_mib.map_or("-".into(), |mib| format!("{mib:.0} MiB"));
+            let startup = facts.startup_ms.map_or(String::new(), |ms| format!(", start-up to first answer {ms:.0} ms"));
+            println!("{}: idle RSS {idle}{startup}", facts.system);
+        }
+    }
+
+    fn to_json(&self, options: &Options) -> Value {
+        let rows: Vec<Value> = self
+            .rows
+            .iter()
+            .map(|row| {
+                let (base, hookflow) = self.ratios(row);
+                match &row.outcome {
+                    Ok(m) => json!({
+                        "system": row.system, "workflow": row.workflow, "connections": row.connections,
+                        "requestsPerSecond": m.requests_per_second, "p50Ms": m.p50_ms, "p99Ms": m.p99_ms,
+                        "p999Ms": m.p999_ms, "errors": m.errors, "non2xx": m.non_2xx, "peakRssMib": m.peak_rss_mib,
+                        "ratioToBaseline": base, "ratioToHookflow": hookflow,
+                        "backlogAtEnd": m.backlog.map(|(left, _)| left),
+                        "drainedPerSecond": m.backlog.map(|(_, rate)| rate),
+                    }),
+                    Err(why) => json!({
+                        "system": row.system, "workflow": row.workflow, "connections": row.connections,
+                        "notRun": why,
+                    }),
+                }
+            })
+            .collect();
+        let facts: Vec<Value> = self
+            .facts
+            .iter()
+            .map(|f| json!({"system": f.system, "idleRssMib": f.idle_rss_mib, "startupMs": f.startup_ms}))
+            .collect();
+        json!({
+            "machine": machine(), "seconds": options.seconds, "warmupSeconds": options.warmup,
+            "loadGenerator": "wrk -t2", "rows": rows, "systems": facts,
+        })
+    }
+}
+
+/// `2 cores, Intel(R) Xeon(R) ...`.
+fn machine() -> String {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo.lines().find_map(|line| line.strip_prefix("model name")).unwrap_or(": unknown");
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cores} cores, {}", model.trim_start_matches([' ', '\t', ':']).trim())
+}
+
+/// A started system, killed when dropped (its log kept, for a failure's reason).
+struct Running {
+    child: Child,
+    address: SocketAddr,
+    ready_after: Duration,
+    log: PathBuf,
+}
+
+impl Running {
+    /// Starts the system on a free port and waits until `target` answers correctly.
+    fn start(system: &System, target: &Target) -> Result<Running, String> {
+        let port = free_port()?;
+        let log = std::env::temp_dir().join(format!("hookflow-bench-{}-{port}.log", std::process::id()));
+        let log_file = fs::File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+        let stderr = log_file.try_clone().map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        let child = (system.command)(port)
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| format!("cannot start: {e}"))?;
+        let mut running =
+            Running { child, address: SocketAddr::from(([127, 0, 0, 1], port)), ready_after: Duration::ZERO, log };
+        loop {
+            if running.check(target).is_ok() {
+                running.ready_after = started.elapsed();
+                return Ok(running);
+            }
+            if let Ok(Some(status)) = running.child.try_wait() {
+                return Err(format!(
+                    "exited ({status}) before answering: {} (log: {})",
+                    running.log_tail(),
+                    running.log.display()
+                ));
+            }
+            if started.elapsed() > system.start_timeout {
+                let why = running.check(target).err().unwrap_or_default();
+                return Err(format!(
+                    "no correct answer within {:?} ({why}): {}",
+                    system.start_timeout,
+                    running.log_tail()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Sends the body once; `Err` says how the answer was wrong.
+    fn check(&self, target: &Target) -> Result<(), String> {
+        let (status, body) = request_once(self.address, "POST", target.path)?;
+        if status == target.status && body.contains(target.body_contains) {
+            Ok(())
+        } else {
+            Err(format!("answered {status} {}", body.chars().take(120).collect::<String>()))
+        }
+    }
+
+    /// Waits (at most 120 s) until hookflow's queue is empty; the depth it started from and the
+    /// executions run per second meanwhile. `None` when the depth cannot be read.
+    fn drain(&self) -> Option<(u64, f64)> {
+        let depth = || {
+            let (_, metrics) = request_once(self.address, "GET", "/metrics").ok()?;
+            let line = metrics.lines().find(|line| line.starts_with("hookflow_queue_depth"))?;
+            line.split_whitespace().last()?.parse::<f64>().ok().map(|depth| depth.max(0.0) as u64)
+        };
+        let (started, left) = (Instant::now(), depth()?);
+        while depth()? > 0 && started.elapsed() < Duration::from_secs(120) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        Some((left, if left == 0 { 0.0 } else { left as f64 / seconds }))
+    }
+
+    /// A memory figure of the process from `/proc/<pid>/status`, in MiB.
+    fn memory(&self, field: &str) -> Option<f64> {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|line| line.starts_with(field))?;
+        let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib / 1024.0)
+    }
+
+    fn log_tail(&self) -> String {
+        let log = fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().rev().take(3).collect();
+        lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
+    }
+
+    /// SIGTERM, then SIGKILL after 10 s; the log is kept only when it holds an error line.
+    fn stop(mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && !matches!(self.child.try_wait(), Ok(Some(_))) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let log = fs::read_to_string(&self.log).unwrap_or_default();
+        if log.contains("ERROR") || log.contains("error:") {
+            eprintln!("   its log has errors: {}", self.log.display());
+        } else {
+            let _ = fs::remove_file(&self.log);
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
+    listener.local_addr().map(|address| address.port()).map_err(|e| e.to_string())
+}
+
+/// One request (a POST carries the demo body) with `Connection: close`; the status and the body
+/// as text.
+fn request_once(address: SocketAddr, method: &str, path: &str) -> Result<(u16, String), String> {
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
+    let body = if method == "POST" { BODY } else { "" };
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).map_err(|e| e.to_string())?;
+    let answer = String::from_utf8_lossy(&answer);
+    let status = answer.split_whitespace().nth(1).and_then(|code| code.parse().ok()).ok_or("no HTTP answer")?;
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body).to_string();
+    Ok((status, body))
+}
+
+/// Runs wrk for `seconds` and reads the JSON line `bench/wrk/post.lua` prints.
+fn wrk(options: &Options, url: &str, connections: u32, seconds: u64) -> Result<Measured, String> {
+    let output = Command::new("wrk")
+        .args(["-t2", &format!("-c{connections}"), &format!("-d{seconds}s"), "--timeout", "5s", "-s"])
+        .arg(&options.wrk_script)
+        .arg(url)
+        .env("BENCH_BODY", BODY)
+        .output()
+        .map_err(|e| format!("cannot run wrk: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|line| line.starts_with('{'))
+        .ok_or_else(|| format!("wrk printed no result: {}", String::from_utf8_lossy(&output.stderr).trim()))?;
+    let result: Value = serde_json::from_str(line).map_err(|e| format!("wrk result {line:?}: {e}"))?;
+    let field = |name: &str| result[name].as_f64().unwrap_or(0.0);
+    let seconds = field("duration_us") / 1e6;
+    Ok(Measured {
+        requests_per_second: if seconds > 0.0 { field("requests") / seconds } else { 0.0 },
+        p50_ms: field("p50_us") / 1000.0,
+        p99_ms: field("p99_us") / 1000.0,
+        p999_ms: field("p999_us") / 1000.0,
+        errors: (field("socket_errors") + field("non_2xx")) as u64,
+        non_2xx: field("non_2xx") as u64,
+        peak_rss_mib: f64::NAN,
+        backlog: None,
+    })
+}
