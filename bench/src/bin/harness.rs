@@ -5,8 +5,11 @@
 //!
 //! ```text
 //! harness --bin-dir DIR --wrk-script FILE [--peers DIR] [--with-peers] [--seconds 10]
-//!         [--warmup 3] [--connections 32,128] [--json FILE]
+//!         [--warmup 3] [--connections 32,128] [--nodes 1,5,20] [--json FILE]
 //! ```
+//!
+//! `--nodes` adds, per count N, a hookflow sync workflow of N nodes (N − 1 passing conditions and
+//! a response), for the cost of a growing workflow.
 //!
 //! Systems: `baseline` (a bare axum server answering `200 ok`), `hookflow` (the demo workflows:
 //! sync condition + response, and async durable enqueue), and with `--with-peers` Node-RED and n8n
@@ -62,6 +65,8 @@ struct Options {
     seconds: u64,
     warmup: u64,
     connections: Vec<u32>,
+    /// Workflow sizes for the scaling rows (none by default).
+    nodes: Vec<u32>,
     json: PathBuf,
 }
 
@@ -75,6 +80,7 @@ impl Options {
             seconds: 10,
             warmup: 3,
             connections: vec![32, 128],
+            nodes: Vec::new(),
             json: PathBuf::from("bench-results.json"),
         };
         while let Some(flag) = args.next() {
@@ -90,6 +96,7 @@ impl Options {
                 "--connections" => {
                     options.connections = value()?.split(',').map(number).collect::<Result<_, _>>()?;
                 }
+                "--nodes" => options.nodes = value()?.split(',').map(number).collect::<Result<_, _>>()?,
                 other => return Err(format!("unknown option {other}")),
             }
         }
@@ -120,8 +127,8 @@ struct System {
 
 /// One URL path of a system, loaded at each connection count.
 struct Target {
-    workflow: &'static str,
-    path: &'static str,
+    workflow: String,
+    path: String,
     /// The status and a part of the body of a correct answer.
     status: u16,
     body_contains: &'static str,
@@ -146,7 +153,13 @@ fn systems(options: &Options, scratch: &Path) -> Vec<System> {
             }),
             start_timeout: Duration::from_secs(10),
             measure_startup: false,
-            targets: vec![Target { workflow: "200 ok", path: "/", status: 200, body_contains: "ok", drains: false }],
+            targets: vec![Target {
+                workflow: "200 ok".into(),
+                path: "/".into(),
+                status: 200,
+                body_contains: "ok",
+                drains: false,
+            }],
         },
         System {
             name: "hookflow".into(),
@@ -161,15 +174,15 @@ fn systems(options: &Options, scratch: &Path) -> Vec<System> {
             measure_startup: true,
             targets: vec![
                 Target {
-                    workflow: "sync",
-                    path: "/api/webhook:trigger/demo-payment",
+                    workflow: "sync".into(),
+                    path: "/api/webhook:trigger/demo-payment".into(),
                     status: 200,
                     body_contains: "\"ok\":true",
                     drains: false,
                 },
                 Target {
-                    workflow: "async",
-                    path: "/api/webhook:trigger/demo-payment-async",
+                    workflow: "async".into(),
+                    path: "/api/webhook:trigger/demo-payment-async".into(),
                     status: 200,
                     body_contains: "",
                     drains: true,
@@ -177,12 +190,60 @@ fn systems(options: &Options, scratch: &Path) -> Vec<System> {
             ],
         },
     ];
+    if !options.nodes.is_empty() {
+        systems.push(hookflow_chains(options, scratch));
+    }
     if options.with_peers {
         systems.push(node_red(options, scratch));
         systems.push(n8n(options, scratch, "n8n", None));
         systems.push(n8n(options, scratch, "n8n (legacy expressions)", Some("legacy")));
     }
     systems
+}
+
+/// hookflow serving one sync workflow per `--nodes` count: `chain-N` runs N − 1 conditions that
+/// pass and a response.
+fn hookflow_chains(options: &Options, scratch: &Path) -> System {
+    let workflows = scratch.join("chains");
+    let mut unavailable = fs::create_dir_all(&workflows).err().map(|e| e.to_string());
+    let mut targets = Vec::new();
+    for &count in &options.nodes {
+        let condition = |n: u32| {
+            json!({"key": format!("check{n}"), "type": "condition", "config": {"rejectOnFalse": true,
+                "calculation": {"group": {"calculations": [
+                    {"calculator": "equal", "operands": ["{{$context.body.status}}", "paid"]}]}}}})
+        };
+        let mut nodes: Vec<Value> = (1..count).map(condition).collect();
+        nodes.push(json!({"key": "answer", "type": "response",
+            "config": {"body": {"ok": true, "order": "{{$context.body.order}}"}}}));
+        let key = format!("chain-{count}");
+        let workflow = json!({"key": key, "sync": true, "nodes": nodes});
+        if let Err(error) = fs::write(workflows.join(format!("{key}.json")), workflow.to_string()) {
+            unavailable = Some(error.to_string());
+        }
+        targets.push(Target {
+            workflow: format!("{count} nodes"),
+            path: format!("/api/webhook:trigger/{key}"),
+            status: 200,
+            body_contains: "\"ok\":true",
+            drains: false,
+        });
+    }
+    let hookflow_bin = options.bin_dir.join("hookflow");
+    let data = scratch.join("chains-data");
+    System {
+        name: "hookflow chain".into(),
+        unavailable,
+        command: Box::new(move |port| {
+            let mut command = Command::new(&hookflow_bin);
+            command.args(["serve", "--listen", &format!("127.0.0.1:{port}")]).arg("--workflows").arg(&workflows);
+            command.arg("--data").arg(&data).env("RUST_LOG", "warn");
+            command
+        }),
+        start_timeout: Duration::from_secs(60),
+        measure_startup: false,
+        targets,
+    }
 }
 
 /// Why a peer is not installed, from the marker `bench/peers/install` leaves, if it is not.
@@ -215,8 +276,8 @@ fn node_red(options: &Options, scratch: &Path) -> System {
         start_timeout: Duration::from_secs(60),
         measure_startup: false,
         targets: vec![Target {
-            workflow: "sync",
-            path: "/demo-payment",
+            workflow: "sync".into(),
+            path: "/demo-payment".into(),
             status: 200,
             body_contains: "\"ok\":true",
             drains: false,
@@ -248,8 +309,8 @@ fn n8n(options: &Options, scratch: &Path, name: &str, engine: Option<&'static st
         start_timeout: Duration::from_secs(240),
         measure_startup: false,
         targets: vec![Target {
-            workflow: "sync",
-            path: "/webhook/demo-payment",
+            workflow: "sync".into(),
+            path: "/webhook/demo-payment".into(),
             status: 200,
             body_contains: "\"ok\":true",
             drains: false,
@@ -356,7 +417,7 @@ impl Report {
             if let Err(why) = running.check(target) {
                 self.rows.push(Row {
                     system: system.name.clone(),
-                    workflow: target.workflow.into(),
+                    workflow: target.workflow.clone(),
                     connections: None,
                     outcome: Err(why),
                 });
@@ -387,7 +448,7 @@ impl Report {
                 }
                 self.rows.push(Row {
                     system: system.name.clone(),
-                    workflow: target.workflow.into(),
+                    workflow: target.workflow.clone(),
                     connections: Some(connections),
                     outcome,
                 });
@@ -570,7 +631,7 @@ impl Running {
 
     /// Sends the body once; `Err` says how the answer was wrong.
     fn check(&self, target: &Target) -> Result<(), String> {
-        let (status, body) = request_once(self.address, "POST", target.path)?;
+        let (status, body) = request_once(self.address, "POST", &target.path)?;
         if status == target.status && body.contains(target.body_contains) {
             Ok(())
         } else {
@@ -658,7 +719,9 @@ fn request_once(address: SocketAddr, method: &str, path: &str) -> Result<(u16, S
 /// Runs wrk for `seconds` and reads the JSON line `bench/wrk/post.lua` prints.
 fn wrk(options: &Options, url: &str, connections: u32, seconds: u64) -> Result<Measured, String> {
     let output = Command::new("wrk")
-        .args(["-t2", &format!("-c{connections}"), &format!("-d{seconds}s"), "--timeout", "5s", "-s"])
+        // wrk needs a connection per thread.
+        .args([&format!("-t{}", connections.min(2)), &format!("-c{connections}"), &format!("-d{seconds}s")])
+        .args(["--timeout", "5s", "-s"])
         .arg(&options.wrk_script)
         .arg(url)
         .env("BENCH_BODY", BODY)

@@ -19,6 +19,7 @@ use axum::routing::{any, get};
 use serde_json::{Map, Value};
 
 pub use auth::constant_time_eq;
+pub use body::parse_body;
 pub use query::{parse_query, parse_query_example};
 pub use signature::parse_stripe_header;
 

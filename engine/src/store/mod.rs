@@ -146,6 +146,10 @@ pub struct Store {
     writer: Writer,
 }
 
+/// redb's page cache. Its default, 1 GiB, let a server's memory grow with every execution it
+/// stored; the hot path reads little (idempotency keys, the queue), so 64 MiB holds it.
+const CACHE_BYTES: usize = 64 << 20;
+
 impl Store {
     /// Opens (or creates) the database file and starts its writer thread.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
@@ -153,7 +157,8 @@ impl Store {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| open_error(e.to_string()))?;
         }
-        let db = Arc::new(Database::create(path).map_err(|e| open_error(e.to_string()))?);
+        let db = Database::builder().set_cache_size(CACHE_BYTES).create(path);
+        let db = Arc::new(db.map_err(|e| open_error(e.to_string()))?);
         // Create every table once, so readers never meet a missing one.
         let txn = db.begin_write().map_err(storage)?;
         txn.open_table(WORKFLOWS).map_err(storage)?;
