@@ -13,5 +13,8 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     jobs.insert("check".into(), json!({"result": true}));
     let system = json!({"now": "2026-11-29T00:00:00Z"});
     let execution = json!({"id": "fuzz"});
-    let _ = template.resolve(&Scope { context: &context, jobs: &jobs, system: &system, execution: &execution });
+    let mut scopes = Map::new();
+    scopes.insert("each".into(), json!({"item": {"sku": "A"}, "index": 0, "sequence": 1, "length": 2}));
+    let scope = Scope { context: &context, jobs: &jobs, system: &system, execution: &execution, scopes: &scopes };
+    let _ = template.resolve(&scope);
 });
