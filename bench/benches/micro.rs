@@ -1,5 +1,5 @@
-//! Micro-benchmarks (criterion) of the hot path's parts: one node call (fresh instance from the
-//! `InstancePre` + `run`), template resolution, query and body parsing, and a durable redb commit
+//! Micro-benchmarks (criterion) of the hot path's parts: one node call (a built-in's warm instance,
+//! and a fresh instance from the `InstancePre` as every custom node gets), template resolution, query and body parsing, and a durable redb commit
 //! of one execution against a group of 64 committed together.
 //!
 //! `cargo bench -p hookflow-bench --bench micro` measures; `cargo test -p hookflow-bench --benches`
@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use axum::http::{HeaderMap, HeaderValue, header};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use hookflow::ingress::{parse_body, parse_query};
-use hookflow::plugin::{HostConfig, PluginHost};
+use hookflow::plugin::{BUILTIN_NODES, HostConfig, PluginHost};
 use hookflow::store::Store;
 use hookflow::workflow::template::{Scope, Template};
 use hookflow::workflow::{Execution, NodeCall, NodeRunner};
@@ -35,8 +35,14 @@ fn node_call(c: &mut Criterion) {
                          "$jobsMapByNodeKey": {}, "$scopes": {}, "$execution": {"id": "x"}, "$system": {"now": "n"}})
     .to_string();
     let call = NodeCall { execution_id: "x", node_key: "check", config: &config, context: &context };
-    c.bench_function("node call: condition (fresh instance + run)", |b| {
+    c.bench_function("node call: condition (warm built-in instance + run)", |b| {
         b.iter(|| host.run("condition", black_box(&call)).expect("the condition runs"))
+    });
+    // The same component installed as a custom type: a fresh instance per call.
+    let (_, condition) = BUILTIN_NODES.iter().find(|(name, _)| *name == "condition").expect("the built-in condition");
+    host.install("custom-condition", condition).expect("the condition installs as a custom type");
+    c.bench_function("node call: condition (fresh instance + run)", |b| {
+        b.iter(|| host.run("custom-condition", black_box(&call)).expect("the condition runs"))
     });
 }
 

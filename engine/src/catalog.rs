@@ -23,12 +23,22 @@ pub struct Deployed {
     pub plan: Plan,
     /// The answer to an accepted async request (`trigger.response`, default `200 ok`).
     pub accept_reply: Reply,
+    /// Whether a sync execution runs on the request's own thread: a short plan of quick
+    /// built-ins (see [`PluginHost::is_quick`]) without a sync deadline.
+    pub runs_inline: bool,
 }
 
+/// The most nodes a plan run on the request's thread may have.
+const MAX_INLINE_NODES: usize = 16;
+
 impl Deployed {
-    fn new(key: String, version: u64, plan: Plan) -> Deployed {
+    fn new(key: String, version: u64, plan: Plan, host: &PluginHost) -> Deployed {
         let accept_reply = plan.workflow.trigger.response.clone().unwrap_or_default().reply();
-        Deployed { key, version, plan, accept_reply }
+        let quick = plan.count_nodes_if(&|node| host.is_quick(&node.node_type));
+        let runs_inline = plan.workflow.sync
+            && plan.workflow.trigger.sync_deadline_ms.is_none()
+            && quick.is_some_and(|count| count <= MAX_INLINE_NODES);
+        Deployed { key, version, plan, accept_reply, runs_inline }
     }
 
     /// The definition.
@@ -95,7 +105,7 @@ impl Catalog {
             let key = record.definition.key.clone().unwrap_or_default();
             match compile(&record.definition, catalog.host.as_ref()) {
                 Ok(plan) => {
-                    catalog.publish(Deployed::new(key, record.version, plan));
+                    catalog.publish(Deployed::new(key, record.version, plan, &catalog.host));
                 }
                 Err(error) => tracing::error!(workflow = %key, "stored workflow left out: {error}"),
             }
@@ -129,7 +139,7 @@ impl Catalog {
             return Ok(None);
         };
         let plan = compile(&definition, self.host.as_ref())?;
-        let deployed = Arc::new(Deployed::new(key.to_string(), version, plan));
+        let deployed = Arc::new(Deployed::new(key.to_string(), version, plan, &self.host));
         self.older.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(cache_key, deployed.clone());
         Ok(Some(deployed))
     }
@@ -205,7 +215,7 @@ impl Catalog {
             },
         };
         self.store.put_workflow(&record).await?;
-        let deployed = Deployed::new(key, record.version, plan);
+        let deployed = Deployed::new(key, record.version, plan, &self.host);
         Ok(self.publish(deployed))
     }
 

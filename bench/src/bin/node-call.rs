@@ -1,11 +1,11 @@
-//! Cost of one node call — a fresh instance from the `InstancePre` plus the call, with small
-//! JSON — and of one execution of the demo flow (condition + response), in a plain timed loop.
+//! Cost of one node call with small JSON — a built-in's warm instance, and a fresh instance from
+//! the `InstancePre` as every custom node gets — and of one execution of the demo flow (condition + response), in a plain timed loop.
 //!
 //! `cargo run --release -p hookflow-bench --bin node-call [ITERATIONS]`
 
 use std::time::{Duration, Instant};
 
-use hookflow::plugin::{HostConfig, PluginHost};
+use hookflow::plugin::{BUILTIN_NODES, HostConfig, PluginHost};
 use hookflow::workflow::{Execution, NodeCall, NodeRunner, compile, execute, parse_workflow};
 use serde_json::json;
 
@@ -27,6 +27,12 @@ fn main() {
     let per_call = time(iterations, || {
         host.run("condition", &call).unwrap_or_else(|e| panic!("node call failed: {e}"));
     });
+    // The same component installed as a custom type: a fresh instance per call.
+    let (_, condition) = BUILTIN_NODES.iter().find(|(name, _)| *name == "condition").expect("the built-in condition");
+    host.install("custom-condition", condition).unwrap_or_else(|e| panic!("{e}"));
+    let per_fresh_call = time(iterations, || {
+        host.run("custom-condition", &call).unwrap_or_else(|e| panic!("node call failed: {e}"));
+    });
 
     let definition = json!({"key": "demo-payment", "sync": true, "nodes": [
         {"key": "check", "type": "condition",
@@ -46,8 +52,9 @@ fn main() {
         assert_eq!(execution.jobs.len(), 2, "{execution:#?}");
     });
 
-    println!("node call (fresh instance + call, condition): {:>8.1} µs", micros(per_call));
-    println!("demo execution (condition + response):        {:>8.1} µs", micros(per_execution));
+    println!("node call (warm built-in instance, condition): {:>8.1} µs", micros(per_call));
+    println!("node call (fresh instance, condition):         {:>8.1} µs", micros(per_fresh_call));
+    println!("demo execution (condition + response):         {:>8.1} µs", micros(per_execution));
     println!("({iterations} node calls, {} executions, after {WARM_UP} warm-up rounds each)", iterations / 2);
 }
 

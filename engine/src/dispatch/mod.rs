@@ -209,7 +209,9 @@ impl Dispatcher {
         });
         let mut observer = SyncObserver { answer: Some(answer), sent: None, timed_out: timed_out.clone(), kept };
         let span = execution_span(&execution);
-        tokio::task::spawn_blocking(move || {
+        // Without an idempotency claim (whose commit this thread would wait for).
+        let inline = deployed.runs_inline && claim.is_none();
+        let run = move || {
             let _entered = span.enter();
             let _slot = slot;
             // Sync plans hold no delay node (refused at compile), so this run ends.
@@ -241,7 +243,13 @@ impl Dispatcher {
             if let Some(answer) = observer.answer.take() {
                 let _ = answer.send(final_reply);
             }
-        });
+        };
+        if inline {
+            // Microseconds of quick built-ins: cheaper here than a hand-off to a blocking thread.
+            run();
+        } else {
+            tokio::task::spawn_blocking(run);
+        }
         let wait = deadline.map_or(self.sync_timeout, |deadline| deadline.min(self.sync_timeout));
         match tokio::time::timeout(wait, answered).await {
             Ok(Ok(reply)) => Answer::new(&execution_id, reply),

@@ -1,6 +1,7 @@
 //! The wasmtime host: one engine, a registry of node types (each a compiled component with its
-//! `InstancePre`), and [`NodeRunner`] for the executor — a fresh sandboxed instance per call,
-//! under a memory limit and an epoch deadline. The only module that touches wasmtime.
+//! `InstancePre`), and [`NodeRunner`] for the executor — a fresh sandboxed instance per call of a
+//! custom node (a built-in may reuse a warm one, see [`WARM_PER_TYPE`]), under a memory limit and
+//! an epoch deadline. The only module that touches wasmtime.
 
 mod bindings;
 mod cache;
@@ -31,6 +32,21 @@ pub const BUILTIN_NODES: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/
 
 /// How much of each linear memory and table a freed pool slot keeps resident.
 const KEEP_RESIDENT: usize = 2 << 20;
+
+/// How many idle instances of each built-in node type are kept warm for reuse. Built-ins are our
+/// own stateless nodes in safe Rust: a warm instance's heap outlives a call, but no built-in reads
+/// memory it did not write in the same call. Custom nodes always get a fresh instance (SECURITY.md).
+const WARM_PER_TYPE: usize = 4;
+
+/// Built-ins whose calls take microseconds whatever their input (no loops over data, no network):
+/// a sync workflow made only of these runs on the request's own thread.
+const QUICK_NODES: &[&str] = &["condition", "response", "set", "end"];
+
+/// Calls after which a warm instance is dropped anyway, bounding what a guest heap can accumulate.
+const WARM_MAX_CALLS: u32 = 10_000;
+
+/// A warm instance whose linear memory grew past this is dropped after its call.
+const WARM_MAX_MEMORY: usize = 4 << 20;
 
 /// How often the epoch advances; the granularity of node time budgets.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -110,7 +126,6 @@ pub enum LoadError {
 }
 
 /// An installed node type.
-#[derive(Clone)]
 pub struct Plugin {
     /// The node type name workflows use.
     pub name: String,
@@ -121,6 +136,15 @@ pub struct Plugin {
     /// Whether it is embedded in the binary.
     pub builtin: bool,
     pre: NodePre<Sandbox>,
+    /// Idle instances ready for the next call (built-ins without a grant only).
+    warm: Mutex<Vec<WarmNode>>,
+}
+
+/// An instantiated node in its store, kept between calls of a built-in.
+struct WarmNode {
+    store: Store<Sandbox>,
+    node: Node,
+    calls: u32,
 }
 
 /// The plugin host: engine, linker and registry.
@@ -137,7 +161,8 @@ impl PluginHost {
     /// installs the built-in nodes.
     pub fn new(config: HostConfig) -> Result<PluginHost, LoadError> {
         let engine_error = |e: wasmtime::Error| LoadError::Engine(format!("{e:#}"));
-        let instances = config.max_instances.max(1);
+        // Calls in flight are bounded by `max_instances`; idle warm instances take slots beyond.
+        let instances = config.max_instances.max(1) + (BUILTIN_NODES.len() * WARM_PER_TYPE) as u32;
         let mut pool = PoolingAllocationConfig::new();
         // A Rust wasip2 component holds a main module plus adapter shims: several core
         // instances and tables, and up to two memories, per component instance.
@@ -167,7 +192,7 @@ impl PluginHost {
             engine,
             linker,
             plugins: RwLock::new(HashMap::new()),
-            slots: Slots::new(instances as usize),
+            slots: Slots::new(config.max_instances.max(1) as usize),
             config,
         };
         for (name, wasm) in BUILTIN_NODES {
@@ -271,7 +296,7 @@ impl PluginHost {
             branches: info.branches,
             may_respond: info.may_respond,
         };
-        Ok(Plugin { name: name.to_string(), info: Arc::new(info), digest, builtin, pre })
+        Ok(Plugin { name: name.to_string(), info: Arc::new(info), digest, builtin, pre, warm: Mutex::new(Vec::new()) })
     }
 
     /// A store for one call of a `node_type` node, under its grant and time budget.
@@ -281,10 +306,27 @@ impl PluginHost {
         let sandbox = Sandbox::new(self.config.memory_limit, grant, budget, execution_id, node_key, node_type);
         let mut store = Store::new(&self.engine, sandbox);
         store.limiter(|sandbox| sandbox);
-        let ticks = budget.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1);
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1));
+        self.arm_deadline(&mut store, node_type);
         store.epoch_deadline_trap();
         store
+    }
+
+    /// Sets the store's epoch deadline to the node type's time budget from now.
+    fn arm_deadline(&self, store: &mut Store<Sandbox>, node_type: &str) {
+        let ticks = self.time_budget(node_type).as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1);
+        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1));
+    }
+
+    /// Whether a call of this node type is quick enough to run on an async runtime thread: a
+    /// [`QUICK_NODES`] built-in with a warm instance.
+    pub fn is_quick(&self, node_type: &str) -> bool {
+        QUICK_NODES.contains(&node_type) && self.config.grants.get(node_type).is_none()
+    }
+
+    /// Whether calls of this node type may reuse a warm instance: built-ins that the operator
+    /// granted nothing (a grant's environment and outbound budget are fixed per store).
+    fn reuses_instances(&self, plugin: &Plugin) -> bool {
+        plugin.builtin && self.config.grants.get(&plugin.name).is_none()
     }
 
     /// How long one call of a `node_type` node may run.
@@ -301,7 +343,8 @@ impl PluginHost {
 
     fn call_in_sandbox(&self, plugin: &Plugin, call: &NodeCall<'_>) -> Result<NodeOutcome, NodeFailure> {
         let _slot = self.slots.acquire();
-        let mut store = self.store(call.execution_id, call.node_key, &plugin.name);
+        let warm =
+            if self.reuses_instances(plugin) { plugin.warm.lock().ok().and_then(|mut idle| idle.pop()) } else { None };
         let failure = |error: wasmtime::Error| match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => NodeFailure::Timeout(format!(
                 "node ran past its time budget of {}",
@@ -309,16 +352,36 @@ impl PluginHost {
             )),
             _ => NodeFailure::Error(trap_message(&error)),
         };
-        let node = plugin.pre.instantiate(&mut store).map_err(failure)?;
+        let mut instance = match warm {
+            Some(mut instance) => {
+                instance.store.data_mut().begin_call(call.execution_id, call.node_key);
+                self.arm_deadline(&mut instance.store, &plugin.name);
+                instance
+            }
+            None => {
+                let mut store = self.store(call.execution_id, call.node_key, &plugin.name);
+                let node = plugin.pre.instantiate(&mut store).map_err(failure)?;
+                WarmNode { store, node, calls: 0 }
+            }
+        };
         let invocation = bindings::Invocation {
             node_key: call.node_key.to_string(),
             config: call.config.to_string(),
             context: call.context.to_string(),
         };
-        let outcome = node
-            .call_run(&mut store, &invocation)
-            .map_err(failure)?
-            .map_err(|error| NodeFailure::Error(error.message))?;
+        // A trap drops the instance with this frame; only one that returned may be reused.
+        let answer = instance.node.call_run(&mut instance.store, &invocation).map_err(failure)?;
+        instance.calls += 1;
+        if self.reuses_instances(plugin)
+            && instance.calls < WARM_MAX_CALLS
+            && instance.store.data().peak_memory() <= WARM_MAX_MEMORY
+        {
+            let mut idle = plugin.warm.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if idle.len() < WARM_PER_TYPE {
+                idle.push(instance);
+            }
+        }
+        let outcome = answer.map_err(|error| NodeFailure::Error(error.message))?;
         convert_outcome(outcome).map_err(NodeFailure::Error)
     }
 }

@@ -22,6 +22,8 @@ pub struct Sandbox {
     outbound: Outbound,
     table: ResourceTable,
     memory_limit: usize,
+    /// The largest linear memory size asked for in this store.
+    peak_memory: usize,
     execution_id: String,
     node_key: String,
     node_type: String,
@@ -50,10 +52,24 @@ impl Sandbox {
             outbound: Outbound::new(grant.map(|grant| grant.outbound.clone()).unwrap_or_default(), time_budget),
             table: ResourceTable::new(),
             memory_limit,
+            peak_memory: 0,
             execution_id: execution_id.to_string(),
             node_key: node_key.to_string(),
             node_type: node_type.to_string(),
         }
+    }
+}
+
+impl Sandbox {
+    /// Tags the store's log lines with the next call of a reused instance.
+    pub fn begin_call(&mut self, execution_id: &str, node_key: &str) {
+        execution_id.clone_into(&mut self.execution_id);
+        node_key.clone_into(&mut self.node_key);
+    }
+
+    /// The largest linear memory size any instance in this store asked for.
+    pub fn peak_memory(&self) -> usize {
+        self.peak_memory
     }
 }
 
@@ -72,6 +88,7 @@ impl ResourceLimiter for Sandbox {
         if desired > self.memory_limit {
             return Err(MemoryLimitExceeded { limit: self.memory_limit, desired }.into());
         }
+        self.peak_memory = self.peak_memory.max(desired);
         Ok(maximum.is_none_or(|maximum| desired <= maximum))
     }
 

@@ -201,8 +201,8 @@ impl<R: NodeRunner + ?Sized> Run<'_, R> {
         let context = format!(
             r#"{{"$context":{},"$jobsMapByNodeKey":{},"$scopes":{},"$execution":{},"$system":{}}}"#,
             self.trigger_json,
-            Value::Object(self.outputs.clone()),
-            Value::Object(self.scopes.clone()),
+            JsonText(&self.outputs),
+            JsonText(&self.scopes),
             self.execution_value,
             system,
         );
@@ -339,4 +339,14 @@ fn wake_time(started_at: Timestamp, output: &Value) -> Result<Timestamp, String>
         .and_then(Value::as_u64)
         .ok_or_else(|| format!("a delay node must output {{\"durationMs\": <whole milliseconds>}}, not {output}"))?;
     Ok(Timestamp(started_at.0.saturating_add(millis)))
+}
+
+/// Writes a JSON map as text without cloning it into a `Value` first.
+struct JsonText<'a>(&'a Map<String, Value>);
+
+impl std::fmt::Display for JsonText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = serde_json::to_string(self.0).map_err(|_| std::fmt::Error)?;
+        f.write_str(&text)
+    }
 }

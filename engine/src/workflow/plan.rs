@@ -22,6 +22,19 @@ pub struct Plan {
     pub nodes: Vec<PlanNode>,
 }
 
+impl Plan {
+    /// How many nodes the plan has in every branch, or `None` if one fails `test`.
+    pub fn count_nodes_if(&self, test: &impl Fn(&PlanNode) -> bool) -> Option<usize> {
+        fn chain(nodes: &[PlanNode], test: &impl Fn(&PlanNode) -> bool) -> Option<usize> {
+            nodes.iter().try_fold(0, |count, node| {
+                let branches = node.branches.values().try_fold(0, |sum, branch| Some(sum + chain(branch, test)?))?;
+                test(node).then_some(count + 1 + branches)
+            })
+        }
+        chain(&self.nodes, test)
+    }
+}
+
 /// A node of a plan.
 #[derive(Debug, Clone)]
 pub struct PlanNode {

@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use hookflow::plugin::{HostConfig, LoadError, PluginHost};
+use hookflow::workflow::{NodeCall, NodeRunner};
 use hookflow_tests::fixture;
 use serde_json::json;
 
@@ -140,4 +141,30 @@ fn compiled_components_are_cached_on_disk() {
     assert_eq!(host.plugins().len(), hookflow::plugin::BUILTIN_NODES.len());
     assert!(std::fs::metadata(&cached[0]).unwrap().len() > 1000, "the corrupted artifact was rewritten");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Built-ins reuse warm instances: every call, from any thread, answers from its own input, and
+/// one whose input grew the guest's memory (after which that instance is dropped) leaves the
+/// next calls correct.
+#[test]
+fn reused_builtin_instances_answer_each_call_from_its_own_input() {
+    let context = json!({"$context": {}}).to_string();
+    let call_set = |value: &str| {
+        let config = json!({"values": {"echo": value}}).to_string();
+        let call = NodeCall { execution_id: "x", node_key: "set", config: &config, context: &context };
+        host().run("set", &call).unwrap().output
+    };
+    std::thread::scope(|scope| {
+        for thread in 0..4 {
+            scope.spawn(move || {
+                for i in 0..200 {
+                    let value = format!("thread {thread} call {i}");
+                    assert_eq!(call_set(&value), json!({"echo": value}));
+                }
+            });
+        }
+    });
+    let large = "x".repeat(3 << 20);
+    assert_eq!(call_set(&large), json!({"echo": large}));
+    assert_eq!(call_set("small again"), json!({"echo": "small again"}));
 }
