@@ -37,7 +37,7 @@ pub(super) struct ExecutionQuery {
     cursor: Option<String>,
 }
 
-/// Lists executions newest first, without their jobs.
+/// Lists executions newest first, each with its jobs.
 #[utoipa::path(get, operation_id = "listExecutions", path = "/api/executions", tag = "executions", params(ExecutionQuery),
     security(("admin_token" = [])),
     responses((status = 200, description = "A page of executions, newest first", body = Listing<Execution>),

@@ -4,6 +4,7 @@
 //! loopback clients only. Secrets are never returned: passwords and signing secrets are masked,
 //! and a masked value sent back in a replacement keeps the stored secret.
 
+mod console;
 mod executions;
 mod openapi;
 mod parse;
@@ -59,7 +60,7 @@ pub struct Admin {
     pub origin: String,
 }
 
-/// The admin routes, the health probes, `/metrics` and `/api/openapi.json`.
+/// The admin routes, the web console, the health probes, `/metrics` and `/api/openapi.json`.
 pub fn router(admin: Arc<Admin>) -> Router {
     let api = Router::new()
         .route("/api/workflows", get(workflows::list).post(workflows::create))
@@ -85,6 +86,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(prometheus))
         .route("/api/openapi.json", get(|| async { axum::Json(openapi_document()) }))
+        .merge(console::router())
         .merge(api)
         .with_state(admin)
 }
@@ -116,9 +118,40 @@ async fn authorize(State(admin): State<Arc<Admin>>, request: Request, next: Next
                 )
                 .into_response();
             }
+            // A web page the operator visits is on loopback too: refuse what a browser sends for
+            // another site (cross-site request forgery) or under another name (DNS rebinding).
+            if let Some(why) = foreign_browser_request(&request) {
+                return ApiError::new(
+                    ErrorCode::AdminDisabled,
+                    format!("no admin token is configured, and the admin API refuses {why}"),
+                )
+                .into_response();
+            }
         }
     }
     next.run(request).await
+}
+
+/// Why a request on loopback is not the operator's own: a browser marked it as sent for another
+/// site, or it names a host that is not a loopback name.
+fn foreign_browser_request(request: &Request) -> Option<&'static str> {
+    let headers = request.headers();
+    let site = headers.get("sec-fetch-site").and_then(|value| value.to_str().ok());
+    if site.is_some_and(|site| site != "same-origin" && site != "none") {
+        return Some("requests a browser sends from another site");
+    }
+    let host = headers.get(header::HOST).and_then(|value| value.to_str().ok());
+    let name = host.map(|host| match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => host.split(':').next().unwrap_or_default(),
+    });
+    let loopback_name = |name: &str| {
+        name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    };
+    if name.is_some_and(|name| !loopback_name(name)) {
+        return Some("requests for a host name other than localhost or a loopback address");
+    }
+    None
 }
 
 /// Liveness: the process answers.

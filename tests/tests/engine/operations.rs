@@ -1,5 +1,6 @@
 //! Operating the engine: the execution history's time range, background retention, the OpenAPI
-//! document, and the admin API's refusal of remote clients when no token is configured.
+//! document, the web console's assets, and the admin API's refusal of remote clients and foreign
+//! browser requests when no token is configured.
 
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
@@ -174,6 +175,53 @@ fn without_a_token_remote_admin_calls_are_refused() {
     assert_eq!(http::request(remote, "GET", "/healthz", &[], b"").status, 200);
     let local = SocketAddr::from(([127, 0, 0, 1], server.address.port()));
     assert_eq!(http::request(local, "GET", "/api/workflows", &[], b"").status, 200);
+}
+
+/// A GET of `/api/workflows` naming `host` in its `Host` header.
+fn workflows_for_host(server: &TestServer, host: &str) -> http::HttpResponse {
+    let raw = format!("GET /api/workflows HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    http::send_raw(server.address, raw.as_bytes(), false)
+}
+
+#[test]
+fn without_a_token_browser_requests_from_other_sites_or_names_are_refused() {
+    let server = TestServer::start(&[], |_| {});
+    let port = server.address.port();
+    let refused = |response: http::HttpResponse| (response.status, response.error_code());
+    let cross_site = http::request(server.address, "GET", "/api/workflows", &[("Sec-Fetch-Site", "cross-site")], b"");
+    assert_eq!(refused(cross_site), (403, "admin_disabled".to_string()));
+    let same_origin = http::request(server.address, "GET", "/api/workflows", &[("Sec-Fetch-Site", "same-origin")], b"");
+    assert_eq!(same_origin.status, 200, "the console's own calls");
+    // DNS rebinding: a page of another name resolved to 127.0.0.1.
+    assert_eq!(
+        refused(workflows_for_host(&server, &format!("rebind.example:{port}"))),
+        (403, "admin_disabled".to_string())
+    );
+    for host in [format!("localhost:{port}"), format!("127.0.0.1:{port}"), format!("[::1]:{port}")] {
+        assert_eq!(workflows_for_host(&server, &host).status, 200, "{host}");
+    }
+}
+
+#[test]
+fn the_console_is_served_without_a_token_and_calls_an_api_that_wants_one() {
+    let server = TestServer::start(&[], |config| config.admin_token = Some("console-token".into()));
+    let get = |path: &str| http::request(server.address, "GET", path, &[], b"");
+    let redirect = get("/console");
+    assert_eq!((redirect.status, redirect.header("location")), (308, Some("/console/")));
+    for (path, content_type, needle) in [
+        ("/console/", "text/html; charset=utf-8", "<script type=\"module\" src=\"app.js\">"),
+        ("/console/index.html", "text/html; charset=utf-8", "id=\"token-dialog\""),
+        ("/console/app.js", "text/javascript; charset=utf-8", "/api/workflows"),
+        ("/console/style.css", "text/css; charset=utf-8", "body"),
+    ] {
+        let asset = get(path);
+        assert_eq!((asset.status, asset.header("content-type")), (200, Some(content_type)), "{path}");
+        assert!(asset.text().contains(needle), "{path} holds {needle}");
+        assert!(asset.header("content-security-policy").is_some_and(|policy| policy.starts_with("default-src 'self'")));
+        assert_eq!(asset.header("x-content-type-options"), Some("nosniff"));
+    }
+    assert_eq!(get("/api/workflows").status, 401, "the API still wants the token");
+    assert_eq!(get("/console/missing.js").status, 404);
 }
 
 fn admin(server: &TestServer, method: &str, path: &str, body: Option<&Value>) -> http::HttpResponse {

@@ -1,0 +1,386 @@
+// End-to-end tests of the web console (issue 8): a real `hookflow serve` and headless Chromium
+// driven by playwright-core, asserting on what the user sees.
+//
+// Run:   cd tests/console && npm ci && npm test
+// Env:   HOOKFLOW_BIN          the engine binary (default $CARGO_TARGET_DIR/debug/hookflow,
+//                              CARGO_TARGET_DIR defaulting to ~/.cache/hookflow/target)
+//        CHROMIUM              the browser (default /usr/bin/chromium, Debian's `chromium`)
+//        HOOKFLOW_TEST_PLUGIN  the component to upload (default the `misbehave` test fixture,
+//                              $CARGO_TARGET_DIR/wasm-guests/fixtures/wasm32-wasip2/release/fixture_misbehave.wasm)
+//        HOOKFLOW_SCREENSHOTS  a directory: save screenshots of the four screens there as PNGs
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { homedir, tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+
+import { chromium } from 'playwright-core';
+
+const TARGET = process.env.CARGO_TARGET_DIR ?? path.join(homedir(), '.cache/hookflow/target');
+const BIN = process.env.HOOKFLOW_BIN ?? path.join(TARGET, 'debug/hookflow');
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const PLUGIN = process.env.HOOKFLOW_TEST_PLUGIN
+  ?? path.join(TARGET, 'wasm-guests/fixtures/wasm32-wasip2/release/fixture_misbehave.wasm');
+const SCREENSHOTS = process.env.HOOKFLOW_SCREENSHOTS;
+const WAIT = 15_000;
+
+/** A sync workflow whose condition picks a Response node (DESIGN §3.2). */
+const PAY_CALLBACK = {
+  key: 'pay-callback',
+  title: 'Payment callback',
+  sync: true,
+  nodes: [{
+    key: 'check', type: 'condition',
+    config: {
+      rejectOnFalse: false,
+      calculation: { group: { type: 'and', calculations: [{ calculator: 'equal', operands: ['{{$context.body.status}}', 'paid'] }] } },
+    },
+    branches: {
+      true: [{ key: 'ok', type: 'response', config: { statusCode: 200, body: { ok: true, order: '{{$context.body.order.id}}' } } }],
+      false: [{ key: 'fail', type: 'response', config: { statusCode: 400, body: { ok: false } } }],
+    },
+  }],
+};
+
+// ------------------------------------------------------------------ helpers
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+    server.on('error', reject);
+  });
+}
+
+/** Starts `hookflow serve` on a free loopback port with a fresh data dir and opens the console
+ *  in a fresh Chromium profile. `close()` undoes it all. */
+async function start({ args = [] } = {}) {
+  assert.ok(existsSync(BIN), `no engine binary at ${BIN}: build it (cargo build) or set HOOKFLOW_BIN`);
+  assert.ok(existsSync(CHROMIUM), `no browser at ${CHROMIUM}: apt-get install chromium, or set CHROMIUM`);
+  const temp = mkdtempSync(path.join(tmpdir(), 'hookflow-console-'));
+  const port = await freePort();
+  const engine = `http://127.0.0.1:${port}`;
+  const server = spawn(BIN, ['serve', '--listen', `127.0.0.1:${port}`, '--data', path.join(temp, 'data'), ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: withoutToken(process.env),
+  });
+  let log = '';
+  server.stderr.on('data', (chunk) => { log += chunk; });
+  const exited = new Promise((resolve) => server.on('exit', resolve));
+  const closers = [async () => {
+    server.kill('SIGTERM');
+    await exited;
+    rmSync(temp, { recursive: true, force: true });
+  }];
+  // Every closer runs even when one throws (a page error must not leave the server running).
+  const close = async () => {
+    const failures = [];
+    for (const closer of closers.reverse()) {
+      try {
+        await closer();
+      } catch (error) {
+        failures.push(error);
+      }
+    }
+    if (failures.length > 0) throw failures[0];
+  };
+  try {
+    await waitForHealth(engine, server, () => log);
+    const context = await chromium.launchPersistentContext(path.join(temp, 'profile'), {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking',
+        '--disable-component-update', '--disable-sync', '--no-first-run'],
+      viewport: { width: 1280, height: 900 },
+      permissions: ['clipboard-read', 'clipboard-write'],
+    });
+    closers.push(() => context.close());
+    const page = context.pages()[0] ?? await context.newPage();
+    page.setDefaultTimeout(WAIT);
+    const errors = [];
+    page.on('pageerror', (error) => errors.push(error));
+    closers.push(async () => assert.deepEqual(errors, [], 'the page threw'));
+    return { engine, page, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
+
+/** The environment minus an admin token the caller may have set: tests choose their own. */
+function withoutToken({ HOOKFLOW_ADMIN_TOKEN, ...env }) {
+  return env;
+}
+
+async function waitForHealth(origin, server, log) {
+  for (const deadline = Date.now() + WAIT; Date.now() < deadline;) {
+    assert.equal(server.exitCode, null, `hookflow serve exited:\n${log()}`);
+    try {
+      if ((await fetch(`${origin}/healthz`)).ok) return;
+    } catch { /* not listening yet */ }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.fail(`hookflow serve did not answer /healthz within ${WAIT} ms:\n${log()}`);
+}
+
+/** Waits until the element's visible text matches `pattern`, and returns that text. */
+async function see(locator, pattern) {
+  const deadline = Date.now() + WAIT;
+  let text = '';
+  while (Date.now() < deadline) {
+    text = await locator.innerText({ timeout: WAIT }).catch(() => '');
+    if (pattern.test(text)) return text;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.fail(`expected ${pattern} in ${locator}, saw: ${JSON.stringify(text)}`);
+}
+
+async function screenshot(page, name) {
+  if (!SCREENSHOTS) return;
+  mkdirSync(SCREENSHOTS, { recursive: true });
+  await page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`), fullPage: true });
+}
+
+// ------------------------------------------------------------------ tests
+
+describe('console without a token (loopback)', () => {
+  let app;
+  let page;
+  let url;
+  let firstExecution;
+  before(async () => {
+    app = await start();
+    page = app.page;
+    url = `${app.engine}/api/webhook:trigger/${PAY_CALLBACK.key}`;
+  });
+  after(async () => app?.close());
+
+  it('creates a workflow from the form and lists it', async () => {
+    const response = await page.goto(`${app.engine}/console/`);
+    assert.equal(response.status(), 200, `GET /console/ answered ${response.status()}`);
+    await see(page.getByTestId('no-workflows'), /No workflows yet/);
+    await page.getByTestId('create-key').fill('ping');
+    await page.getByTestId('create-title').fill('Ping');
+    await page.getByTestId('create-submit').click();
+    await page.waitForURL(/#\/workflows\/ping$/);
+    await see(page.getByTestId('workflow-state'), /enabled/);
+    await page.getByTestId('nav-workflows').click();
+    await see(page.getByTestId('workflow-ping'), /ping\s+Ping\s+async\s+enabled\s+never run/);
+  });
+
+  it('shows JSON validation faults at their path, then creates from JSON', async () => {
+    const bad = { ...PAY_CALLBACK, nodes: [{ ...PAY_CALLBACK.nodes[0], type: 'nope' }] };
+    await page.getByTestId('create-json').fill(JSON.stringify(bad, null, 2));
+    await page.getByTestId('create-json-submit').click();
+    await see(page.getByTestId('create-message'), /validation_failed/);
+    await see(page.getByTestId('faults'), /nodes\[0\]\.type unknown node type "nope"/);
+    // The fault's path selects the faulty value in the editor.
+    await page.getByTestId('faults').getByRole('button', { name: 'nodes[0].type' }).click();
+    const selected = await page.getByTestId('create-json').evaluate((t) => t.value.slice(t.selectionStart, t.selectionEnd));
+    assert.equal(selected, '"nope"');
+
+    await page.getByTestId('create-json').fill(JSON.stringify(PAY_CALLBACK, null, 2));
+    await page.getByTestId('create-json-submit').click();
+    await page.waitForURL(/#\/workflows\/pay-callback$/);
+    await see(page.getByTestId('node-check'), /check\s+condition/);
+    await see(page.getByTestId('branch-check-true'), /ok\s+response/);
+    await see(page.getByTestId('branch-check-false'), /fail\s+response/);
+  });
+
+  it('copies the webhook URL', async () => {
+    assert.equal(await page.getByTestId('webhook-url').inputValue(), url);
+    await page.getByTestId('copy-url').click();
+    await see(page.getByTestId('copy-status'), /Copied/);
+    assert.equal(await page.evaluate(() => navigator.clipboard.readText()), url);
+  });
+
+  it('parses example query and body into paths, prunes one, and saves', async () => {
+    await page.getByTestId('parse-query-example').fill('https://shop.example/callback?source=shop&ref=1');
+    await page.getByTestId('parse-query').click();
+    await see(page.getByTestId('parse-query-message'), /2 paths found/);
+
+    await page.getByTestId('parse-body-example').fill('{"status": "paid", "order": {"id": 7, "items": [{"sku": "A"}]}}');
+    await page.getByTestId('parse-body').click();
+    await see(page.getByTestId('parse-body-message'), /6 paths found/);
+    const keys = await page.getByTestId('vars-body').getByTestId('var-key').evaluateAll((inputs) => inputs.map((i) => i.value));
+    assert.deepEqual(keys, ['status', 'order', 'order.id', 'order.items', 'order.items[0]', 'order.items[0].sku']);
+    await page.getByTestId('var-body-order.items[0]').getByTestId('var-remove').click();
+    await page.getByTestId('var-body-order.id').getByTestId('var-alias').fill('Order id');
+    await page.getByTestId('save-trigger').click();
+
+    await see(page.getByTestId('save-message'), /Saved version 2/);
+    const saved = await page.getByTestId('vars-body').getByTestId('var-key').evaluateAll((inputs) => inputs.map((i) => i.value));
+    assert.deepEqual(saved, ['status', 'order', 'order.id', 'order.items', 'order.items[0].sku']);
+    assert.equal(await page.getByTestId('var-body-order.id').getByTestId('var-alias').inputValue(), 'Order id');
+    assert.match(await page.getByTestId('definition-json').inputValue(), /"key": "source"[\s\S]*"alias": "Order id"/);
+  });
+
+  it('sends a test request and shows the answer and the execution with its jobs', async () => {
+    await page.getByTestId('test-query').fill('source=console');
+    await page.getByTestId('test-body').fill('{"status": "paid", "order": {"id": 7}}');
+    await page.getByTestId('test-send').click();
+    await see(page.getByTestId('test-status'), /^200/);
+    await see(page.getByTestId('test-response-body'), /"ok": true,\s+"order": 7/);
+    await see(page.getByTestId('test-execution-status'), /resolved/);
+    await see(page.getByTestId('test-execution').getByTestId('job-check'), /check\s+condition\s+resolved/);
+    await see(page.getByTestId('test-execution').getByTestId('job-ok'), /ok\s+response\s+resolved/);
+    firstExecution = await page.getByTestId('open-execution').innerText();
+    await page.getByTestId('test-response-headers').evaluate((pre) => { pre.parentElement.open = true; });
+    await see(page.getByTestId('test-response-headers'), new RegExp(`x-hookflow-execution: ${firstExecution}`));
+    await screenshot(page, 'workflow-detail');
+  });
+
+  it('shows the faults of an edited definition at their JSON path', async () => {
+    const editor = page.getByTestId('definition-json');
+    const text = await editor.inputValue();
+    await editor.fill(text.replace('"type": "response"', '"type": "nope"'));
+    await page.getByTestId('save-json').click();
+    await see(page.getByTestId('json-message'), /validation_failed[\s\S]*nodes\[0\]\.branches\.false\[0\]\.type unknown node type "nope"/);
+    await page.getByTestId('json-message').getByRole('button', { name: 'nodes[0].branches.false[0].type' }).click();
+    assert.equal(await editor.evaluate((t) => t.value.slice(t.selectionStart, t.selectionEnd)), '"nope"');
+  });
+
+  it('opens the execution along the node tree', async () => {
+    await page.getByTestId('open-execution').click();
+    await page.waitForURL(new RegExp(`#/executions/${firstExecution}$`));
+    await see(page.getByTestId('execution-status'), /resolved/);
+    await see(page.getByTestId('execution-trigger'), /"source": "console"/);
+    const check = page.getByTestId('node-check');
+    await see(check.getByTestId('job-status'), /resolved/);
+    await see(check, /→ true/);
+    await see(page.getByTestId('node-fail'), /not run/);
+    const ok = page.getByTestId('node-ok');
+    await ok.getByText('Input (resolved)').click();
+    await see(ok.getByTestId('job-input'), /"order": 7/);
+    await screenshot(page, 'execution-detail');
+  });
+
+  it('re-runs the execution', async () => {
+    await page.getByTestId('rerun').click();
+    await page.waitForURL((u) => /#\/executions\/\w+$/.test(u.hash) && !u.hash.endsWith(firstExecution));
+    await see(page.getByTestId('execution-status'), /resolved/);
+    await see(page.getByTestId('execution-trigger'), /"source": "console"/);
+  });
+
+  it('filters the execution list', async () => {
+    await page.getByTestId('nav-executions').click();
+    await page.getByTestId('filter-workflow').selectOption('pay-callback');
+    await page.getByTestId('filter-status').selectOption('resolved');
+    await page.getByTestId('filter-apply').click();
+    await page.waitForURL(/#\/executions\?workflow=pay-callback&status=resolved$/);
+    await see(page.getByTestId('executions'), /pay-callback/);
+    assert.equal(await page.getByTestId('executions').locator('tbody tr').count(), 2);
+    await page.getByTestId('filter-status').selectOption('failed');
+    await page.getByTestId('filter-apply').click();
+    await see(page.getByTestId('no-executions'), /No executions match/);
+  });
+
+  it('keeps a stored Basic auth password when the trigger settings are saved', async () => {
+    const created = await fetch(`${app.engine}/api/workflows`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({
+        key: 'guarded', sync: true, trigger: { basicAuth: { username: 'shop', password: 's3cret' } },
+        nodes: [{ key: 'hi', type: 'response', config: { body: 'hi' } }],
+      }),
+    });
+    assert.equal(created.status, 201, await created.text());
+    await page.goto(`${app.engine}/console/#/workflows/guarded`);
+    assert.equal(await page.getByTestId('auth-password').inputValue(), '', 'the stored password is not shown');
+    await page.getByTestId('parse-query-example').fill('?ref=1');
+    await page.getByTestId('parse-query').click();
+    await see(page.getByTestId('parse-query-message'), /1 path found/);
+    await page.getByTestId('save-trigger').click();
+    await see(page.getByTestId('save-message'), /Saved version 2/);
+    await page.getByTestId('test-password').fill('wrong');
+    await page.getByTestId('test-send').click();
+    await see(page.getByTestId('test-status'), /^401/);
+    await page.getByTestId('test-password').fill('s3cret');
+    await page.getByTestId('test-send').click();
+    await see(page.getByTestId('test-status'), /^200/);
+    await see(page.getByTestId('test-response-body'), /^hi$/);
+  });
+
+  it('lists workflows with their last execution, and disables one', async () => {
+    await page.getByTestId('nav-workflows').click();
+    await see(page.getByTestId('workflow-pay-callback'), /pay-callback\s+Payment callback\s+sync\s+enabled\s+resolved/);
+    await screenshot(page, 'workflows');
+    await page.getByTestId('toggle-pay-callback').click();
+    await see(page.getByTestId('enabled-pay-callback'), /disabled/);
+    assert.equal((await fetch(url, { method: 'POST' })).status, 404, 'a disabled webhook answers 404');
+    await page.getByTestId('toggle-pay-callback').click();
+    await see(page.getByTestId('enabled-pay-callback'), /enabled/);
+  });
+
+  it('uploads a plugin', async () => {
+    assert.ok(existsSync(PLUGIN), `no component to upload at ${PLUGIN}: build the test fixtures (cargo test -p hookflow-tests) or set HOOKFLOW_TEST_PLUGIN`);
+    await page.getByTestId('nav-plugins').click();
+    await see(page.getByTestId('plugin-condition'), /condition[\s\S]*built-in[\s\S]*Branches: true, false/);
+    await page.getByTestId('plugin-name').fill('misbehave');
+    await page.getByTestId('plugin-file').setInputFiles(PLUGIN);
+    await page.getByTestId('plugin-upload').click();
+    await see(page.getByTestId('plugin-message'), /Installed misbehave/);
+    await see(page.getByTestId('plugin-misbehave'), /misbehave[\s\S]*uploaded/);
+    await page.getByTestId('plugin-misbehave').getByText('Config schema').click();
+    await screenshot(page, 'plugins');
+
+    // Something that is no component is refused, and the refusal is shown.
+    await page.getByTestId('plugin-name').fill('junk');
+    await page.getByTestId('plugin-file').setInputFiles({ name: 'junk.wasm', mimeType: 'application/wasm', buffer: Buffer.from('\0asm but not really') });
+    await page.getByTestId('plugin-upload').click();
+    await see(page.getByTestId('plugin-message'), /validation_failed/);
+  });
+});
+
+describe('console with an admin token, executions not run (--workers 0)', () => {
+  let app;
+  before(async () => { app = await start({ args: ['--admin-token', 'console-secret', '--workers', '0'] }); });
+  after(async () => app?.close());
+
+  it('asks for the token, refuses a wrong one, then works', async () => {
+    const { page } = app;
+    await page.goto(`${app.engine}/console/#/workflows`);
+    const dialog = page.getByTestId('token-dialog');
+    await dialog.waitFor({ state: 'visible' });
+    assert.equal(await page.getByTestId('token-error').isVisible(), false, 'no error before a token was tried');
+    await page.getByTestId('token-input').fill('wrong');
+    await page.getByTestId('token-submit').click();
+    await page.getByTestId('token-error').waitFor({ state: 'visible' });
+    await see(page.getByTestId('token-error'), /unauthorized/);
+    // Enter signs in (the form's default button).
+    await page.getByTestId('token-input').fill('console-secret');
+    await page.getByTestId('token-input').press('Enter');
+    await see(page.getByTestId('no-workflows'), /No workflows yet/);
+    await dialog.waitFor({ state: 'hidden' });
+
+    // Kept for the session: a reload does not ask again.
+    await page.reload();
+    await see(page.getByTestId('no-workflows'), /No workflows yet/);
+    assert.equal(await dialog.isVisible(), false);
+  });
+
+  it('sets the async response, and cancels a queued execution', async () => {
+    const { page } = app;
+    await page.getByTestId('create-key').fill('later');
+    await page.getByTestId('create-submit').click();
+    await page.waitForURL(/#\/workflows\/later$/);
+    await page.getByTestId('response-status').fill('202');
+    await page.getByTestId('response-body').fill('accepted');
+    await page.getByTestId('save-trigger').click();
+    await see(page.getByTestId('save-message'), /Saved version 2/);
+
+    await page.getByTestId('test-send').click();
+    await see(page.getByTestId('test-status'), /^202/);
+    await see(page.getByTestId('test-response-body'), /^accepted$/);
+    await see(page.getByTestId('test-execution-status'), /queued/);
+    await page.getByTestId('open-execution').click();
+    await see(page.getByTestId('execution-status'), /queued/);
+    await page.getByTestId('cancel').click();
+    await see(page.getByTestId('execution-status'), /canceled/);
+  });
+});
