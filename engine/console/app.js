@@ -91,12 +91,13 @@ async function errorOf(response) {
   }
 }
 
-/** Calls the admin API. A refusal a token can cure (401) asks for the token and tries again;
- *  `403 admin_disabled` (no token configured, and this browser is not on loopback) cannot be. A file goes as
- *  a component, a string as it is, anything else as JSON. */
-async function api(method, path, body) {
+/** Calls the admin API with `extraHeaders`. A refusal a token can cure (401) asks for the token
+ *  and tries again; `403 admin_disabled` (no token is configured and the request is not the
+ *  operator's own on loopback) cannot be. A file goes as a component, a string as it is, anything
+ *  else as JSON. */
+async function api(method, path, body, extraHeaders = {}) {
   for (;;) {
-    const headers = {};
+    const headers = { ...extraHeaders };
     const token = sessionStorage.getItem(TOKEN_KEY);
     if (token) headers.Authorization = `Bearer ${token}`;
     const binary = body instanceof Blob;
@@ -299,7 +300,8 @@ async function workflowPage(key) {
    *  a refusal shows in `slot`. */
   async function save(body, slot, onFault) {
     try {
-      const saved = await api('PUT', `/api/workflows/${encodeURIComponent(key)}`, body);
+      // If-Match: refused (409 conflict) when the workflow changed since this page was loaded.
+      const saved = await api('PUT', `/api/workflows/${encodeURIComponent(key)}`, body, { 'If-Match': `"${workflow.version}"` });
       const page = await workflowPage(key);
       page.querySelector('[data-testid="save-message"]').ok(`Saved version ${saved.version}.`);
       view.replaceChildren(page);

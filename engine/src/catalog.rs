@@ -62,6 +62,16 @@ pub enum DeployError {
     /// No workflow has that key.
     #[error("no workflow has the key {0:?}")]
     Missing(String),
+    /// The workflow changed since the version a replacement was made from.
+    #[error("workflow {key:?} is at version {current}, not {expected}, since another change")]
+    Stale {
+        /// The workflow key.
+        key: String,
+        /// The version the replacement was made from.
+        expected: u64,
+        /// The stored version.
+        current: u64,
+    },
     /// A new version would turn a sync workflow async or the other way round.
     #[error("sync: whether workflow {0:?} is sync is fixed when it is created; create a new workflow instead")]
     SyncChanged(String),
@@ -76,6 +86,8 @@ pub enum DeployMode {
     Create,
     /// Replace only: the key must exist.
     Replace,
+    /// Replace only the given version: a change made since is not overwritten.
+    ReplaceVersion(u64),
 }
 
 /// Deployed workflows by key.
@@ -188,7 +200,10 @@ impl Catalog {
         let stored = self.store.workflow(&key)?;
         match (mode, &stored) {
             (DeployMode::Create, Some(_)) => return Err(DeployError::Exists(key)),
-            (DeployMode::Replace, None) => return Err(DeployError::Missing(key)),
+            (DeployMode::Replace | DeployMode::ReplaceVersion(_), None) => return Err(DeployError::Missing(key)),
+            (DeployMode::ReplaceVersion(expected), Some(stored)) if stored.version != expected => {
+                return Err(DeployError::Stale { key, expected, current: stored.version });
+            }
             (_, Some(stored)) if stored.definition.sync != definition.sync => {
                 return Err(DeployError::SyncChanged(key));
             }

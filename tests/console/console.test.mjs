@@ -306,6 +306,20 @@ describe('console without a token (loopback)', () => {
     await see(page.getByTestId('test-response-body'), /^hi$/);
   });
 
+  it('refuses to save over a change made since the page was loaded', async () => {
+    await page.goto(`${app.engine}/console/#/workflows/guarded`);
+    await see(page.getByTestId('workflow-state'), /enabled/);
+    // Someone else saves a new version meanwhile.
+    const current = await (await fetch(`${app.engine}/api/workflows/guarded`)).json();
+    const { version, url: _, createdAt, updatedAt, ...definition } = current;
+    const changed = await fetch(`${app.engine}/api/workflows/guarded`, {
+      method: 'PUT', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ ...definition, title: 'Changed elsewhere' }),
+    });
+    assert.equal(changed.status, 200, await changed.text());
+    await page.getByTestId('save-trigger').click();
+    await see(page.getByTestId('trigger-message'), new RegExp(`conflict: .*at version ${version + 1}, not ${version}`));
+  });
+
   it('lists workflows with their last execution, and disables one', async () => {
     await page.getByTestId('nav-workflows').click();
     await see(page.getByTestId('workflow-pay-callback'), /pay-callback\s+Payment callback\s+sync\s+enabled\s+resolved/);

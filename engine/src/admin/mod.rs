@@ -229,6 +229,10 @@ fn deploy_error(error: DeployError) -> ApiError {
             ApiError::new(ErrorCode::Conflict, format!("a workflow with the key {key:?} exists already"))
         }
         DeployError::Missing(key) => ApiError::new(ErrorCode::NotFound, format!("no workflow has the key {key:?}")),
+        error @ DeployError::Stale { .. } => ApiError::new(
+            ErrorCode::Conflict,
+            format!("{error}: reload it and make your change again (If-Match named the version it was made from)"),
+        ),
         error @ DeployError::SyncChanged(_) => {
             let fault = json!([{"path": "sync", "message": "fixed when the workflow is created"}]);
             ApiError::new(ErrorCode::ValidationFailed, error.to_string()).with_detail("faults", fault)

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use super::openapi::ErrorBody;
 use super::views::{Listing, MASK, VersionView, WorkflowView, masked};
@@ -64,17 +64,26 @@ pub(super) async fn show(
 }
 
 /// Replaces a workflow's definition with a new version; running executions keep theirs.
-/// Masked secrets (`********`) sent back keep the stored ones.
+/// Masked secrets (`********`) sent back keep the stored ones. With `If-Match: "<version>"` the
+/// replacement is refused (409) when the workflow changed since that version.
 #[utoipa::path(put, operation_id = "replaceWorkflow", path = "/api/workflows/{key}", tag = "workflows", request_body = Workflow,
-    params(("key" = String, Path, description = "The workflow key")), security(("admin_token" = [])),
+    params(("key" = String, Path, description = "The workflow key"),
+        ("If-Match" = Option<String>, Header, description = "The version the new definition was made from, e.g. \"3\"")),
+    security(("admin_token" = [])),
     responses((status = 200, description = "The new version", body = WorkflowView),
         (status = 404, description = "No such workflow", body = ErrorBody),
+        (status = 409, description = "The workflow changed since the If-Match version", body = ErrorBody),
         (status = 422, description = "Invalid definition", body = ErrorBody)))]
 pub(super) async fn replace(
     State(admin): State<Arc<Admin>>,
     Path(key): Path<String>,
+    headers: HeaderMap,
     body: String,
 ) -> Result<Json<WorkflowView>, ApiError> {
+    let mode = match headers.get(header::IF_MATCH) {
+        None => DeployMode::Replace,
+        Some(value) => DeployMode::ReplaceVersion(if_match_version(value)?),
+    };
     let current = deployed(&admin, &key)?;
     let mut definition = parse_workflow(&body).map_err(|e| deploy_error(DeployError::Invalid(e)))?;
     if definition.key.as_deref().is_some_and(|given| given != key) {
@@ -82,8 +91,20 @@ pub(super) async fn replace(
     }
     definition.key = Some(key);
     keep_masked_secrets(&mut definition, current.workflow());
-    let deployed = admin.catalog.deploy(definition, None, DeployMode::Replace).await.map_err(deploy_error)?;
+    let deployed = admin.catalog.deploy(definition, None, mode).await.map_err(deploy_error)?;
     Ok(Json(view(&admin, &deployed)?))
+}
+
+/// The version an `If-Match` header names: `"3"`, `W/"3"` or `3`.
+fn if_match_version(value: &HeaderValue) -> Result<u64, ApiError> {
+    let text = value.to_str().unwrap_or_default().trim();
+    let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+    text.parse().map_err(|_| {
+        ApiError::new(
+            ErrorCode::ValidationFailed,
+            "If-Match: expected the workflow version the change was made from, e.g. \"3\"",
+        )
+    })
 }
 
 /// Deletes a workflow; its executions and their versions stay readable.

@@ -362,6 +362,27 @@ fn concurrent_changes_get_distinct_versions() {
     assert_eq!(bodies, (0..=8).map(|n| format!("v{n}")).collect::<Vec<_>>(), "no change overwrote another");
 }
 
+#[test]
+fn a_replacement_made_from_an_older_version_is_refused_with_if_match() {
+    let server = TestServer::start(&[], |_| {});
+    assert_eq!(admin(&server, "POST", "/api/workflows", Some(&replying("edited", "v1"))).status, 201);
+    let put = |if_match: &str, body: &str| {
+        let definition = replying("edited", body).to_string();
+        let headers = [("Content-Type", "application/json"), ("If-Match", if_match)];
+        http::request(server.address, "PUT", "/api/workflows/edited", &headers, definition.as_bytes())
+    };
+    // Two editors loaded version 1; the first saves, the second's save must not overwrite it.
+    assert_eq!(put("\"1\"", "first").json()["version"], json!(2));
+    let stale = put("\"1\"", "second");
+    assert_eq!((stale.status, stale.error_code()), (409, "conflict".to_string()));
+    assert!(stale.text().contains("at version 2, not 1"), "{}", stale.text());
+    let current = admin(&server, "GET", "/api/workflows/edited", None).json();
+    assert_eq!((current["version"].clone(), current["nodes"][0]["config"]["body"].clone()), (json!(2), json!("first")));
+    assert_eq!(put("W/\"2\"", "second").json()["version"], json!(3), "a weak tag names the version too");
+    let garbled = put("yesterday", "third");
+    assert_eq!((garbled.status, garbled.error_code()), (422, "validation_failed".to_string()));
+}
+
 fn base64_of(text: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(text)
