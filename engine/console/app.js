@@ -302,12 +302,17 @@ async function workflowPage(key) {
     try {
       // If-Match: refused (409 conflict) when the workflow changed since this page was loaded.
       const saved = await api('PUT', `/api/workflows/${encodeURIComponent(key)}`, body, { 'If-Match': `"${workflow.version}"` });
-      const page = await workflowPage(key);
-      page.querySelector('[data-testid="save-message"]').ok(`Saved version ${saved.version}.`);
-      view.replaceChildren(page);
+      await showAgain(`Saved version ${saved.version}.`);
     } catch (error) {
       slot.fail(error, onFault);
     }
+  }
+
+  /** Shows the page again, freshly loaded, with `note` above it. */
+  async function showAgain(note) {
+    const page = await workflowPage(key);
+    page.querySelector('[data-testid="save-message"]').ok(note);
+    view.replaceChildren(page);
   }
   editor.onsave = (text) => save(text, editor.message, (path) => selectPath(editor.textarea, path));
 
@@ -331,7 +336,33 @@ async function workflowPage(key) {
     triggerPanel(definition, editor, (slot) => save(definition, slot, (path) => selectPath(editor.textarea, path))),
     section('Nodes', definition.nodes.length ? tree(definition.nodes) : h('p', { class: 'muted' }, 'No nodes: add them in the JSON definition below.')),
     testPanel(workflow),
-    editor.panel);
+    editor.panel,
+    versionsPanel(key, message, showAgain));
+}
+
+/** The stored versions, newest first, each with its definition and a button that makes it
+ *  current again (as a new version; enabled state and secrets stay as they are today). */
+function versionsPanel(key, message, showAgain) {
+  const list = h('div', { 'data-testid': 'versions' }, h('p', { class: 'muted' }, 'Loading…'));
+  api('GET', `/api/workflows/${encodeURIComponent(key)}/versions`).then((page) => {
+    list.replaceChildren(h('table', {},
+      h('thead', {}, h('tr', {}, ['Version', 'Title', 'Nodes', ''].map((c) => h('th', {}, c)))),
+      h('tbody', {}, page.items.map((item) => {
+        const restore = !item.current && h('button', {
+          type: 'button', 'data-testid': `restore-${item.version}`,
+          onclick: () => act(restore, message, async () => {
+            const restored = await api('POST', `/api/workflows/${encodeURIComponent(key)}/versions/${item.version}/restore`);
+            await showAgain(`Restored version ${item.version} as version ${restored.version}.`);
+          }),
+        }, 'Restore');
+        return h('tr', { 'data-testid': `version-${item.version}` },
+          h('td', {}, `v${item.version}`, item.current ? ' (current)' : ''),
+          h('td', {}, item.definition.title ?? ''),
+          h('td', {}, h('details', {}, h('summary', {}, String(item.definition.nodes.length)), pre(item.definition))),
+          h('td', {}, restore));
+      }))));
+  }, (error) => list.replaceChildren(errorBox(error)));
+  return section('Versions', list);
 }
 
 /** The webhook URL and its copy button (the seed's first trigger setting). */
@@ -798,6 +829,13 @@ async function executionPage(id) {
       location.hash = `#/executions/${next.id}`;
     }),
   }, 'Re-run');
+  const remove = FINAL.has(execution.status) && h('button', {
+    type: 'button', class: 'danger', 'data-testid': 'delete-execution',
+    onclick: () => confirm(`Delete execution ${id} and its jobs?`) && act(remove, message, async () => {
+      await api('DELETE', `/api/executions/${encodeURIComponent(id)}`);
+      location.hash = `#/executions?workflow=${encodeURIComponent(execution.workflow)}`;
+    }),
+  }, 'Delete');
   const cancel = !FINAL.has(execution.status) && h('button', {
     type: 'button', class: 'danger', 'data-testid': 'cancel',
     onclick: () => act(cancel, message, async () => {
@@ -816,7 +854,7 @@ async function executionPage(id) {
     h('p', {},
       'Workflow ', h('a', { href: `#/workflows/${encodeURIComponent(execution.workflow)}`, 'data-testid': 'execution-workflow' }, execution.workflow),
       ` v${execution.version} · created ${time(execution.createdAt)} · finished ${time(execution.finishedAt)} · ${duration(execution.createdAt, execution.finishedAt)}`),
-    h('div', { class: 'actions' }, rerun, cancel), message,
+    h('div', { class: 'actions' }, rerun, cancel, remove), message,
     section('Trigger data', pre(execution.trigger, 'execution-trigger')),
     section('Jobs along the nodes',
       nodes ?? h('p', { class: 'muted' }, `Version ${execution.version} of the workflow is gone; the jobs as they ran:`),

@@ -320,6 +320,16 @@ describe('console without a token (loopback)', () => {
     await see(page.getByTestId('trigger-message'), new RegExp(`conflict: .*at version ${version + 1}, not ${version}`));
   });
 
+  it('lists versions and restores one', async () => {
+    await page.reload();
+    await see(page.getByTestId('version-3'), /v3 \(current\)\s+Changed elsewhere/);
+    await page.getByTestId('restore-1').click();
+    await see(page.getByTestId('save-message'), /Restored version 1 as version 4/);
+    await see(page.getByTestId('version-4'), /v4 \(current\)/);
+    const current = await (await fetch(`${app.engine}/api/workflows/guarded`)).json();
+    assert.equal(current.title || '', '', 'version 1 had no title');
+  });
+
   it('lists workflows with their last execution, and disables one', async () => {
     await page.getByTestId('nav-workflows').click();
     await see(page.getByTestId('workflow-pay-callback'), /pay-callback\s+Payment callback\s+sync\s+enabled\s+resolved/);
@@ -396,5 +406,11 @@ describe('console with an admin token, executions not run (--workers 0)', () => 
     await see(page.getByTestId('execution-status'), /queued/);
     await page.getByTestId('cancel').click();
     await see(page.getByTestId('execution-status'), /canceled/);
+
+    // A finished execution can be deleted (after a confirmation).
+    page.once('dialog', (dialog) => dialog.accept());
+    await page.getByTestId('delete-execution').click();
+    await page.waitForURL(/#\/executions\?workflow=later$/);
+    await see(page.getByTestId('no-executions'), /No executions/);
   });
 });
