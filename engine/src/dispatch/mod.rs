@@ -17,7 +17,7 @@ use tracing::Instrument as _;
 use crate::api_error::{ApiError, EXECUTION_HEADER, ErrorCode};
 use crate::catalog::{Catalog, Deployed};
 use crate::metrics::metrics;
-use crate::plugin::PluginHost;
+use crate::plugin::{PluginHost, run_on_runtime_thread};
 use crate::store::{IdempotencyEntry, IdempotencyRecord, Store, StoreError};
 use crate::timestamp::Timestamp;
 use crate::workflow::{Execution, ExecutionStatus, Job, JobStatus, Observer, Reply, caller_reply, execute};
@@ -246,7 +246,7 @@ impl Dispatcher {
         };
         if inline {
             // Microseconds of quick built-ins: cheaper here than a hand-off to a blocking thread.
-            run();
+            run_on_runtime_thread(run);
         } else {
             tokio::task::spawn_blocking(run);
         }

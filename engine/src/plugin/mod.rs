@@ -48,6 +48,31 @@ const WARM_MAX_CALLS: u32 = 10_000;
 /// A warm instance whose linear memory grew past this is dropped after its call.
 const WARM_MAX_MEMORY: usize = 4 << 20;
 
+/// Instance slots kept for calls made on async runtime threads ([`run_on_runtime_thread`]): such a
+/// call must never wait for a slot, since the calls holding them may need those very threads.
+/// Per available core (tokio runs one runtime thread per core), with a margin.
+const RUNTIME_THREAD_SLOTS_PER_CORE: usize = 2;
+
+thread_local! {
+    /// Set while this thread runs node calls for [`run_on_runtime_thread`].
+    static ON_RUNTIME_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `work` (which calls nodes) on an async runtime thread: its node calls take slots of
+/// their own instead of waiting with the blocking threads' calls for a free one.
+pub fn run_on_runtime_thread<T>(work: impl FnOnce() -> T) -> T {
+    /// Clears the flag however `work` ends.
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            ON_RUNTIME_THREAD.with(|flag| flag.set(false));
+        }
+    }
+    ON_RUNTIME_THREAD.with(|flag| flag.set(true));
+    let _reset = Reset;
+    work()
+}
+
 /// How often the epoch advances; the granularity of node time budgets.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
@@ -161,8 +186,11 @@ impl PluginHost {
     /// installs the built-in nodes.
     pub fn new(config: HostConfig) -> Result<PluginHost, LoadError> {
         let engine_error = |e: wasmtime::Error| LoadError::Engine(format!("{e:#}"));
-        // Calls in flight are bounded by `max_instances`; idle warm instances take slots beyond.
-        let instances = config.max_instances.max(1) + (BUILTIN_NODES.len() * WARM_PER_TYPE) as u32;
+        // Calls in flight are bounded by `max_instances` (plus the runtime threads' own); idle
+        // warm instances take slots beyond.
+        let runtime_thread_slots = runtime_thread_slots();
+        let instances =
+            config.max_instances.max(1) + (runtime_thread_slots + BUILTIN_NODES.len() * WARM_PER_TYPE) as u32;
         let mut pool = PoolingAllocationConfig::new();
         // A Rust wasip2 component holds a main module plus adapter shims: several core
         // instances and tables, and up to two memories, per component instance.
@@ -192,7 +220,7 @@ impl PluginHost {
             engine,
             linker,
             plugins: RwLock::new(HashMap::new()),
-            slots: Slots::new(config.max_instances.max(1) as usize),
+            slots: Slots::new(config.max_instances.max(1) as usize, runtime_thread_slots),
             config,
         };
         for (name, wasm) in BUILTIN_NODES {
@@ -342,7 +370,11 @@ impl PluginHost {
     }
 
     fn call_in_sandbox(&self, plugin: &Plugin, call: &NodeCall<'_>) -> Result<NodeOutcome, NodeFailure> {
-        let _slot = self.slots.acquire();
+        let _slot = if ON_RUNTIME_THREAD.with(std::cell::Cell::get) {
+            self.slots.acquire_for_runtime_thread()
+        } else {
+            self.slots.acquire()
+        };
         let warm =
             if self.reuses_instances(plugin) { plugin.warm.lock().ok().and_then(|mut idle| idle.pop()) } else { None };
         let failure = |error: wasmtime::Error| match error.downcast_ref::<Trap>() {
@@ -472,32 +504,70 @@ fn spawn_epoch_ticker(engine: &Engine) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Slots kept for runtime threads' calls: [`RUNTIME_THREAD_SLOTS_PER_CORE`] per available core.
+fn runtime_thread_slots() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from) * RUNTIME_THREAD_SLOTS_PER_CORE
+}
+
 /// A counting semaphore over the pool's instance slots: calls beyond it wait instead of failing.
+/// Runtime threads' calls have a share of their own, so they never wait behind blocking threads.
 struct Slots {
-    free: Mutex<usize>,
+    free: Mutex<SlotCounts>,
     freed: Condvar,
 }
 
-struct Slot<'a>(&'a Slots);
+struct SlotCounts {
+    /// Free slots of the shared kind.
+    shared: usize,
+    /// Free slots kept for runtime threads.
+    runtime_threads: usize,
+}
+
+/// A taken slot; given back to its kind when dropped.
+struct Slot<'a> {
+    slots: &'a Slots,
+    runtime_thread: bool,
+}
 
 impl Slots {
-    fn new(count: usize) -> Slots {
-        Slots { free: Mutex::new(count), freed: Condvar::new() }
+    fn new(shared: usize, runtime_threads: usize) -> Slots {
+        Slots { free: Mutex::new(SlotCounts { shared, runtime_threads }), freed: Condvar::new() }
+    }
+
+    fn counts(&self) -> std::sync::MutexGuard<'_, SlotCounts> {
+        self.free.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn acquire(&self) -> Slot<'_> {
-        let mut free = self.free.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        while *free == 0 {
+        let mut free = self.counts();
+        while free.shared == 0 {
             free = self.freed.wait(free).unwrap_or_else(|poisoned| poisoned.into_inner());
         }
-        *free -= 1;
-        Slot(self)
+        free.shared -= 1;
+        Slot { slots: self, runtime_thread: false }
+    }
+
+    /// A runtime thread's own slot, or a shared one if all of those are taken (more runtime
+    /// threads than expected), waiting only then.
+    fn acquire_for_runtime_thread(&self) -> Slot<'_> {
+        let mut free = self.counts();
+        if free.runtime_threads == 0 {
+            drop(free);
+            return self.acquire();
+        }
+        free.runtime_threads -= 1;
+        Slot { slots: self, runtime_thread: true }
     }
 }
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        *self.0.free.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) += 1;
-        self.0.freed.notify_one();
+        let mut free = self.slots.counts();
+        if self.runtime_thread {
+            free.runtime_threads += 1;
+        } else {
+            free.shared += 1;
+            self.slots.freed.notify_one();
+        }
     }
 }

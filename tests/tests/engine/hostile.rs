@@ -49,6 +49,23 @@ fn too_many_sync_executions_are_refused_with_503() {
     assert_healthy(&server);
 }
 
+/// A quick sync workflow runs on the request's runtime thread: it must not wait for an instance
+/// slot that slow nodes on blocking threads hold (whose own I/O may need that thread).
+#[test]
+fn quick_workflows_answer_while_slow_nodes_hold_every_instance_slot() {
+    let server = TestServer::start(&[slow(3000), echo()], |config| {
+        config.host.max_instances = 1;
+        config.host.time_budget = Duration::from_secs(10);
+    });
+    let address = server.address;
+    let slow = std::thread::spawn(move || http::post(address, "/api/webhook:trigger/slow", &[], b""));
+    // Time for the slow node to take the only shared slot.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_healthy(&server);
+    assert!(!slow.is_finished(), "the quick workflow answered while the slow node held the slot");
+    assert_eq!(slow.join().unwrap().status, 200);
+}
+
 #[test]
 fn a_full_async_queue_refuses_with_503() {
     let server = TestServer::start(&[echo()], |config| {
