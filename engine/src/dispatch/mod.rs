@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::http::header;
 use serde_json::Value;
-use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tracing::Instrument as _;
 
 use crate::api_error::{ApiError, EXECUTION_HEADER, ErrorCode};
@@ -207,13 +207,13 @@ impl Dispatcher {
             key: claim.key.clone(),
             record: claim.record(&execution_id),
         });
-        let mut observer = SyncObserver { answer: Some(answer), sent: None, timed_out: timed_out.clone(), kept };
+        let mut observer =
+            SyncObserver { answer: Some(answer), sent: None, timed_out: timed_out.clone(), kept, slot: Some(slot) };
         let span = execution_span(&execution);
         // Without an idempotency claim (whose commit this thread would wait for).
         let inline = deployed.runs_inline && claim.is_none();
         let run = move || {
             let _entered = span.enter();
-            let _slot = slot;
             // Sync plans hold no delay node (refused at compile), so this run ends.
             let reply = execute(host.as_ref(), &deployed.plan, &mut execution, &mut observer).reply;
             let gave_up = observer.timed_out.load(Ordering::Acquire) && observer.answer.is_some();
@@ -240,6 +240,8 @@ impl Dispatcher {
                 let _ = committed.blocking_recv();
                 drop(claim);
             }
+            // Free before the caller hears back, so that its next request finds the slot free.
+            drop(observer.slot.take());
             if let Some(answer) = observer.answer.take() {
                 let _ = answer.send(final_reply);
             }
@@ -458,6 +460,9 @@ struct SyncObserver {
     timed_out: Arc<AtomicBool>,
     /// With an idempotency key: where the reply is stored before the caller hears it.
     kept: Option<KeptReply>,
+    /// The execution's place among `--max-sync-inflight`; freed before the caller's answer once
+    /// no node runs after it.
+    slot: Option<OwnedSemaphorePermit>,
 }
 
 /// Stores a Response node's reply under its idempotency key before it is sent, so a repeat that
@@ -471,11 +476,14 @@ struct KeptReply {
 }
 
 impl Observer for SyncObserver {
-    fn replied(&mut self, reply: &Reply) {
+    fn replied(&mut self, reply: &Reply, ends: bool) {
         let Some(answer) = self.answer.take() else { return };
         if let Some(kept) = &self.kept {
             let entry = IdempotencyEntry { workflow: &kept.workflow, key: &kept.key, record: &kept.record };
             let _ = kept.store.record_reply(&kept.execution_id, reply, entry).blocking_recv();
+        }
+        if ends {
+            drop(self.slot.take());
         }
         let _ = answer.send(reply.clone());
         self.sent = Some(reply.clone());

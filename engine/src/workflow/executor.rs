@@ -15,8 +15,9 @@ pub trait Observer {
     /// A job finished and was appended to the execution.
     fn job_finished(&mut self, _job: &Job) {}
 
-    /// The first Response node answered; a sync caller may be answered now.
-    fn replied(&mut self, _reply: &Reply) {}
+    /// The first Response node answered; a sync caller may be answered now. `ends`: no node
+    /// runs after it (the execution ends with this reply).
+    fn replied(&mut self, _reply: &Reply, _ends: bool) {}
 
     /// Checked before each node: `Some(status)` stops the execution with that status
     /// (`aborted` on a sync timeout, `canceled` by an operator).
@@ -321,7 +322,7 @@ impl<R: NodeRunner + ?Sized> Run<'_, R> {
             )),
             Directive::Respond { reply, keep_running } => {
                 if self.reply.is_none() {
-                    self.observer.replied(&reply);
+                    self.observer.replied(&reply, !keep_running);
                     self.reply = Some(reply);
                 }
                 Ok(if keep_running { Step::Next } else { Step::End(ExecutionStatus::Resolved) })

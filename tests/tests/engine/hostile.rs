@@ -49,6 +49,19 @@ fn too_many_sync_executions_are_refused_with_503() {
     assert_healthy(&server);
 }
 
+/// With one sync slot, a caller that sends its next request as soon as it has its answer is never
+/// refused: the slot is freed before the answer leaves, on the blocking pool and inline alike.
+#[test]
+fn back_to_back_requests_fit_in_one_sync_slot() {
+    let server = TestServer::start(&[slow(1), echo()], |config| config.dispatch.max_sync_inflight = 1);
+    for n in 0..200 {
+        for key in ["slow", "echo"] {
+            let response = server.post(key, &[("Content-Type", "application/json")], b"{}");
+            assert_eq!(response.status, 200, "{key} request {n}: {}", response.text());
+        }
+    }
+}
+
 /// A quick sync workflow runs on the request's runtime thread: it must not wait for an instance
 /// slot that slow nodes on blocking threads hold (whose own I/O may need that thread).
 #[test]

@@ -83,7 +83,7 @@ pub fn run_on(host: &PluginHost, plan: &Plan, trigger: Value) -> Ran {
     #[derive(Default)]
     struct Recorder(Vec<Reply>);
     impl Observer for Recorder {
-        fn replied(&mut self, reply: &Reply) {
+        fn replied(&mut self, reply: &Reply, _ends: bool) {
             self.0.push(reply.clone());
         }
     }
