@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use crate::plugin::PluginHost;
 use crate::store::{Store, StoreError, WorkflowRecord};
 use crate::timestamp::Timestamp;
-use crate::workflow::{Plan, PlanNode, Reply, ValidationError, Workflow, compile, is_valid_key};
+use crate::workflow::{
+    ExecutionLimits, NodeKind, Plan, PlanNode, Reply, ValidationError, Workflow, compile, is_valid_key,
+};
 
 /// Length of a generated workflow key.
 const GENERATED_KEY_LEN: usize = 16;
@@ -26,19 +28,23 @@ pub struct Deployed {
     /// Whether a sync execution runs on the request's own thread: a short plan of quick
     /// built-ins (see [`PluginHost::is_quick`]) without a sync deadline.
     pub runs_inline: bool,
+    /// Whether the plan holds a `delay` node (its async requests count against `--max-delayed`).
+    pub has_delay: bool,
 }
 
 /// The most nodes a plan run on the request's thread may have.
 const MAX_INLINE_NODES: usize = 16;
 
 impl Deployed {
-    fn new(key: String, version: u64, plan: Plan, host: &PluginHost) -> Deployed {
+    fn new(key: String, version: u64, mut plan: Plan, host: &PluginHost, limits: ExecutionLimits) -> Deployed {
+        plan.limits = limits.for_workflow(&plan.workflow.options);
         let accept_reply = plan.workflow.trigger.response.clone().unwrap_or_default().reply();
         let quick = plan.count_nodes_if(&|node| host.is_quick(&node.node_type));
         let runs_inline = plan.workflow.sync
             && plan.workflow.trigger.sync_deadline_ms.is_none()
             && quick.is_some_and(|count| count <= MAX_INLINE_NODES);
-        Deployed { key, version, plan, accept_reply, runs_inline }
+        let has_delay = plan.count_nodes_if(&|node| node.kind != NodeKind::Delay).is_none();
+        Deployed { key, version, plan, accept_reply, runs_inline, has_delay }
     }
 
     /// The definition.
@@ -94,6 +100,8 @@ pub enum DeployMode {
 pub struct Catalog {
     store: Store,
     host: Arc<PluginHost>,
+    /// The server's per-execution limits, which a workflow's options may override.
+    limits: ExecutionLimits,
     current: RwLock<HashMap<String, Arc<Deployed>>>,
     /// Plans of versions that are no longer current, for executions still running on them.
     older: Mutex<HashMap<(String, u64), Arc<Deployed>>>,
@@ -105,10 +113,11 @@ pub struct Catalog {
 impl Catalog {
     /// Deploys every stored workflow. One that no longer compiles (a node type was removed) is
     /// reported and left out.
-    pub fn load(store: Store, host: Arc<PluginHost>) -> Result<Catalog, StoreError> {
+    pub fn load(store: Store, host: Arc<PluginHost>, limits: ExecutionLimits) -> Result<Catalog, StoreError> {
         let catalog = Catalog {
             store,
             host,
+            limits,
             current: RwLock::default(),
             older: Mutex::default(),
             changing: tokio::sync::Mutex::default(),
@@ -117,7 +126,7 @@ impl Catalog {
             let key = record.definition.key.clone().unwrap_or_default();
             match compile(&record.definition, catalog.host.as_ref()) {
                 Ok(plan) => {
-                    catalog.publish(Deployed::new(key, record.version, plan, &catalog.host));
+                    catalog.publish(Deployed::new(key, record.version, plan, &catalog.host, catalog.limits));
                 }
                 Err(error) => tracing::error!(workflow = %key, "stored workflow left out: {error}"),
             }
@@ -151,7 +160,7 @@ impl Catalog {
             return Ok(None);
         };
         let plan = compile(&definition, self.host.as_ref())?;
-        let deployed = Arc::new(Deployed::new(key.to_string(), version, plan, &self.host));
+        let deployed = Arc::new(Deployed::new(key.to_string(), version, plan, &self.host, self.limits));
         self.older.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(cache_key, deployed.clone());
         Ok(Some(deployed))
     }
@@ -230,7 +239,7 @@ impl Catalog {
             },
         };
         self.store.put_workflow(&record).await?;
-        let deployed = Deployed::new(key, record.version, plan, &self.host);
+        let deployed = Deployed::new(key, record.version, plan, &self.host, self.limits);
         Ok(self.publish(deployed))
     }
 

@@ -258,10 +258,31 @@ pub struct ServeArgs {
     /// Most sync executions running at once; more requests get 503 with Retry-After.
     #[arg(long, default_value_t = 1024)]
     pub max_sync_inflight: usize,
-    /// Most async executions waiting or running; more requests get 503 with Retry-After.
+    /// Most async executions queued or running (those waiting in a delay not counted); more
+    /// requests get 503 with Retry-After. A workflow's `options.maxQueued` sets its own share.
     #[arg(long, default_value_t = 100_000)]
     pub max_queue: usize,
-    /// How long a client may take to send a request's head, and then its body.
+    /// Most async executions waiting in a delay; while it is reached, requests to workflows
+    /// holding a delay node get 503 with Retry-After.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_delayed: usize,
+    /// Most jobs one execution may record; past it the execution ends `error`, naming the limit.
+    /// A workflow's `options.maxJobs` overrides it.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_jobs: usize,
+    /// Most recorded JSON (job inputs and outputs) of one execution (16MiB); a workflow's
+    /// `options.maxRecordBytes` overrides it. A single value over 256KiB is recorded truncated.
+    #[arg(long, default_value = "16MiB", value_parser = parse_size)]
+    pub max_record: usize,
+    /// Most node time of one async execution, delays not counted (1h); a workflow's
+    /// `options.maxRunTimeMs` overrides it.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub max_run_time: Duration,
+    /// Most open client connections; more wait in the listen backlog until one closes.
+    #[arg(long, default_value_t = 4096)]
+    pub max_connections: usize,
+    /// How long a client may take to send a request's head (after connecting or after its
+    /// last answer), then its body, and to read each answer.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub read_timeout: Duration,
     /// Time budget of one node call.

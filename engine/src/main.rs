@@ -15,7 +15,7 @@ use hookflow::dispatch::DispatchConfig;
 use hookflow::ingress::parse_query_example;
 use hookflow::plugin::HostConfig;
 use hookflow::server::{Server, ServerConfig};
-use hookflow::workflow::example_paths;
+use hookflow::workflow::{ExecutionLimits, example_paths};
 use serde_json::{Value, json};
 
 use cli::{Cli, Command, LogFormat, ParseCommand, ServeArgs};
@@ -105,8 +105,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         workers: args.workers,
         max_sync_inflight: args.max_sync_inflight,
         max_queue: args.max_queue,
+        max_delayed: args.max_delayed,
     };
     config.limits.read_timeout = args.read_timeout;
+    config.limits.max_connections = args.max_connections;
+    config.execution_limits = ExecutionLimits::new(args.max_jobs, args.max_record, args.max_run_time);
     config.retention.keep_executions =
         args.keep_executions_days.map(|days| Duration::from_secs(u64::from(days) * 24 * 60 * 60));
 

@@ -24,7 +24,7 @@ use crate::plugin::{HostConfig, LoadError, PluginHost};
 use crate::reload::{self, Watched};
 use crate::retention::{self, RetentionConfig};
 use crate::store::{Store, StoreError};
-use crate::workflow::parse_workflow;
+use crate::workflow::{ExecutionLimits, parse_workflow};
 
 /// The example workflows `--demo` deploys: `(file name, definition)`.
 pub const DEMO_WORKFLOWS: &[(&str, &str)] = &[
@@ -59,6 +59,8 @@ pub struct ServerConfig {
     pub dispatch: DispatchConfig,
     /// How long finished executions are kept.
     pub retention: RetentionConfig,
+    /// What one execution may hold (`--max-jobs`, `--max-record`, `--max-run-time`).
+    pub execution_limits: ExecutionLimits,
 }
 
 impl ServerConfig {
@@ -77,6 +79,7 @@ impl ServerConfig {
             host: HostConfig::default(),
             dispatch: DispatchConfig::default(),
             retention: RetentionConfig::default(),
+            execution_limits: ExecutionLimits::default(),
         }
     }
 }
@@ -90,6 +93,14 @@ pub enum ServerError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The data directory could not be created or made private.
+    #[error("cannot make the data directory private at {path}: {source}")]
+    DataDir {
+        /// The directory or file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The workflows directory could not be read.
     #[error("cannot read the workflows directory {path}: {source}")]
     WorkflowsDir {
@@ -137,6 +148,8 @@ pub struct Server {
 impl Server {
     /// Starts everything and begins accepting requests.
     pub async fn start(mut config: ServerConfig) -> Result<Server, ServerError> {
+        let database = config.data_dir.join("hookflow.redb");
+        private_data_dir(&config.data_dir, &database)?;
         config.host.cache_dir.get_or_insert_with(|| config.data_dir.join("component-cache"));
         let host_config = config.host.clone();
         let host = tokio::task::spawn_blocking(move || PluginHost::new(host_config))
@@ -155,8 +168,10 @@ impl Server {
             refused.extend(errors.iter().map(ToString::to_string));
         }
 
-        let store = Store::open(&config.data_dir.join("hookflow.redb"))?;
-        let catalog = Arc::new(Catalog::load(store.clone(), host.clone())?);
+        let store = Store::open(&database)?;
+        restrict_to_owner(&database, 0o600)
+            .map_err(|source| ServerError::DataDir { path: database.clone(), source })?;
+        let catalog = Arc::new(Catalog::load(store.clone(), host.clone(), config.execution_limits)?);
         let mut sources: Vec<(String, String)> = Vec::new();
         if config.demo {
             sources.extend(DEMO_WORKFLOWS.iter().map(|(name, json)| (format!("demo:{name}"), json.to_string())));
@@ -246,6 +261,32 @@ impl Server {
     pub fn store(&self) -> &Store {
         &self.store
     }
+}
+
+/// Creates the data directory `0700`, or tightens an existing one to that, before the database
+/// (which holds secrets) is opened in it; an existing database file is tightened to `0600`.
+fn private_data_dir(dir: &Path, database: &Path) -> Result<(), ServerError> {
+    let failed = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ServerError::DataDir { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(failed(dir))?;
+    restrict_to_owner(dir, 0o700).map_err(failed(dir))?;
+    if database.exists() {
+        restrict_to_owner(database, 0o600).map_err(failed(database))?;
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn restrict_to_owner(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn restrict_to_owner(_path: &Path, _mode: u32) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// Every `*.json` file of `dir` as `(path, contents)`; unreadable files go to `refused`.

@@ -137,7 +137,9 @@ pub(super) async fn delete(State(admin): State<Arc<Admin>>, Path(id): Path<Strin
     // A sync execution is not queued; past its caller's timeout it no longer runs.
     let running_for = Duration::from_millis(Timestamp::now().0.saturating_sub(execution.created_at.0));
     let sync_over = running_for > admin.dispatcher.sync_timeout() + Duration::from_secs(1);
-    if queued || !(execution.status.is_final() || sync_over) {
+    // An unreadable record cannot be run or canceled: it can always be deleted.
+    let unreadable = execution.status == ExecutionStatus::Unreadable;
+    if !unreadable && (queued || !(execution.status.is_final() || sync_over)) {
         return Err(ApiError::new(
             ErrorCode::Conflict,
             format!("execution {id} is {}: cancel it before deleting it", execution.status.as_str()),

@@ -107,10 +107,11 @@ async fn authorize(State(admin): State<Arc<Admin>>, request: Request, next: Next
             }
         }
         None => {
+            // `::ffff:127.0.0.1` (an IPv4 client of a `[::]` listener) is loopback too.
             let loopback = request
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()
-                .is_some_and(|ConnectInfo(address)| address.ip().is_loopback());
+                .is_some_and(|ConnectInfo(address)| address.ip().to_canonical().is_loopback());
             if !loopback {
                 return ApiError::new(
                     ErrorCode::AdminDisabled,
@@ -120,27 +121,56 @@ async fn authorize(State(admin): State<Arc<Admin>>, request: Request, next: Next
             }
             // A web page the operator visits is on loopback too: refuse what a browser sends for
             // another site (cross-site request forgery) or under another name (DNS rebinding).
-            if let Some(why) = foreign_browser_request(&request) {
+            if let Some(why) = proxied_request(&request) {
+                return ApiError::new(
+                    ErrorCode::AdminDisabled,
+                    format!("{why}: a proxy is in front, so loopback proves nothing; set an admin token (--admin-token or HOOKFLOW_ADMIN_TOKEN)"),
+                )
+                .into_response();
+            }
+            if let Some(why) = foreign_browser_request(&request, &admin.origin) {
                 return ApiError::new(
                     ErrorCode::AdminDisabled,
                     format!("no admin token is configured, and the admin API refuses {why}"),
                 )
                 .into_response();
             }
+            if let Some(error) = form_like_body(&request) {
+                return error.into_response();
+            }
         }
     }
     next.run(request).await
 }
 
+/// Headers a proxy adds to what it forwards.
+const PROXY_HEADERS: [&str; 5] = ["forwarded", "x-forwarded-for", "x-forwarded-host", "x-real-ip", "via"];
+
+/// Why a loopback request looks forwarded by a proxy on the same host: it carries a header a
+/// proxy adds, or it speaks HTTP/1.0 (nginx's default towards its upstream).
+fn proxied_request(request: &Request) -> Option<String> {
+    if let Some(name) = PROXY_HEADERS.into_iter().find(|name| request.headers().contains_key(*name)) {
+        return Some(format!("the request carries {name}"));
+    }
+    (request.version() < axum::http::Version::HTTP_11).then(|| "the request is HTTP/1.0".to_string())
+}
+
 /// Why a request on loopback is not the operator's own: a browser marked it as sent for another
-/// site, or it names a host that is not a loopback name.
-fn foreign_browser_request(request: &Request) -> Option<&'static str> {
+/// site or from another origin, or it names a host that is not a loopback name.
+fn foreign_browser_request(request: &Request, own_origin: &str) -> Option<String> {
     let headers = request.headers();
     let site = headers.get("sec-fetch-site").and_then(|value| value.to_str().ok());
     if site.is_some_and(|site| site != "same-origin" && site != "none") {
-        return Some("requests a browser sends from another site");
+        return Some("requests a browser sends from another site".into());
     }
     let host = headers.get(header::HOST).and_then(|value| value.to_str().ok());
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or_default().trim_end_matches('/');
+        let own_host = host.is_some_and(|host| origin.eq_ignore_ascii_case(&format!("http://{host}")));
+        if !own_host && !origin.eq_ignore_ascii_case(own_origin.trim_end_matches('/')) {
+            return Some(format!("requests from the origin {origin:?}"));
+        }
+    }
     let name = host.map(|host| match host.strip_prefix('[') {
         Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
         None => host.split(':').next().unwrap_or_default(),
@@ -149,9 +179,36 @@ fn foreign_browser_request(request: &Request) -> Option<&'static str> {
         name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
     };
     if name.is_some_and(|name| !loopback_name(name)) {
-        return Some("requests for a host name other than localhost or a loopback address");
+        return Some("requests for a host name other than localhost or a loopback address".into());
     }
     None
+}
+
+/// `415` for a body a cross-site HTML form can send without a preflight (none, `text/plain`,
+/// form-urlencoded, multipart): the API takes JSON, and a plugin upload `application/wasm`.
+fn form_like_body(request: &Request) -> Option<ApiError> {
+    let headers = request.headers();
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|value| value.to_str().ok());
+    let has_body =
+        headers.contains_key(header::TRANSFER_ENCODING) || declared.is_some_and(|length| length.trim() != "0");
+    if !has_body {
+        return None;
+    }
+    let essence = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+    let form_like = match essence.as_deref() {
+        None | Some("") => true,
+        Some(essence) => ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"].contains(&essence),
+    };
+    form_like.then(|| {
+        let sent = essence.filter(|essence| !essence.is_empty()).unwrap_or_else(|| "no Content-Type".into());
+        ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!("the admin API takes application/json (a plugin upload application/wasm), not {sent}"),
+        )
+    })
 }
 
 /// Liveness: the process answers.

@@ -6,10 +6,8 @@ use serde_json::Value;
 
 use crate::plugin::Plugin;
 use crate::timestamp::Timestamp;
+pub use crate::workflow::SECRET_MASK as MASK;
 use crate::workflow::Workflow;
-
-/// What stands in for a secret in answers.
-pub const MASK: &str = "********";
 
 /// A page of a listing.
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -4,8 +4,10 @@
 //! Node calls block (wasmtime's sync API under an epoch deadline), so executions run on tokio's
 //! blocking pool, never on a runtime worker.
 
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+mod load;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
@@ -21,6 +23,7 @@ use crate::plugin::{PluginHost, run_on_runtime_thread};
 use crate::store::{IdempotencyEntry, IdempotencyRecord, Store, StoreError};
 use crate::timestamp::Timestamp;
 use crate::workflow::{Execution, ExecutionStatus, Job, JobStatus, Observer, Reply, caller_reply, execute};
+use load::{Admission, Load};
 
 /// Dispatch settings.
 #[derive(Debug, Clone)]
@@ -31,8 +34,11 @@ pub struct DispatchConfig {
     pub workers: usize,
     /// How many sync executions may run at once; more requests are refused (503).
     pub max_sync_inflight: usize,
-    /// How many async executions may wait or run at once; more requests are refused (503).
+    /// How many async executions may be queued or run at once; more requests are refused (503).
     pub max_queue: usize,
+    /// How many async executions may wait in a delay; past it, requests to workflows holding a
+    /// delay node are refused (503).
+    pub max_delayed: usize,
 }
 
 impl Default for DispatchConfig {
@@ -42,6 +48,7 @@ impl Default for DispatchConfig {
             workers: 4,
             max_sync_inflight: 1024,
             max_queue: 100_000,
+            max_delayed: 100_000,
         }
     }
 }
@@ -84,11 +91,11 @@ pub struct Dispatcher {
     claims: Arc<StdMutex<HashSet<(String, String)>>>,
     /// Async executions an operator canceled while they ran.
     canceled: Arc<StdMutex<HashSet<String>>>,
-    /// Async executions a delay node holds; a timer queues each again when its time comes.
-    waiting: StdMutex<HashSet<String>>,
-    /// Async executions accepted and not finished.
-    backlog: Arc<AtomicUsize>,
-    max_queue: usize,
+    /// Async executions a delay node holds, with their workflow; a timer queues each again
+    /// when its time comes.
+    waiting: StdMutex<HashMap<String, String>>,
+    /// Async executions queued, running and waiting, against the fairness limits.
+    load: Load,
 }
 
 impl Dispatcher {
@@ -102,6 +109,12 @@ impl Dispatcher {
         let (queue, incoming) = mpsc::unbounded_channel();
         let pending = store.queued()?;
         metrics().queue_changed(i64::try_from(pending.len()).unwrap_or(i64::MAX));
+        let load = Load::new(config.max_queue, config.max_delayed);
+        for id in &pending {
+            // Unreadable records count under no workflow; their worker takes them off the queue.
+            let workflow = store.execution(id)?.map(|execution| execution.workflow).unwrap_or_default();
+            load.add(&workflow);
+        }
         let dispatcher = Arc::new(Dispatcher {
             host,
             store,
@@ -112,8 +125,7 @@ impl Dispatcher {
             claims: Arc::default(),
             canceled: Arc::default(),
             waiting: StdMutex::default(),
-            backlog: Arc::new(AtomicUsize::new(pending.len())),
-            max_queue: config.max_queue,
+            load,
         });
         if !pending.is_empty() {
             tracing::info!("resuming {} queued or interrupted executions", pending.len());
@@ -227,8 +239,10 @@ impl Dispatcher {
                 None => caller_reply(&execution, reply)
                     .unwrap_or_else(|status| failed_error(&execution.id, status).to_reply()),
             };
-            let record = claim.as_ref().map(|claim| claim.record(&execution.id));
-            let entry = claim.as_ref().zip(record.as_ref()).map(|(claim, record)| claim.entry(record));
+            // A 5xx is no answer to remember: a retry of the same key runs again.
+            let remembered = claim.as_ref().filter(|_| final_reply.status < 500);
+            let record = remembered.map(|claim| claim.record(&execution.id));
+            let entry = remembered.zip(record.as_ref()).map(|(claim, record)| claim.entry(record));
             // Queued for writing before the caller hears back, so a shutdown that waits for
             // in-flight requests and then flushes the store cannot lose the record.
             finished(&execution);
@@ -267,16 +281,20 @@ impl Dispatcher {
 
     /// Stores an async execution durably and queues it; answers once it is on disk.
     async fn accept_async(&self, deployed: &Deployed, trigger: Value, claim: Option<Claim>) -> Answer {
-        if self.backlog.fetch_add(1, Ordering::AcqRel) >= self.max_queue {
-            self.backlog.fetch_sub(1, Ordering::AcqRel);
-            let why = format!("the queue holds {} executions, its limit; nothing was queued", self.max_queue);
-            return Answer::error(overloaded(&why));
+        let options = &deployed.workflow().options;
+        let admission = Admission {
+            workflow: &deployed.key,
+            max_queued: options.max_queued.map(|limit| usize::try_from(limit).unwrap_or(usize::MAX)),
+            has_delay: deployed.has_delay,
+        };
+        if let Err(refusal) = self.load.admit(admission) {
+            return Answer::error(overloaded(&refusal.to_string()));
         }
         let execution = Execution::new(&deployed.key, deployed.version, trigger);
         let record = claim.as_ref().map(|claim| claim.record(&execution.id));
         let entry = claim.as_ref().zip(record.as_ref()).map(|(claim, record)| claim.entry(record));
         if let Err(error) = self.store.enqueue(&execution, entry).await {
-            self.backlog.fetch_sub(1, Ordering::AcqRel);
+            self.load.finished(&deployed.key);
             tracing::error!(workflow = %deployed.key, "cannot queue an execution: {error}");
             let error =
                 ApiError::new(ErrorCode::Internal, "the request could not be stored; nothing was queued, retry later");
@@ -304,9 +322,7 @@ impl Dispatcher {
         } else {
             self.canceled.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(execution.id.clone());
             // A waiting execution is not running: wake it, so it sees the cancellation now.
-            if self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&execution.id) {
-                let _ = self.queue.send(execution.id.clone());
-            }
+            self.wake(&execution.id);
         }
         Ok(Some(execution))
     }
@@ -315,9 +331,9 @@ impl Dispatcher {
     /// background (as an async execution); returns the new execution.
     pub async fn rerun(&self, deployed: &Deployed, trigger: Value) -> Result<Execution, StoreError> {
         let execution = Execution::new(&deployed.key, deployed.version, trigger);
-        self.backlog.fetch_add(1, Ordering::AcqRel);
+        self.load.add(&deployed.key);
         if let Err(error) = self.store.enqueue(&execution, None).await {
-            self.backlog.fetch_sub(1, Ordering::AcqRel);
+            self.load.finished(&deployed.key);
             return Err(error);
         }
         metrics().queue_changed(1);
@@ -351,26 +367,34 @@ impl Dispatcher {
     }
 
     /// Runs one queued execution to its end, or until a delay node holds it (then returns when
-    /// it may go on), recording each job as it finishes.
-    async fn run_queued(&self, id: &str) -> Option<Timestamp> {
+    /// it may go on), recording each job as it finishes; parks it instead while its workflow
+    /// runs `options.maxConcurrency` executions.
+    async fn run_queued(&self, id: &str) -> Outcome {
         self.run_queued_traced(id).instrument(tracing::error_span!("execution", id)).await
     }
 
-    async fn run_queued_traced(&self, id: &str) -> Option<Timestamp> {
+    async fn run_queued_traced(&self, id: &str) -> Outcome {
         let mut execution = match self.store.execution(id) {
             Ok(Some(execution)) => execution,
             Ok(None) => {
                 tracing::error!(execution = id, "queued execution not found in the store");
-                return None;
+                return Outcome::Finished(String::new());
             }
             Err(error) => {
                 tracing::error!(execution = id, "cannot load queued execution: {error}");
-                return None;
+                return Outcome::Finished(String::new());
             }
         };
+        let workflow = execution.workflow.clone();
+        if execution.status == ExecutionStatus::Unreadable {
+            // Kept as it is for an operator to look at and delete; it cannot run.
+            tracing::error!(execution = id, "queued execution cannot run: {}", execution.error.unwrap_or_default());
+            self.store.dequeue(id);
+            return Outcome::Finished(workflow);
+        }
         if execution.status.is_final() {
             self.store.record_finished(&execution, true);
-            return None;
+            return Outcome::Finished(workflow);
         }
         let deployed = match self.catalog.version(&execution.workflow, execution.version) {
             Ok(Some(deployed)) => deployed,
@@ -381,11 +405,17 @@ impl Dispatcher {
                 };
                 tracing::error!(execution = id, workflow = %execution.workflow, "cannot run execution: {why}");
                 execution.status = ExecutionStatus::Error;
+                execution.error = Some(format!("cannot run: {why}"));
                 execution.finished_at = Some(Timestamp::now());
                 self.store.record_finished(&execution, true);
-                return None;
+                return Outcome::Finished(workflow);
             }
         };
+        let max_concurrency =
+            deployed.workflow().options.max_concurrency.map(|limit| usize::try_from(limit).unwrap_or(usize::MAX));
+        if !self.load.start(&workflow, id, max_concurrency) {
+            return Outcome::Parked;
+        }
         execution.status = ExecutionStatus::Started;
         self.store.mark_started(&execution);
         let (host, store, canceled) = (self.host.clone(), self.store.clone(), self.canceled.clone());
@@ -408,32 +438,58 @@ impl Dispatcher {
             wake_at
         })
         .await;
-        ran.unwrap_or_else(|_| {
-            tracing::error!(execution = id, "execution panicked; it stays queued and is retried at the next start");
-            None
-        })
+        if let Some(parked) = self.load.stop(&workflow) {
+            let _ = self.queue.send(parked);
+        }
+        match ran {
+            Ok(Some(wake_at)) => Outcome::Waits(workflow, wake_at),
+            Ok(None) => Outcome::Finished(workflow),
+            Err(_) => {
+                tracing::error!(execution = id, "execution panicked; it stays queued and is retried at the next start");
+                Outcome::Finished(workflow)
+            }
+        }
     }
 
     /// Queues a waiting execution again at `wake_at` (or when an operator cancels it).
-    fn wake_later(self: Arc<Self>, id: String, wake_at: Timestamp) {
-        self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(id.clone());
+    fn wake_later(self: Arc<Self>, id: String, workflow: String, wake_at: Timestamp) {
+        self.load.delayed(&workflow);
+        self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(id.clone(), workflow);
         // A cancel that came while the delay node ran found nothing waiting to wake: wake now.
         // Whoever takes the id out of `waiting` queues it, so it is queued once.
         let canceled = self.canceled.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).contains(&id);
-        if canceled && self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&id) {
-            let _ = self.queue.send(id);
+        if canceled {
+            self.wake(&id);
             return;
         }
         let dispatcher = Arc::downgrade(&self);
         let wait = Duration::from_millis(wake_at.0.saturating_sub(Timestamp::now().0));
         tokio::spawn(async move {
             tokio::time::sleep(wait).await;
-            let Some(dispatcher) = dispatcher.upgrade() else { return };
-            if dispatcher.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&id) {
-                let _ = dispatcher.queue.send(id);
+            if let Some(dispatcher) = dispatcher.upgrade() {
+                dispatcher.wake(&id);
             }
         });
     }
+
+    /// Queues a waiting execution now, unless it was woken already.
+    fn wake(&self, id: &str) {
+        let woken = self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(id);
+        if let Some(workflow) = woken {
+            self.load.woke(&workflow);
+            let _ = self.queue.send(id.to_string());
+        }
+    }
+}
+
+/// Where a worker left a queued execution.
+enum Outcome {
+    /// It ended (or cannot run); the workflow it belonged to.
+    Finished(String),
+    /// A delay node holds it until then.
+    Waits(String, Timestamp),
+    /// Its workflow runs `options.maxConcurrency` executions; it is queued again as one ends.
+    Parked,
 }
 
 /// A worker: takes queued execution ids and runs them, one at a time, until the dispatcher goes.
@@ -442,12 +498,13 @@ async fn work(dispatcher: std::sync::Weak<Dispatcher>, incoming: Arc<Mutex<mpsc:
         let next = incoming.lock().await.recv().await;
         let (Some(id), Some(dispatcher)) = (next, dispatcher.upgrade()) else { return };
         match dispatcher.run_queued(&id).await {
-            // Still unfinished: it keeps its place in the backlog.
-            Some(wake_at) => dispatcher.wake_later(id, wake_at),
-            None => {
-                dispatcher.backlog.fetch_sub(1, Ordering::AcqRel);
+            // Still unfinished: it stays in the queue gauge while it waits.
+            Outcome::Waits(workflow, wake_at) => dispatcher.wake_later(id, workflow, wake_at),
+            Outcome::Finished(workflow) => {
+                dispatcher.load.finished(&workflow);
                 metrics().queue_changed(-1);
             }
+            Outcome::Parked => {}
         }
     }
 }
@@ -478,7 +535,7 @@ struct KeptReply {
 impl Observer for SyncObserver {
     fn replied(&mut self, reply: &Reply, ends: bool) {
         let Some(answer) = self.answer.take() else { return };
-        if let Some(kept) = &self.kept {
+        if let Some(kept) = self.kept.as_ref().filter(|_| reply.status < 500) {
             let entry = IdempotencyEntry { workflow: &kept.workflow, key: &kept.key, record: &kept.record };
             let _ = kept.store.record_reply(&kept.execution_id, reply, entry).blocking_recv();
         }

@@ -11,6 +11,10 @@ use serde_json::Value;
 
 use super::query::parse_query;
 use crate::api_error::{ApiError, ErrorCode};
+use crate::workflow::{MAX_NESTING, nests_deeper_than};
+
+/// The most a declared `Content-Length` reserves before the bytes arrive.
+const INITIAL_BUFFER: usize = 64 * 1024;
 
 /// Reads the whole body within `timeout`, failing with 413 as soon as it passes `limit` bytes.
 pub async fn read_limited(
@@ -34,7 +38,8 @@ async fn read_all(headers: &HeaderMap, mut body: Body, limit: usize) -> Result<V
     if declared.is_some_and(|length: u64| length > limit as u64) {
         return Err(too_large());
     }
-    let mut bytes = Vec::with_capacity(declared.map_or(0, |length| length as usize));
+    // A declared length is only a claim: never allocate more than this up front.
+    let mut bytes = Vec::with_capacity(declared.map_or(0, |length| length.min(INITIAL_BUFFER as u64) as usize));
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| ApiError::new(ErrorCode::InvalidBody, format!("cannot read the body: {e}")))?;
         if let Ok(data) = frame.into_data() {
@@ -62,13 +67,16 @@ pub fn parse_body(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, ApiError> 
             .map_err(|e| ApiError::new(ErrorCode::InvalidBody, format!("the body is not UTF-8: {e}")))
     };
     if is_json(&essence) {
-        serde_json::from_str(text()?).map_err(|e| {
-            if e.to_string().starts_with("recursion limit exceeded") {
-                ApiError::new(ErrorCode::InvalidBody, "the JSON body is nested too deeply (more than 128 levels)")
-            } else {
-                ApiError::new(ErrorCode::InvalidJson, format!("the body is not valid JSON: {e}"))
-            }
-        })
+        let text = text()?;
+        // Checked before parsing, so every record built from the body reads back.
+        if nests_deeper_than(text.as_bytes(), MAX_NESTING) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidBody,
+                format!("the JSON body is nested too deeply (more than {MAX_NESTING} levels)"),
+            ));
+        }
+        serde_json::from_str(text)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidJson, format!("the body is not valid JSON: {e}")))
     } else if essence == "application/x-www-form-urlencoded" {
         Ok(parse_query(text()?))
     } else {

@@ -50,7 +50,38 @@ pub fn router(ingress: Arc<Ingress>) -> Router {
     Router::new()
         .route(&format!("{TRIGGER_PATH}{{key}}"), any(trigger))
         .route(&format!("{RESULT_PATH}{{id}}"), get(result))
+        .layer(axum::middleware::map_response(guard_answer))
         .with_state(ingress)
+}
+
+/// Headers a node may not set: the connection's framing and hop-by-hop headers belong to the
+/// server (a node's `Content-Length` would let a pipelined next answer start inside the body).
+const SERVER_OWNED_HEADERS: [&str; 7] =
+    ["content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te", "trailer"];
+
+/// What every webhook answer gets on its way out: framing and hop-by-hop headers a node set are
+/// dropped (hyper frames the body itself), `X-Content-Type-Options: nosniff` is added, and an
+/// HTML answer is sandboxed (`Content-Security-Policy: sandbox`), so a page built from caller
+/// data cannot run script on the console's origin.
+async fn guard_answer(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for name in SERVER_OWNED_HEADERS {
+        headers.remove(name);
+    }
+    let proxy: Vec<header::HeaderName> =
+        headers.keys().filter(|name| name.as_str().starts_with("proxy-")).cloned().collect();
+    for name in proxy {
+        headers.remove(name);
+    }
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
+    let html = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.trim_start().to_ascii_lowercase().starts_with("text/html"));
+    if html {
+        headers.insert(header::CONTENT_SECURITY_POLICY, header::HeaderValue::from_static("sandbox"));
+    }
+    response
 }
 
 async fn trigger(State(ingress): State<Arc<Ingress>>, Path(key): Path<String>, request: Request) -> Response {

@@ -1,6 +1,9 @@
 //! Webhook signatures, verified on the raw body before it is parsed: HMAC-SHA256 in one header,
-//! Standard Webhooks, and Stripe. Every accepted secret is tried (rotation); comparisons are
-//! constant-time; a failure never says what the expected value was.
+//! Standard Webhooks, and Stripe. Every accepted secret is tried (rotation); the MAC is computed
+//! once per secret and compared to each presented candidate in constant time; a header with more
+//! than [`MAX_CANDIDATES`] candidates is refused before any MAC is computed, so the work per
+//! request is bounded by the body size times the number of secrets. A failure never says what
+//! the expected value was.
 
 use axum::http::HeaderMap;
 use base64::Engine as _;
@@ -8,11 +11,15 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use super::auth::constant_time_eq;
 use crate::api_error::{ApiError, ErrorCode};
 use crate::timestamp::Timestamp;
 use crate::workflow::{Signature, SignatureEncoding, standard_webhooks_key};
 
 type HmacSha256 = Hmac<Sha256>;
+
+/// The most candidate signatures read from one header (DESIGN: at most 8).
+pub const MAX_CANDIDATES: usize = 8;
 
 /// Checks the request's signature; `None` configured lets all in.
 pub fn check_signature(headers: &HeaderMap, body: &[u8], signature: Option<&Signature>) -> Result<(), ApiError> {
@@ -62,7 +69,8 @@ fn hmac_header(
         SignatureEncoding::Base64 => STANDARD.decode(encoded).ok(),
     }
     .ok_or_else(|| format!("{header} is not {encoding:?}-encoded"))?;
-    let matches = secrets.iter().any(|secret| verify(secret.as_bytes(), &[body], &presented));
+    let matches =
+        secrets.iter().any(|secret| matches_any(secret.as_bytes(), &[body], std::slice::from_ref(&presented)));
     matches.then_some(()).ok_or_else(|| format!("{header} does not match the body"))
 }
 
@@ -78,8 +86,10 @@ fn standard_webhooks(
     let time: u64 = timestamp.trim().parse().map_err(|_| "webhook-timestamp is not a number".to_string())?;
     check_tolerance(time, now, tolerance)?;
     let signatures = header_text(headers, "webhook-signature")?;
-    let presented: Vec<Vec<u8>> = signatures
-        .split_whitespace()
+    let entries: Vec<&str> = signatures.split_whitespace().collect();
+    check_candidate_count("webhook-signature", entries.len())?;
+    let presented: Vec<Vec<u8>> = entries
+        .into_iter()
         .filter_map(|entry| entry.strip_prefix("v1,"))
         .filter_map(|encoded| STANDARD.decode(encoded).ok())
         .collect();
@@ -87,19 +97,19 @@ fn standard_webhooks(
     let matches = secrets
         .iter()
         .filter_map(|secret| standard_webhooks_key(secret))
-        .any(|key| presented.iter().any(|signature| verify(&key, &signed, signature)));
+        .any(|key| matches_any(&key, &signed, &presented));
     matches.then_some(()).ok_or_else(|| "no webhook-signature matches".to_string())
 }
 
 fn stripe(headers: &HeaderMap, body: &[u8], secrets: &[String], now: u64, tolerance: u64) -> Result<(), String> {
     let value = header_text(headers, "stripe-signature")?;
     let (time, signatures) = parse_stripe_header(&value).ok_or("Stripe-Signature has no t= timestamp")?;
+    check_candidate_count("Stripe-Signature", signatures.len())?;
     check_tolerance(time, now, tolerance)?;
     let time_text = time.to_string();
     let signed = [time_text.as_bytes(), b".", body];
     let presented: Vec<Vec<u8>> = signatures.into_iter().filter_map(decode_hex).collect();
-    let matches =
-        secrets.iter().any(|secret| presented.iter().any(|signature| verify(secret.as_bytes(), &signed, signature)));
+    let matches = secrets.iter().any(|secret| matches_any(secret.as_bytes(), &signed, &presented));
     matches.then_some(()).ok_or_else(|| "no v1 signature in Stripe-Signature matches".to_string())
 }
 
@@ -110,15 +120,27 @@ fn check_tolerance(time: u64, now: u64, tolerance: u64) -> Result<(), String> {
     Ok(())
 }
 
-/// Constant-time HMAC-SHA256 verification of `parts` concatenated.
-fn verify(key: &[u8], parts: &[&[u8]], presented: &[u8]) -> bool {
+fn check_candidate_count(header: &str, count: usize) -> Result<(), String> {
+    if count > MAX_CANDIDATES {
+        return Err(format!("{header} carries {count} signatures; at most {MAX_CANDIDATES} are read"));
+    }
+    Ok(())
+}
+
+/// Computes HMAC-SHA256 of `parts` concatenated once, then compares it to every presented
+/// candidate in constant time (all of them, so timing does not tell which one matched).
+fn matches_any(key: &[u8], parts: &[&[u8]], presented: &[Vec<u8>]) -> bool {
+    if presented.is_empty() {
+        return false;
+    }
     let Ok(mut mac) = HmacSha256::new_from_slice(key) else {
         return false;
     };
     for part in parts {
         mac.update(part);
     }
-    mac.verify_slice(presented).is_ok()
+    let expected = mac.finalize().into_bytes();
+    presented.iter().fold(false, |found, candidate| found | constant_time_eq(&expected, candidate))
 }
 
 fn header_text(headers: &HeaderMap, name: &str) -> Result<String, String> {

@@ -271,9 +271,15 @@ impl Store {
         self.writer.write(vec![Op::PutExecution { id: execution.id.clone(), record: encode(execution) }], false);
     }
 
+    /// Takes an execution off the queue without touching its record (durable; not waited for).
+    pub fn dequeue(&self, id: &str) {
+        self.writer.write(vec![Op::Dequeue { id: id.to_string() }], true);
+    }
+
     /// Records a finished sync execution (or deletes it, when it is not to be kept), with the
-    /// answer its caller got when that is to be kept and its idempotency key (lazy: durable at the next fsync or [`Store::flush`]). The receiver
-    /// hears when the record is visible to readers.
+    /// answer its caller got when that is to be kept and its idempotency key. Lazy (durable at
+    /// the next fsync or [`Store::flush`]) without a key; with one, the receiver hears once the
+    /// key and its answer are on disk, so the caller is answered only after that.
     pub fn record_sync_execution(
         &self,
         execution: &Execution,
@@ -283,16 +289,17 @@ impl Store {
     ) -> Committed {
         let mut ops = finish_ops(execution, keep);
         ops.extend(reply.map(|reply| Op::PutReply { id: execution.id.clone(), record: encode(reply) }));
+        let durable = idempotency.is_some();
         ops.extend(idempotency.map(idempotency_op));
-        self.writer.write_notified(ops, false)
+        self.writer.write_notified(ops, durable)
     }
 
-    /// Keeps the answer a sync caller is about to get, under its idempotency key (lazy); the
-    /// receiver hears when a repeat can find it.
+    /// Keeps the answer a sync caller is about to get, under its idempotency key; the receiver
+    /// hears once both are on disk.
     pub fn record_reply(&self, execution_id: &str, reply: &Reply, idempotency: IdempotencyEntry<'_>) -> Committed {
         let ops =
             vec![Op::PutReply { id: execution_id.to_string(), record: encode(reply) }, idempotency_op(idempotency)];
-        self.writer.write_notified(ops, false)
+        self.writer.write_notified(ops, true)
     }
 
     /// What a remembered idempotency key points at, unless it has expired.
@@ -326,14 +333,20 @@ impl Store {
         let Some(value) = executions.get(id).map_err(storage)? else {
             return Ok(None);
         };
-        let mut execution: Execution = decode("executions", value.value())?;
+        let mut execution: Execution = match decode("executions", value.value()) {
+            Ok(execution) => execution,
+            Err(error) => return Ok(Some(Execution::unreadable(id, error.to_string()))),
+        };
         // Jobs recorded one by one while it runs are newer than the whole record (which may hold
         // a delay job as `pending` that has since resolved): each replaces the one at its index.
         let jobs = txn.open_table(JOBS).map_err(storage)?;
         for entry in jobs.range((id, 0)..=(id, u32::MAX)).map_err(storage)? {
             let (key, value) = entry.map_err(storage)?;
             let index = usize::try_from(key.value().1).unwrap_or(usize::MAX);
-            let job = decode("jobs", value.value())?;
+            let job = match decode("jobs", value.value()) {
+                Ok(job) => job,
+                Err(error) => return Ok(Some(Execution::unreadable(id, format!("job {index}: {error}")))),
+            };
             match execution.jobs.get_mut(index) {
                 Some(slot) => *slot = job,
                 None => execution.jobs.push(job),
@@ -368,8 +381,10 @@ impl Store {
         };
         let mut found = Vec::new();
         for entry in range.rev() {
-            let (_, value) = entry.map_err(storage)?;
-            let execution: Execution = decode("executions", value.value())?;
+            let (id, value) = entry.map_err(storage)?;
+            // One record that does not decode never hides the others.
+            let execution = decode("executions", value.value())
+                .unwrap_or_else(|error: StoreError| Execution::unreadable(id.value(), error.to_string()));
             if filter.matches(&execution) {
                 found.push(execution);
                 if found.len() == limit {
@@ -420,6 +435,8 @@ impl Store {
                     Op::DeleteExecution { id: id.clone() },
                     Op::DeleteJobs { id: id.clone() },
                     Op::DeleteReply { id: id.clone() },
+                    // An unreadable record may still be queued.
+                    Op::Dequeue { id: id.clone() },
                 ]
             })
             .collect();
@@ -509,6 +526,72 @@ fn encode(value: &impl Serialize) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
+/// Decodes a record whatever its nesting: serde_json's recursion limit is lifted and the stack
+/// grows on the heap as needed, so everything [`encode`] wrote reads back.
 fn decode<T: for<'de> Deserialize<'de>>(table: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt { table, reason: e.to_string() })
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt { table, reason: e.to_string() };
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    deserializer.disable_recursion_limit();
+    let value = T::deserialize(serde_stacker::Deserializer::new(&mut deserializer)).map_err(corrupt)?;
+    deserializer.end().map_err(corrupt)?;
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::workflow::ExecutionStatus;
+
+    fn fresh_store(name: &str) -> (Store, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("hookflow-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        (Store::open(&dir.join("hookflow.redb")).unwrap(), dir)
+    }
+
+    #[tokio::test]
+    async fn a_record_that_does_not_decode_is_listed_unreadable_and_can_be_deleted() {
+        let (store, dir) = fresh_store("unreadable");
+        let good = Execution::new("w", 1, serde_json::json!({"body": 1}));
+        store.enqueue(&good, None).await.unwrap();
+        let broken = ulid::Ulid::new().to_string();
+        let ops = vec![
+            Op::PutExecution { id: broken.clone(), record: b"{\"id\": [not json".to_vec() },
+            Op::Enqueue { id: broken.clone() },
+        ];
+        store.writer.write_and_wait(ops).await.unwrap();
+
+        let listed = store.executions(&ExecutionFilter::default(), None, 10).unwrap();
+        let statuses: Vec<_> = listed.iter().map(|e| (e.id.as_str(), e.status)).collect();
+        assert_eq!(
+            statuses,
+            [(broken.as_str(), ExecutionStatus::Unreadable), (good.id.as_str(), ExecutionStatus::Queued)]
+        );
+        let shown = store.execution(&broken).unwrap().unwrap();
+        assert_eq!(shown.status, ExecutionStatus::Unreadable);
+        assert!(shown.error.unwrap().contains("corrupt record in executions"));
+        let only = ExecutionFilter { status: Some(ExecutionStatus::Unreadable), ..ExecutionFilter::default() };
+        assert_eq!(store.executions(&only, None, 10).unwrap().len(), 1);
+
+        store.delete_executions(std::slice::from_ref(&broken)).await.unwrap().unwrap();
+        assert_eq!(store.execution(&broken).unwrap(), None);
+        assert_eq!(store.queued().unwrap(), vec![good.id], "its queue entry went with it");
+        drop(store);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn records_deeper_than_serde_json_reads_by_default_read_back() {
+        let (store, dir) = fresh_store("deep");
+        let mut deep = serde_json::Value::Null;
+        for _ in 0..300 {
+            deep = serde_json::Value::Array(vec![deep]);
+        }
+        let execution = Execution::new("w", 1, deep.clone());
+        store.enqueue(&execution, None).await.unwrap();
+        assert_eq!(store.execution(&execution.id).unwrap().unwrap().trigger, deep);
+        drop(store);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

@@ -25,6 +25,10 @@ pub struct Execution {
     pub finished_at: Option<Timestamp>,
     /// One entry per node run, in order.
     pub jobs: Vec<Job>,
+    /// Why the execution ended `error` when no single node is to blame (a limit of DESIGN §7
+    /// named, such as `execution exceeded --max-jobs (10000)`), or why its record is `unreadable`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl Execution {
@@ -41,6 +45,24 @@ impl Execution {
             created_at: Timestamp(id.timestamp_ms()),
             finished_at: None,
             jobs: Vec::new(),
+            error: None,
+        }
+    }
+
+    /// What a listing shows for a stored record that does not decode: its id, the time in its
+    /// id, status `unreadable` and why; such a record can be deleted.
+    pub fn unreadable(id: &str, reason: String) -> Execution {
+        let created_at = ulid::Ulid::from_string(id).map_or(Timestamp(0), |ulid| Timestamp(ulid.timestamp_ms()));
+        Execution {
+            id: id.to_string(),
+            workflow: String::new(),
+            version: 0,
+            status: ExecutionStatus::Unreadable,
+            trigger: Value::Null,
+            created_at,
+            finished_at: None,
+            jobs: Vec::new(),
+            error: Some(reason),
         }
     }
 }
@@ -108,6 +130,8 @@ pub enum ExecutionStatus {
     Aborted,
     /// Ended by an operator.
     Canceled,
+    /// Its stored record does not decode; it can only be deleted.
+    Unreadable,
 }
 
 impl ExecutionStatus {
@@ -126,6 +150,7 @@ impl ExecutionStatus {
             ExecutionStatus::Error => "error",
             ExecutionStatus::Aborted => "aborted",
             ExecutionStatus::Canceled => "canceled",
+            ExecutionStatus::Unreadable => "unreadable",
         }
     }
 }

@@ -2,9 +2,12 @@
 //! [`NodeRunner`], recording one [`Job`] per node run and following each node's directive
 //! (DESIGN §3.2 and §4).
 
+use std::time::Duration;
+
 use serde_json::{Map, Value, json};
 
 use super::execution::{Execution, ExecutionStatus, Job, JobStatus, Next};
+use super::limits::{ExecutionLimits, recorded};
 use super::node::{Directive, EndStatus, NodeCall, NodeFailure, NodeRunner, Reply};
 use super::plan::{NodeKind, Plan, PlanNode};
 use super::template::Scope;
@@ -57,6 +60,8 @@ pub fn execute(
     let recorded = resolved + usize::from(pending);
     execution.jobs.truncate(recorded);
     let mut run = Run {
+        plan_limits: plan.limits,
+        sync: plan.workflow.sync,
         replay: 0,
         recorded,
         runner,
@@ -68,6 +73,8 @@ pub fn execute(
         scopes: Map::new(),
         loop_items: Vec::new(),
         reply: None,
+        recorded_bytes: 0,
+        node_time_ms: 0,
     };
     let halt = run.chain(&plan.nodes);
     let reply = run.reply;
@@ -105,6 +112,10 @@ pub fn caller_reply(execution: &Execution, reply: Option<Reply>) -> Result<Reply
 }
 
 struct Run<'a, R: ?Sized> {
+    /// What the execution may hold.
+    plan_limits: ExecutionLimits,
+    /// Sync executions are bounded by the sync timeout instead of `--max-run-time`.
+    sync: bool,
     runner: &'a R,
     observer: &'a mut dyn Observer,
     execution: &'a mut Execution,
@@ -124,6 +135,10 @@ struct Run<'a, R: ?Sized> {
     replay: usize,
     /// How many jobs were recorded before this run (the replayable ones).
     recorded: usize,
+    /// Bytes of job inputs and outputs recorded so far (against `--max-record`).
+    recorded_bytes: usize,
+    /// Node time spent so far, delays not counted (against `--max-run-time`).
+    node_time_ms: u64,
 }
 
 /// What the executor does after one node.
@@ -188,6 +203,17 @@ impl<R: NodeRunner + ?Sized> Run<'_, R> {
         if let Some(step) = self.replayed(node) {
             return step;
         }
+        let limits = &self.plan_limits;
+        let crossed = if self.execution.jobs.len() >= limits.max_jobs {
+            Some(limits.jobs_exceeded())
+        } else if !self.sync && Duration::from_millis(self.node_time_ms) >= limits.max_run_time {
+            Some(limits.run_time_exceeded())
+        } else {
+            None
+        };
+        if let Some(message) = crossed {
+            return self.exceeded(node, Value::Null, Value::Null, Timestamp::now(), message);
+        }
         let started_at = Timestamp::now();
         let system = json!({ "now": started_at.to_string() });
         let scope = Scope {
@@ -237,6 +263,15 @@ impl<R: NodeRunner + ?Sized> Run<'_, R> {
         if status == JobStatus::Resolved {
             self.remember(node, &output);
         }
+        let finished_at = Timestamp::now();
+        if node.kind != NodeKind::Delay {
+            self.node_time_ms += finished_at.0.saturating_sub(started_at.0);
+        }
+        let (input, output) = self.record(node, input, output);
+        if self.recorded_bytes > self.plan_limits.max_record {
+            let message = self.plan_limits.record_exceeded();
+            return self.exceeded(node, input, output, started_at, message);
+        }
         let next = match &step {
             Step::Next | Step::Wait(_) => Next::Continue,
             Step::Branch(name) => Next::Branch(name.clone()),
@@ -250,12 +285,55 @@ impl<R: NodeRunner + ?Sized> Run<'_, R> {
             output,
             error,
             started_at,
-            finished_at: Timestamp::now(),
+            finished_at,
             next,
         };
         self.observer.job_finished(&job);
         self.execution.jobs.push(job);
         step
+    }
+
+    /// A job's input and output as they are recorded (large ones truncated; a loop's items stay
+    /// whole, since a resumed execution re-enters the loop from them), counted against
+    /// `--max-record`.
+    fn record(&mut self, node: &PlanNode, input: Value, output: Value) -> (Value, Value) {
+        let (input, input_bytes) = recorded(input);
+        let (output, output_bytes) = match node.kind {
+            NodeKind::Loop => {
+                let bytes = output.to_string().len();
+                (output, bytes)
+            }
+            NodeKind::Plain | NodeKind::Delay => recorded(output),
+        };
+        self.recorded_bytes = self.recorded_bytes.saturating_add(input_bytes + output_bytes);
+        (input, output)
+    }
+
+    /// Ends the execution `error` because it crossed one of its limits: the crossing job and the
+    /// execution both carry the message that names the limit.
+    fn exceeded(
+        &mut self,
+        node: &PlanNode,
+        input: Value,
+        output: Value,
+        started_at: Timestamp,
+        message: String,
+    ) -> Step {
+        let job = Job {
+            node_key: node.key.clone(),
+            node_type: node.node_type.clone(),
+            status: JobStatus::Error,
+            input,
+            output,
+            error: Some(message.clone()),
+            started_at,
+            finished_at: Timestamp::now(),
+            next: Next::End,
+        };
+        self.observer.job_finished(&job);
+        self.execution.jobs.push(job);
+        self.execution.error = Some(message);
+        Step::End(ExecutionStatus::Error)
     }
 
     /// Replays the next recorded job when it belongs to this node; a recorded job of another
@@ -282,6 +360,11 @@ impl<R: NodeRunner + ?Sized> Run<'_, R> {
             self.observer.job_finished(job);
         }
         self.replay += 1;
+        self.recorded_bytes =
+            self.recorded_bytes.saturating_add(job.input.to_string().len() + job.output.to_string().len());
+        if node.kind != NodeKind::Delay {
+            self.node_time_ms += job.finished_at.0.saturating_sub(job.started_at.0);
+        }
         let step = match &job.next {
             Next::Continue => Step::Next,
             Next::Branch(name) => Step::Branch(name.clone()),

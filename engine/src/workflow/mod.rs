@@ -5,6 +5,7 @@
 mod example;
 mod execution;
 mod executor;
+mod limits;
 mod model;
 mod node;
 mod plan;
@@ -13,8 +14,9 @@ pub mod template;
 pub use example::example_paths;
 pub use execution::{Execution, ExecutionStatus, Job, JobStatus, Next};
 pub use executor::{Observer, Ran, caller_reply, execute};
+pub use limits::{ExecutionLimits, MAX_NESTING, MAX_RECORDED_VALUE, nesting_of, nests_deeper_than, recorded};
 pub use model::{
-    BasicAuth, HeaderSpec, Idempotency, Node, Options, RequestSpec, Signature, SignatureEncoding, Trigger,
+    BasicAuth, HeaderSpec, Idempotency, Node, Options, RequestSpec, SECRET_MASK, Signature, SignatureEncoding, Trigger,
     TriggerResponse, Variable, Workflow, standard_webhooks_key,
 };
 pub use node::{Directive, EndStatus, NodeCall, NodeFailure, NodeInfo, NodeOutcome, NodeRunner, Reply};

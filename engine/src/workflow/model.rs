@@ -245,6 +245,9 @@ pub struct HeaderSpec {
     pub value: String,
 }
 
+/// What stands in for a secret in answers, records and logs; never accepted as a secret itself.
+pub const SECRET_MASK: &str = "********";
+
 /// Workflow options (NocoBase keeps history settings here).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -252,6 +255,22 @@ pub struct Options {
     /// Execution statuses whose records are deleted once finished.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub delete_execution_on_status: Vec<String>,
+    /// Most jobs one execution records (default `--max-jobs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_jobs: Option<u64>,
+    /// Most bytes of recorded JSON one execution holds (default `--max-record`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_record_bytes: Option<u64>,
+    /// Most node time of one async execution, in milliseconds (default `--max-run-time`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_run_time_ms: Option<u64>,
+    /// Most async executions of this workflow queued or running (default `--max-queue`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queued: Option<u64>,
+    /// Most async executions of this workflow running at once (default: as many as workers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub max_concurrency: Option<u64>,
 }
 
 /// One node of a chain.

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::model::{Node, Signature, Workflow, standard_webhooks_key};
+use super::limits::ExecutionLimits;
+use super::model::{Node, SECRET_MASK, Signature, Workflow, standard_webhooks_key};
 use super::node::{NodeInfo, NodeRunner};
 use super::template::{Root, Step, Template, join_key, parse_value_path};
 use crate::workflow::execution::ExecutionStatus;
@@ -20,6 +21,8 @@ pub struct Plan {
     pub workflow: Workflow,
     /// The compiled top-level chain.
     pub nodes: Vec<PlanNode>,
+    /// What one execution of the plan may hold (DESIGN §7); the catalog applies the server's flags.
+    pub limits: ExecutionLimits,
 }
 
 impl Plan {
@@ -128,7 +131,8 @@ pub fn compile(workflow: &Workflow, runner: &(impl NodeRunner + ?Sized)) -> Resu
     checker.collect_keys(&workflow.nodes, "nodes");
     let nodes = checker.chain(&workflow.nodes, "nodes");
     if checker.faults.is_empty() {
-        Ok(Plan { workflow: workflow.clone(), nodes })
+        let limits = ExecutionLimits::default().for_workflow(&workflow.options);
+        Ok(Plan { workflow: workflow.clone(), nodes, limits })
     } else {
         Err(ValidationError { faults: checker.faults })
     }
@@ -175,6 +179,17 @@ impl<R: NodeRunner + ?Sized> Checker<'_, R> {
             && auth.username.contains(':')
         {
             self.fault("trigger.basicAuth.username", "a Basic auth user name cannot contain ':'");
+        }
+        if workflow.options.max_concurrency == Some(0) {
+            self.fault("options.maxConcurrency", "at least 1: with 0 no execution would ever run");
+        }
+        let mask_fault = format!("{SECRET_MASK:?} is the mask shown in place of a stored secret, not a secret");
+        if trigger.basic_auth.as_ref().is_some_and(|auth| auth.password == SECRET_MASK) {
+            self.fault("trigger.basicAuth.password", mask_fault.clone());
+        }
+        let secrets = trigger.signature.as_ref().map_or(&[][..], |signature| signature.secrets());
+        for (index, _) in secrets.iter().enumerate().filter(|(_, secret)| *secret == SECRET_MASK) {
+            self.fault(format!("trigger.signature.secrets[{index}]"), mask_fault.clone());
         }
         for (index, header) in trigger.request.headers.iter().enumerate() {
             if !is_header_name(&header.key) {

@@ -119,3 +119,48 @@ fn a_sync_run_past_its_deadline_answers_202_and_can_be_polled() {
     assert_eq!((done.status, done.text().as_str()), (200, "finally"), "the execution went on and its answer was kept");
     assert_eq!(execution_of(&done), id);
 }
+
+#[test]
+fn failed_sync_answers_are_not_kept_under_their_key() {
+    let flaky = json!({"key": "flaky", "sync": true, "trigger": {"idempotency": {"header": "Idempotency-Key"}},
+        "nodes": [{"key": "work", "type": "misbehave", "config": {"mode": "{{$context.body.mode}}", "ms": "{{$context.body.ms}}"}},
+                  {"key": "r", "type": "response", "config": {"body": {"run": "{{$execution.id}}"}}}]});
+    let server = TestServer::start(&[flaky], |config| {
+        config.dispatch.sync_timeout = Duration::from_millis(300);
+        config.host.time_budget = Duration::from_secs(10);
+    });
+    let send = |key: &str, body: Value| {
+        server.post(
+            "flaky",
+            &[("Content-Type", "application/json"), ("Idempotency-Key", key)],
+            body.to_string().as_bytes(),
+        )
+    };
+
+    let trapped = send("evt-1", json!({"mode": "trap"}));
+    assert_eq!((trapped.status, trapped.error_code()), (500, "execution_failed".to_string()), "{}", trapped.text());
+    let retried = send("evt-1", json!({"mode": "fine"}));
+    assert_eq!(retried.status, 200, "the retry ran again: {}", retried.text());
+    assert_ne!(execution_of(&retried), execution_of(&trapped));
+    let repeated = send("evt-1", json!({"mode": "trap"}));
+    assert_eq!(
+        (repeated.status, execution_of(&repeated)),
+        (200, execution_of(&retried)),
+        "the success is what the key remembers"
+    );
+
+    let slow = send("evt-2", json!({"mode": "busy", "ms": 1000}));
+    assert_eq!(slow.status, 504, "{}", slow.text());
+    let first = server.finished_execution(&execution_of(&slow));
+    assert_eq!(first.status.as_str(), "aborted");
+    // The first execution lets go of the key just after its record is written.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let retried = loop {
+        let retried = send("evt-2", json!({"mode": "fine"}));
+        if retried.status != 409 || Instant::now() > deadline {
+            break retried;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(retried.status, 200, "a 504 is not remembered either: {}", retried.text());
+}

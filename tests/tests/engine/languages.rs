@@ -40,7 +40,13 @@ fn scoring_workflow(node_type: &str) -> Value {
 /// Uploads `wasm` as `node_type`, deploys the scoring workflow and calls it as a shop would.
 fn runs_the_scoring_workflow(node_type: &str, wasm: &[u8]) {
     let server = TestServer::start(&[], |_| {});
-    let uploaded = http::request(server.address, "PUT", &format!("/api/plugins/{node_type}"), &[], wasm);
+    let uploaded = http::request(
+        server.address,
+        "PUT",
+        &format!("/api/plugins/{node_type}"),
+        &[("Content-Type", "application/wasm")],
+        wasm,
+    );
     assert_eq!(uploaded.status, 201, "{}", uploaded.text());
     assert_eq!(uploaded.json()["branches"], json!(["high", "low"]));
     let workflow = scoring_workflow(node_type);

@@ -5,6 +5,7 @@
 mod admin;
 mod executor;
 mod faults;
+mod hardening;
 mod hostile;
 mod idempotency;
 mod languages;

@@ -143,3 +143,61 @@ fn stripe_signatures() {
     assert_rejected(&send(&format!("v1={}", sign(t))), &sign(t));
     assert_rejected(&send("garbage"), &sign(t));
 }
+
+#[test]
+fn many_candidate_signatures_are_refused_before_any_mac_is_computed() {
+    let secret = "whsec_stripe_test_secret";
+    let key = b"a standard webhooks key";
+    let server = TestServer::start(
+        &[
+            signed("stripe", json!({"type": "stripe", "secrets": [secret]})),
+            signed("std", json!({"type": "standard-webhooks", "secrets": [format!("whsec_{}", STANDARD.encode(key))]})),
+        ],
+        |_| {},
+    );
+    let body = format!("{{\"pad\": \"{}\"}}", "x".repeat(512 * 1024));
+    let body = body.as_bytes();
+    let t = now();
+    let good = hex(&mac(secret.as_bytes(), &[t.to_string().as_bytes(), b".", body]));
+    let stripe = |header: &str| {
+        let started = std::time::Instant::now();
+        let response =
+            server.post("stripe", &[("Content-Type", "application/json"), ("Stripe-Signature", header)], body);
+        (response, started.elapsed())
+    };
+
+    let eight = format!("t={t}{},v1={good}", ",v1=00".repeat(7));
+    let (normal, normal_time) = stripe(&eight);
+    assert_eq!(normal.status, 200, "eight candidates are read: {}", normal.text());
+    let nine = format!("t={t}{},v1={good}", ",v1=00".repeat(8));
+    let (refused, _) = stripe(&nine);
+    assert_rejected(&refused, &good);
+    assert!(refused.text().contains("at most 8"), "the limit is named: {}", refused.text());
+
+    let flood = format!("t={t}{}", ",v1=00".repeat(10_000));
+    let (flooded, flood_time) = stripe(&flood);
+    assert_rejected(&flooded, &good);
+    assert!(
+        flood_time < normal_time + std::time::Duration::from_millis(50),
+        "10,000 candidates took {flood_time:?}, a normal request {normal_time:?}"
+    );
+
+    let id = "msg_1";
+    let sw = format!("v1,{}", STANDARD.encode(mac(key, &[id.as_bytes(), b".", t.to_string().as_bytes(), b".", body])));
+    let flood = format!("{}{sw}", "v1,AAAA ".repeat(10_000));
+    let time = t.to_string();
+    let started = std::time::Instant::now();
+    let response = server.post(
+        "std",
+        &[
+            ("Content-Type", "application/json"),
+            ("webhook-id", id),
+            ("webhook-timestamp", &time),
+            ("webhook-signature", &flood),
+        ],
+        body,
+    );
+    let elapsed = started.elapsed();
+    assert_rejected(&response, &sw);
+    assert!(elapsed < normal_time + std::time::Duration::from_millis(50), "Standard Webhooks flood took {elapsed:?}");
+}
