@@ -56,7 +56,14 @@ fn templates(c: &mut Criterion) {
     let mut jobs = Map::new();
     jobs.insert("check".into(), json!({"result": true}));
     let (system, execution, scopes) = (json!({"now": "2026-11-29T00:00:00Z"}), json!({"id": "x"}), Map::new());
-    let scope = Scope { context: &trigger, jobs: &jobs, system: &system, execution: &execution, scopes: &scopes };
+    let scope = Scope {
+        context: &trigger,
+        jobs: &jobs,
+        system: &system,
+        execution: &execution,
+        scopes: &scopes,
+        secrets: &scopes,
+    };
     c.bench_function("template: resolve a response config (5 templates)", |b| {
         b.iter(|| black_box(template.resolve(black_box(&scope))))
     });

@@ -38,6 +38,7 @@ const MAX_INLINE_NODES: usize = 16;
 impl Deployed {
     fn new(key: String, version: u64, mut plan: Plan, host: &PluginHost, limits: ExecutionLimits) -> Deployed {
         plan.limits = limits.for_workflow(&plan.workflow.options);
+        plan.secrets = host.secrets().clone();
         let accept_reply = plan.workflow.trigger.response.clone().unwrap_or_default().reply();
         let quick = plan.count_nodes_if(&|node| host.is_quick(&node.node_type));
         let runs_inline = plan.workflow.sync

@@ -266,6 +266,14 @@ pub struct ServeArgs {
     /// holding a delay node get 503 with Retry-After.
     #[arg(long, default_value_t = 100_000)]
     pub max_delayed: usize,
+    /// A secret that templates read as `{{$secrets.NAME}}`, e.g. `STRIPE_KEY=sk_live_...`
+    /// (also `HOOKFLOW_SECRET_<NAME>` in the environment). Nodes get the value; records, logs
+    /// and the admin API show `********` in its place. Repeatable.
+    #[arg(long = "secret", value_name = "NAME=VALUE")]
+    pub secrets: Vec<String>,
+    /// A file of secrets, one `NAME=VALUE` a line (blank lines and `#` comments skipped).
+    #[arg(long, value_name = "FILE")]
+    pub secrets_file: Option<PathBuf>,
     /// Most jobs one execution may record; past it the execution ends `error`, naming the limit.
     /// A workflow's `options.maxJobs` overrides it.
     #[arg(long, default_value_t = 10_000)]

@@ -7,6 +7,7 @@ mod remote;
 mod scaffold;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -15,7 +16,7 @@ use hookflow::dispatch::DispatchConfig;
 use hookflow::ingress::parse_query_example;
 use hookflow::plugin::HostConfig;
 use hookflow::server::{Server, ServerConfig};
-use hookflow::workflow::{ExecutionLimits, example_paths};
+use hookflow::workflow::{ExecutionLimits, Secrets, example_paths};
 use serde_json::{Value, json};
 
 use cli::{Cli, Command, LogFormat, ParseCommand, ServeArgs};
@@ -69,6 +70,7 @@ fn print_paths(example: &Value) -> anyhow::Result<()> {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
+    let secrets = Arc::new(load_secrets(&args)?);
     let mut config = ServerConfig::new(args.listen, args.data);
     config.workflows_dir = args.workflows;
     config.plugins_dir = args.plugins;
@@ -100,6 +102,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     for (node_type, budget) in &args.node_timeout_for {
         grants.set_time_budget(node_type, *budget);
     }
+    config.host.secrets = secrets;
     config.dispatch = DispatchConfig {
         sync_timeout: args.sync_timeout,
         workers: args.workers,
@@ -130,6 +133,39 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("stopped");
         anyhow::Ok(())
     })
+}
+
+/// The secrets of `--secrets-file`, then `HOOKFLOW_SECRET_<NAME>`, then `--secret` (a later one
+/// replaces an earlier one of the same name).
+fn load_secrets(args: &ServeArgs) -> anyhow::Result<Secrets> {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    if let Some(file) = &args.secrets_file {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("cannot read --secrets-file {}", file.display()))?;
+        for (number, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let pair = Secrets::parse_pair(line)
+                .with_context(|| format!("--secrets-file {} line {}", file.display(), number + 1))?;
+            pairs.push(pair);
+        }
+    }
+    for (name, value) in std::env::vars_os() {
+        let (Some(name), Ok(value)) = (name.to_str(), value.into_string()) else { continue };
+        if let Some(secret) = name.strip_prefix("HOOKFLOW_SECRET_") {
+            pairs.push((secret.to_string(), value));
+        }
+    }
+    for flag in &args.secrets {
+        pairs.push(Secrets::parse_pair(flag).context("--secret")?);
+    }
+    let secrets = Secrets::new(pairs.iter().map(|(name, value)| (name.as_str(), value.as_str())))?;
+    if !secrets.is_empty() {
+        tracing::info!("secrets: {}", secrets.names().collect::<Vec<_>>().join(", "));
+    }
+    Ok(secrets)
 }
 
 /// Logs to stderr at the level `RUST_LOG` asks for (default `info`), as text or JSON lines.

@@ -465,3 +465,77 @@ fn plugin_new_makes_a_javascript_node_that_passes_its_tests_builds_and_fits() {
     in_project(&project, "npm", &["run", "build"]);
     check_fits(&project.join("greeter.wasm"));
 }
+
+#[test]
+fn secrets_reach_nodes_and_callers_but_never_records_logs_or_views() {
+    let (token, signing, from_file) = ("tok-live-7f3a9c", "whsec-other-51", "file-value-88");
+    let secretive = json!({"key": "secretive", "sync": true, "nodes": [
+        {"key": "auth", "type": "set", "config": {"values": {"header": "Bearer {{$secrets.API_TOKEN}}",
+            "both": "{{$secrets.SIGNING}}/{{$secrets.FILE_KEY}}"}}},
+        {"key": "reply", "type": "response", "config": {"body": "{{$jobsMapByNodeKey.auth}}"}}]});
+    let leaky = json!({"key": "leaky", "sync": true, "nodes": [
+        {"key": "broken", "type": "set", "config": {"values": "{{$secrets.API_TOKEN}}"}}]});
+    let data = fresh_dir("operator-secrets");
+    let workflows = fresh_dir("operator-secrets-workflows");
+    std::fs::create_dir_all(&workflows).unwrap();
+    write(&workflows, "a.json", &secretive);
+    write(&workflows, "b.json", &leaky);
+    let files = fresh_dir("operator-secrets-files");
+    std::fs::create_dir_all(&files).unwrap();
+    let secrets_file = files.join("secrets");
+    std::fs::write(&secrets_file, format!("# the file's own\nFILE_KEY={from_file}\n\n")).unwrap();
+    let log = files.join("stderr.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--secret", &format!("API_TOKEN={token}")])
+        .args(["--secrets-file", secrets_file.to_str().unwrap()])
+        .args(["--data", data.to_str().unwrap(), "--workflows", workflows.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .env("HOOKFLOW_SECRET_SIGNING", signing)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let url = line.split_whitespace().last().unwrap();
+    let address = url.trim_start_matches("http://").split('/').next().unwrap().parse().unwrap();
+
+    let answer = http::post(address, "/api/webhook:trigger/secretive", &[], b"");
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(
+        answer.json(),
+        json!({"header": format!("Bearer {token}"), "both": format!("{signing}/{from_file}")}),
+        "the node got the values and its output reached the caller unchanged"
+    );
+    let shown_id = answer.header("x-hookflow-execution").unwrap().to_string();
+    let failed = http::post(address, "/api/webhook:trigger/leaky", &[], b"");
+    assert_eq!(failed.status, 500);
+    let failed_id = failed.header("x-hookflow-execution").unwrap().to_string();
+
+    let mut views = Vec::new();
+    for path in
+        ["/api/executions".to_string(), format!("/api/executions/{shown_id}"), format!("/api/executions/{failed_id}")]
+    {
+        let view = http::request(address, "GET", &path, &[], b"");
+        assert_eq!(view.status, 200, "{path}: {}", view.text());
+        views.push(view.text());
+    }
+    let shown: Value = serde_json::from_str(&views[1]).unwrap();
+    assert_eq!(shown["jobs"][0]["output"]["header"], "Bearer ********");
+    assert_eq!(shown["jobs"][0]["output"]["both"], "********/********");
+    let broken: Value = serde_json::from_str(&views[2]).unwrap();
+    assert!(broken["jobs"][0]["error"].as_str().unwrap().contains("********"), "{broken}");
+
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("execution ended"), "the failure was logged: {logged}");
+    let stored = std::fs::read(data.join("hookflow.redb")).unwrap();
+    for secret in [token, signing, from_file] {
+        for view in &views {
+            assert!(!view.contains(secret), "{secret} in a view: {view}");
+        }
+        assert!(!logged.contains(secret), "{secret} in the log");
+        assert!(!stored.windows(secret.len()).any(|window| window == secret.as_bytes()), "{secret} in the database");
+    }
+}

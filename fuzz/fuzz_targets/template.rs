@@ -15,6 +15,6 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let execution = json!({"id": "fuzz"});
     let mut scopes = Map::new();
     scopes.insert("each".into(), json!({"item": {"sku": "A"}, "index": 0, "sequence": 1, "length": 2}));
-    let scope = Scope { context: &context, jobs: &jobs, system: &system, execution: &execution, scopes: &scopes };
+    let scope = Scope { context: &context, jobs: &jobs, system: &system, execution: &execution, scopes: &scopes, secrets: &scopes };
     let _ = template.resolve(&scope);
 });

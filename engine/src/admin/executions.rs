@@ -62,6 +62,7 @@ pub(super) async fn list(
     let mut items = admin.store.executions(&filter, query.cursor.as_deref(), limit + 1).map_err(internal)?;
     let next_cursor = (items.len() > limit).then(|| items[limit - 1].id.clone());
     items.truncate(limit);
+    items.iter_mut().for_each(|execution| admin.host.secrets().mask_execution(execution));
     Ok(Json(Listing { items, next_cursor }))
 }
 
@@ -96,11 +97,11 @@ pub(super) async fn show(State(admin): State<Arc<Admin>>, Path(id): Path<String>
         (status = 404, description = "No such execution", body = ErrorBody),
         (status = 409, description = "Finished already, or a sync execution", body = ErrorBody)))]
 pub(super) async fn cancel(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let execution = execution(&admin, &id)?;
+    let execution = stored(&admin, &id)?;
     let status = execution.status;
     match admin.dispatcher.cancel(execution).await.map_err(internal)? {
-        Some(canceled) if canceled.status.is_final() => Ok(Json(canceled).into_response()),
-        Some(running) => Ok((StatusCode::ACCEPTED, Json(running)).into_response()),
+        Some(canceled) if canceled.status.is_final() => Ok(Json(masked(&admin, canceled)).into_response()),
+        Some(running) => Ok((StatusCode::ACCEPTED, Json(masked(&admin, running))).into_response()),
         None => Err(ApiError::new(
             ErrorCode::Conflict,
             format!("execution {id} cannot be canceled: it is {} (or a sync execution)", status.as_str()),
@@ -118,10 +119,10 @@ pub(super) async fn rerun(
     State(admin): State<Arc<Admin>>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Execution>), ApiError> {
-    let earlier = execution(&admin, &id)?;
+    let earlier = stored(&admin, &id)?;
     let deployed = deployed(&admin, &earlier.workflow)?;
     let rerun = admin.dispatcher.rerun(&deployed, earlier.trigger).await.map_err(internal)?;
-    Ok((StatusCode::CREATED, Json(rerun)))
+    Ok((StatusCode::CREATED, Json(masked(&admin, rerun))))
 }
 
 /// Deletes an execution's record: a finished one, or a sync one a crash left `started`; a queued
@@ -150,10 +151,21 @@ pub(super) async fn delete(State(admin): State<Arc<Admin>>, Path(id): Path<Strin
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// One execution as the API shows it: secrets masked.
 fn execution(admin: &Admin, id: &str) -> Result<Execution, ApiError> {
+    Ok(masked(admin, stored(admin, id)?))
+}
+
+/// One execution as stored (what a rerun or a cancel works on).
+fn stored(admin: &Admin, id: &str) -> Result<Execution, ApiError> {
     admin
         .store
         .execution(id)
         .map_err(internal)?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no execution {id:?}")))
+}
+
+fn masked(admin: &Admin, mut execution: Execution) -> Execution {
+    admin.host.secrets().mask_execution(&mut execution);
+    execution
 }

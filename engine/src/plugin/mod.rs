@@ -21,11 +21,11 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 
 use crate::metrics::metrics;
 use crate::workflow::{
-    Directive, EndStatus, NodeCall, NodeFailure, NodeInfo, NodeOutcome, NodeRunner, Reply, is_header_name,
+    Directive, EndStatus, NodeCall, NodeFailure, NodeInfo, NodeOutcome, NodeRunner, Reply, Secrets, is_header_name,
     is_header_value,
 };
 use bindings::{Node, NodePre};
-use sandbox::{MemoryLimitExceeded, Sandbox};
+use sandbox::{MemoryLimitExceeded, Sandbox, SandboxSpec};
 
 /// The built-in node components, compiled by `build.rs`: `(type name, component bytes)`.
 pub const BUILTIN_NODES: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/builtin_nodes.rs"));
@@ -89,6 +89,8 @@ pub struct HostConfig {
     pub cache_dir: Option<PathBuf>,
     /// What node types get beyond the bare sandbox.
     pub grants: Grants,
+    /// Masked out of nodes' log lines.
+    pub secrets: Arc<Secrets>,
 }
 
 impl Default for HostConfig {
@@ -99,6 +101,7 @@ impl Default for HostConfig {
             max_instances: 128,
             cache_dir: None,
             grants: Grants::default(),
+            secrets: Arc::default(),
         }
     }
 }
@@ -331,7 +334,15 @@ impl PluginHost {
     fn store(&self, execution_id: &str, node_key: &str, node_type: &str) -> Store<Sandbox> {
         let grant = self.config.grants.get(node_type);
         let budget = self.time_budget(node_type);
-        let sandbox = Sandbox::new(self.config.memory_limit, grant, budget, execution_id, node_key, node_type);
+        let sandbox = Sandbox::new(&SandboxSpec {
+            memory_limit: self.config.memory_limit,
+            grant,
+            time_budget: budget,
+            execution_id,
+            node_key,
+            node_type,
+            secrets: &self.config.secrets,
+        });
         let mut store = Store::new(&self.engine, sandbox);
         store.limiter(|sandbox| sandbox);
         self.arm_deadline(&mut store, node_type);
@@ -355,6 +366,11 @@ impl PluginHost {
     /// granted nothing (a grant's environment and outbound budget are fixed per store).
     fn reuses_instances(&self, plugin: &Plugin) -> bool {
         plugin.builtin && self.config.grants.get(&plugin.name).is_none()
+    }
+
+    /// The operator's secrets (what `$secrets` resolves to and what is masked).
+    pub fn secrets(&self) -> &Arc<Secrets> {
+        &self.config.secrets
     }
 
     /// How long one call of a `node_type` node may run.

@@ -2,6 +2,7 @@
 //! says, resource limits, and the `host` interface (logging tagged with the execution and node
 //! of the call).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::ResourceLimiter;
@@ -11,6 +12,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::hookflow::node::host::{Host, Level};
 use super::grants::{Grant, Outbound};
+use crate::workflow::Secrets;
 
 /// Longest log line kept from a node; the rest is cut.
 const MAX_LOG_LINE: usize = 4096;
@@ -27,20 +29,34 @@ pub struct Sandbox {
     execution_id: String,
     node_key: String,
     node_type: String,
+    /// Masked out of every log line.
+    secrets: Arc<Secrets>,
+}
+
+/// What a sandbox is made from: the call's limits and tags.
+pub struct SandboxSpec<'a> {
+    /// Linear memory limit.
+    pub memory_limit: usize,
+    /// What the node type is granted.
+    pub grant: Option<&'a Grant>,
+    /// The call's time budget.
+    pub time_budget: Duration,
+    /// Log tags.
+    pub execution_id: &'a str,
+    /// Log tags.
+    pub node_key: &'a str,
+    /// Log tags.
+    pub node_type: &'a str,
+    /// Masked out of log lines.
+    pub secrets: &'a Arc<Secrets>,
 }
 
 impl Sandbox {
     /// A sandbox with no filesystem, sockets, arguments or stdio, and only the environment
     /// variables and outbound HTTP hosts the grant lists; outbound requests end with the call's
     /// time budget.
-    pub fn new(
-        memory_limit: usize,
-        grant: Option<&Grant>,
-        time_budget: Duration,
-        execution_id: &str,
-        node_key: &str,
-        node_type: &str,
-    ) -> Sandbox {
+    pub fn new(spec: &SandboxSpec<'_>) -> Sandbox {
+        let SandboxSpec { memory_limit, grant, time_budget, execution_id, node_key, node_type, secrets } = *spec;
         let mut wasi = WasiCtx::builder();
         wasi.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
         if let Some(grant) = grant {
@@ -56,6 +72,7 @@ impl Sandbox {
             execution_id: execution_id.to_string(),
             node_key: node_key.to_string(),
             node_type: node_type.to_string(),
+            secrets: secrets.clone(),
         }
     }
 }
@@ -111,6 +128,9 @@ impl WasiHttpView for Sandbox {
 
 impl Host for Sandbox {
     fn log(&mut self, level: Level, mut message: String) {
+        if let Some(masked) = self.secrets.mask_text(&message) {
+            message = masked;
+        }
         if message.len() > MAX_LOG_LINE {
             let mut cut = MAX_LOG_LINE;
             while !message.is_char_boundary(cut) {

@@ -10,6 +10,7 @@ use super::execution::{Execution, ExecutionStatus, Job, JobStatus, Next};
 use super::limits::{ExecutionLimits, recorded};
 use super::node::{Directive, EndStatus, NodeCall, NodeFailure, NodeRunner, Reply};
 use super::plan::{NodeKind, Plan, PlanNode};
+use super::secrets::Secrets;
 use super::template::Scope;
 use crate::timestamp::Timestamp;
 
@@ -61,6 +62,7 @@ pub fn execute(
     execution.jobs.truncate(recorded);
     let mut run = Run {
         plan_limits: plan.limits,
+        secrets: &plan.secrets,
         sync: plan.workflow.sync,
         replay: 0,
         recorded,
@@ -114,6 +116,8 @@ pub fn caller_reply(execution: &Execution, reply: Option<Reply>) -> Result<Reply
 struct Run<'a, R: ?Sized> {
     /// What the execution may hold.
     plan_limits: ExecutionLimits,
+    /// `$secrets`, and what the records mask.
+    secrets: &'a Secrets,
     /// Sync executions are bounded by the sync timeout instead of `--max-run-time`.
     sync: bool,
     runner: &'a R,
@@ -222,6 +226,7 @@ impl<R: NodeRunner + ?Sized> Run<'_, R> {
             system: &system,
             execution: &self.execution_value,
             scopes: &self.scopes,
+            secrets: self.secrets.values(),
         };
         let input = node.config.resolve(&scope);
         let config = input.to_string();
@@ -277,6 +282,7 @@ impl<R: NodeRunner + ?Sized> Run<'_, R> {
             Step::Branch(name) => Next::Branch(name.clone()),
             Step::End(_) => Next::End,
         };
+        let error = error.map(|error| self.secrets.mask_text(&error).unwrap_or(error));
         let job = Job {
             node_key: node.key.clone(),
             node_type: node.node_type.clone(),
@@ -296,7 +302,9 @@ impl<R: NodeRunner + ?Sized> Run<'_, R> {
     /// A job's input and output as they are recorded (large ones truncated; a loop's items stay
     /// whole, since a resumed execution re-enters the loop from them), counted against
     /// `--max-record`.
-    fn record(&mut self, node: &PlanNode, input: Value, output: Value) -> (Value, Value) {
+    fn record(&mut self, node: &PlanNode, mut input: Value, mut output: Value) -> (Value, Value) {
+        self.secrets.mask_value(&mut input);
+        self.secrets.mask_value(&mut output);
         let (input, input_bytes) = recorded(input);
         let (output, output_bytes) = match node.kind {
             NodeKind::Loop => {

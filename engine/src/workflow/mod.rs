@@ -9,6 +9,7 @@ mod limits;
 mod model;
 mod node;
 mod plan;
+mod secrets;
 pub mod template;
 
 pub use example::example_paths;
@@ -24,3 +25,4 @@ pub use plan::{
     Fault, NodeKind, Plan, PlanNode, ValidationError, compile, is_header_name, is_header_value, is_valid_key,
     parse_workflow,
 };
+pub use secrets::{SecretError, Secrets};

@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::limits::ExecutionLimits;
 use super::model::{Node, SECRET_MASK, Signature, Workflow, standard_webhooks_key};
 use super::node::{NodeInfo, NodeRunner};
+use super::secrets::Secrets;
 use super::template::{Root, Step, Template, join_key, parse_value_path};
 use crate::workflow::execution::ExecutionStatus;
 
@@ -23,6 +24,8 @@ pub struct Plan {
     pub nodes: Vec<PlanNode>,
     /// What one execution of the plan may hold (DESIGN §7); the catalog applies the server's flags.
     pub limits: ExecutionLimits,
+    /// What `$secrets` resolves to, and what its records mask; the catalog sets the server's.
+    pub secrets: Arc<Secrets>,
 }
 
 impl Plan {
@@ -132,7 +135,7 @@ pub fn compile(workflow: &Workflow, runner: &(impl NodeRunner + ?Sized)) -> Resu
     let nodes = checker.chain(&workflow.nodes, "nodes");
     if checker.faults.is_empty() {
         let limits = ExecutionLimits::default().for_workflow(&workflow.options);
-        Ok(Plan { workflow: workflow.clone(), nodes, limits })
+        Ok(Plan { workflow: workflow.clone(), nodes, limits, secrets: Arc::default() })
     } else {
         Err(ValidationError { faults: checker.faults })
     }
@@ -379,6 +382,7 @@ impl<R: NodeRunner + ?Sized> Checker<'_, R> {
                     faults.push(format!("$scopes.{key} names no loop node around this node"));
                 }
                 (Root::Scopes, None) => faults.push("$scopes needs a loop node's key: $scopes.<key>.item".into()),
+                (Root::Secrets, None) => faults.push("$secrets needs a secret's name: $secrets.<NAME>".into()),
                 _ => {}
             }
         }

@@ -59,6 +59,8 @@ pub enum Root {
     Execution,
     /// `$scopes`: the current item of each enclosing loop, by the loop node's key.
     Scopes,
+    /// `$secrets`: the operator's secrets, by name (masked wherever they are recorded).
+    Secrets,
 }
 
 /// One step of a path.
@@ -88,6 +90,8 @@ pub struct Scope<'a> {
     pub execution: &'a Value,
     /// `$scopes`: `{"<loop key>": {"item", "index", "length"}}` for each enclosing loop.
     pub scopes: &'a Map<String, Value>,
+    /// `$secrets`: the operator's secrets by name.
+    pub secrets: &'a Map<String, Value>,
 }
 
 impl Template {
@@ -184,10 +188,11 @@ impl Expr {
             "$system" => Root::System,
             "$execution" => Root::Execution,
             "$scopes" => Root::Scopes,
+            "$secrets" => Root::Secrets,
             "" => return Err(TemplateError("empty template".into())),
             other => {
                 return Err(TemplateError(format!(
-                    "unknown variable {other:?}; expected $context, $jobsMapByNodeKey, $scopes, $system or $execution"
+                    "unknown variable {other:?}; expected $context, $jobsMapByNodeKey, $scopes, $secrets, $system or $execution"
                 )));
             }
         };
@@ -204,6 +209,7 @@ impl Expr {
             Root::Execution => scope.execution,
             Root::Jobs => return by_key(scope.jobs, &self.path),
             Root::Scopes => return by_key(scope.scopes, &self.path),
+            Root::Secrets => return by_key(scope.secrets, &self.path),
         };
         walk(start, &self.path).into_value()
     }
