@@ -253,3 +253,88 @@ fn a_delay_survives_a_crash_and_ends_on_time() {
     assert_eq!(execution["jobs"][1]["output"], json!({"order": 9}));
     assert_eq!(serve.terminate(), Some(0));
 }
+
+/// A small tmpfs mounted for one test (hookflow's data directory on a disk that fills up);
+/// unmounted when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(name: &str, size: &str) -> SmallDisk {
+        let dir = fresh_dir(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", dir.to_str().unwrap()])
+            .status()
+            .unwrap();
+        assert!(mounted.success(), "this test mounts a {size} tmpfs to fill a disk: run it as root");
+        SmallDisk(dir)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_is_reported_refused_and_recovered_from_without_losing_acknowledged_requests() {
+    let disk = SmallDisk::mount("full-disk", "24m");
+    let data = disk.0.join("data");
+    let workflows = fresh_dir("full-disk-workflows");
+    std::fs::create_dir_all(&workflows).unwrap();
+    let stored = json!({"key": "stored", "nodes": [{"key": "c", "type": "condition", "config": {}}]});
+    std::fs::write(workflows.join("stored.json"), stored.to_string()).unwrap();
+    let serve = Serve::start_with(&data, &["--workflows", workflows.to_str().unwrap(), "--workers", "1"], 1);
+    let address = serve.address;
+    let ready = || http::request(address, "GET", "/readyz", &[], b"").status;
+    assert_eq!(ready(), 200);
+
+    // Fill what is left of the disk.
+    let ballast = disk.0.join("ballast");
+    let mut file = std::fs::File::create(&ballast).unwrap();
+    let chunk = vec![0u8; 64 << 10];
+    while std::io::Write::write_all(&mut file, &chunk).is_ok() {}
+    drop(file);
+
+    let body = json!({"pad": "p".repeat(200_000)}).to_string();
+    let json_type = [("Content-Type", "application/json")];
+    let mut acknowledged = Vec::new();
+    let refused = loop {
+        let answer = http::post(address, "/api/webhook:trigger/stored", &json_type, body.as_bytes());
+        match answer.status {
+            200 => acknowledged.push(answer.header("x-hookflow-execution").unwrap().to_string()),
+            _ => break answer,
+        }
+        assert!(acknowledged.len() < 500, "the disk never filled up");
+    };
+    assert_eq!((refused.status, refused.error_code()), (503, "overloaded".to_string()), "{}", refused.text());
+    assert!(refused.header("retry-after").is_some());
+    assert_eq!(ready(), 503, "/readyz tells a load balancer");
+    let again = http::post(address, "/api/webhook:trigger/stored", &json_type, br#"{"small": 1}"#);
+    assert_eq!(again.status, 503, "refused while writes fail: {}", again.text());
+    assert_eq!(http::request(address, "GET", "/healthz", &[], b"").status, 200, "the process goes on");
+
+    std::fs::remove_file(&ballast).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ready() != 200 {
+        assert!(Instant::now() < deadline, "the store did not recover after the disk was freed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let after = http::post(address, "/api/webhook:trigger/stored", &json_type, br#"{"small": 1}"#);
+    assert_eq!(after.status, 200, "{}", after.text());
+    acknowledged.push(after.header("x-hookflow-execution").unwrap().to_string());
+    for id in &acknowledged {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let shown = http::request(address, "GET", &format!("/api/executions/{id}"), &[], b"");
+            assert_eq!(shown.status, 200, "acknowledged {id} is kept: {}", shown.text());
+            if shown.json()["status"] == "resolved" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "acknowledged {id} did not run: {}", shown.text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    assert_eq!(serve.terminate(), Some(0));
+}

@@ -218,11 +218,16 @@ async fn healthz() -> axum::Json<views::Health> {
     axum::Json(views::Health { status: "ok".into(), plugins: None })
 }
 
-/// Readiness: the store can be read and the plugins are loaded.
+/// Readiness: the store can be read and written, and the plugins are loaded.
 #[utoipa::path(get, operation_id = "readyz", path = "/readyz", tag = "health", responses(
     (status = 200, description = "Ready to take requests", body = views::Health),
-    (status = 503, description = "The store cannot be read", body = openapi::ErrorBody)))]
+    (status = 503, description = "The store cannot be read, or its last write failed", body = openapi::ErrorBody)))]
 async fn readyz(State(admin): State<Arc<Admin>>) -> Response {
+    if let Some(why) = admin.store.write_failure() {
+        return ApiError::new(ErrorCode::Overloaded, format!("the store cannot write: {why}"))
+            .with_header(header::RETRY_AFTER, "5")
+            .into_response();
+    }
     // A point read: answers whether the store can be read without scanning anything.
     match admin.store.is_queued("") {
         Ok(_) => axum::Json(views::Health { status: "ready".into(), plugins: Some(admin.host.plugins().len()) })

@@ -281,6 +281,9 @@ impl Dispatcher {
 
     /// Stores an async execution durably and queues it; answers once it is on disk.
     async fn accept_async(&self, deployed: &Deployed, trigger: Value, claim: Option<Claim>) -> Answer {
+        if let Some(why) = self.store.write_failure() {
+            return Answer::error(overloaded(&format!("the store cannot write ({why}); nothing was queued")));
+        }
         let options = &deployed.workflow().options;
         let admission = Admission {
             workflow: &deployed.key,
@@ -296,9 +299,7 @@ impl Dispatcher {
         if let Err(error) = self.store.enqueue(&execution, entry).await {
             self.load.finished(&deployed.key);
             tracing::error!(workflow = %deployed.key, "cannot queue an execution: {error}");
-            let error =
-                ApiError::new(ErrorCode::Internal, "the request could not be stored; nothing was queued, retry later");
-            return Answer::error(error);
+            return Answer::error(overloaded("the request could not be stored; nothing was queued"));
         }
         // With no workers the receiver still exists; the execution waits for a restart.
         metrics().queue_changed(1);

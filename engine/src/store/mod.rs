@@ -133,7 +133,14 @@ pub enum StoreError {
     /// The writer thread is gone (the store is shutting down).
     #[error("the store is closed")]
     Closed,
+    /// A write failed (disk full, I/O error) and the database is being reopened; nothing was
+    /// written. It is retried at least every [`RECOVERY_INTERVAL`].
+    #[error("the store cannot write since a write failed ({0}); retrying")]
+    Unavailable(String),
 }
+
+/// How often a store whose write failed tries to reopen its database and write again.
+pub const RECOVERY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn storage(error: impl std::fmt::Display) -> StoreError {
     StoreError::Storage(error.to_string())
@@ -142,8 +149,47 @@ fn storage(error: impl std::fmt::Display) -> StoreError {
 /// The database handle; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    shared: Arc<Shared>,
     writer: Writer,
+}
+
+/// The open database, which the writer replaces when a failed write left it unusable.
+struct Shared {
+    path: std::path::PathBuf,
+    /// `None` while it is being reopened.
+    db: std::sync::RwLock<Option<Arc<Database>>>,
+    /// Why the last write failed, until a write succeeds again.
+    failure: std::sync::Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn db(&self) -> Result<Arc<Database>, StoreError> {
+        let db = self.db.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        db.ok_or_else(|| StoreError::Unavailable(self.failure().unwrap_or_default()))
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    fn set_failure(&self, failure: Option<String>) {
+        *self.failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = failure;
+    }
+
+    /// Drops the database and opens it again (redb refuses every write after a failed one).
+    fn reopen(&self) -> Result<(), StoreError> {
+        let mut slot = self.db.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // The file lock is released once every handle is gone; readers hold theirs briefly.
+        *slot = None;
+        let db = open_database(&self.path)?;
+        *slot = Some(Arc::new(db));
+        Ok(())
+    }
+}
+
+fn open_database(path: &Path) -> Result<Database, StoreError> {
+    let db = Database::builder().set_cache_size(CACHE_BYTES).create(path);
+    db.map_err(|e| StoreError::Open { path: path.display().to_string(), reason: e.to_string() })
 }
 
 /// redb's page cache. Its default, 1 GiB, let a server's memory grow with every execution it
@@ -157,8 +203,7 @@ impl Store {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| open_error(e.to_string()))?;
         }
-        let db = Database::builder().set_cache_size(CACHE_BYTES).create(path);
-        let db = Arc::new(db.map_err(|e| open_error(e.to_string()))?);
+        let db = Arc::new(open_database(path)?);
         // Create every table once, so readers never meet a missing one.
         let txn = db.begin_write().map_err(storage)?;
         txn.open_table(WORKFLOWS).map_err(storage)?;
@@ -169,8 +214,18 @@ impl Store {
         txn.open_table(IDEMPOTENCY).map_err(storage)?;
         txn.open_table(REPLIES).map_err(storage)?;
         txn.commit().map_err(storage)?;
-        let writer = Writer::start(db.clone()).map_err(|e| open_error(e.to_string()))?;
-        Ok(Store { db, writer })
+        let shared = Arc::new(Shared {
+            path: path.to_path_buf(),
+            db: std::sync::RwLock::new(Some(db)),
+            failure: std::sync::Mutex::default(),
+        });
+        let writer = Writer::start(shared.clone()).map_err(|e| open_error(e.to_string()))?;
+        Ok(Store { shared, writer })
+    }
+
+    /// `Some(why)` while writes fail (the last failure), `None` when the last write succeeded.
+    pub fn write_failure(&self) -> Option<String> {
+        self.shared.failure()
     }
 
     // --- workflows ---
@@ -187,7 +242,7 @@ impl Store {
 
     /// Every stored workflow, by key.
     pub fn workflows(&self) -> Result<Vec<WorkflowRecord>, StoreError> {
-        let txn = self.db.begin_read().map_err(storage)?;
+        let txn = self.shared.db()?.begin_read().map_err(storage)?;
         let table = txn.open_table(WORKFLOWS).map_err(storage)?;
         let mut records = Vec::new();
         for entry in table.iter().map_err(storage)? {
@@ -204,7 +259,7 @@ impl Store {
 
     /// One stored workflow.
     pub fn workflow(&self, key: &str) -> Result<Option<WorkflowRecord>, StoreError> {
-        let txn = self.db.begin_read().map_err(storage)?;
+        let txn = self.shared.db()?.begin_read().map_err(storage)?;
         let table = txn.open_table(WORKFLOWS).map_err(storage)?;
         let value = table.get(key).map_err(storage)?;
         value.map(|value| decode("workflows", value.value())).transpose()
@@ -212,7 +267,7 @@ impl Store {
 
     /// One version of a workflow's definition.
     pub fn workflow_version(&self, key: &str, version: u64) -> Result<Option<Workflow>, StoreError> {
-        let txn = self.db.begin_read().map_err(storage)?;
+        let txn = self.shared.db()?.begin_read().map_err(storage)?;
         let table = txn.open_table(WORKFLOW_VERSIONS).map_err(storage)?;
         let value = table.get((key, version)).map_err(storage)?;
         value.map(|value| decode("workflow_versions", value.value())).transpose()
@@ -221,7 +276,7 @@ impl Store {
     /// Every stored version of a workflow's definition, oldest first (they outlive the workflow's
     /// deletion, for the executions that ran on them).
     pub fn workflow_versions(&self, key: &str) -> Result<Vec<(u64, Workflow)>, StoreError> {
-        let txn = self.db.begin_read().map_err(storage)?;
+        let txn = self.shared.db()?.begin_read().map_err(storage)?;
         let table = txn.open_table(WORKFLOW_VERSIONS).map_err(storage)?;
         let mut versions = Vec::new();
         for entry in table.range((key, 0)..=(key, u64::MAX)).map_err(storage)? {
@@ -304,7 +359,7 @@ impl Store {
 
     /// What a remembered idempotency key points at, unless it has expired.
     pub fn idempotency(&self, workflow: &str, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
-        let txn = self.db.begin_read().map_err(storage)?;
+        let txn = self.shared.db()?.begin_read().map_err(storage)?;
         let table = txn.open_table(IDEMPOTENCY).map_err(storage)?;
         let Some(value) = table.get((workflow, key)).map_err(storage)? else {
             return Ok(None);
@@ -315,7 +370,7 @@ impl Store {
 
     /// The answer a sync execution's caller got, when it was kept.
     pub fn reply(&self, execution_id: &str) -> Result<Option<Reply>, StoreError> {
-        let txn = self.db.begin_read().map_err(storage)?;
+        let txn = self.shared.db()?.begin_read().map_err(storage)?;
         let table = txn.open_table(REPLIES).map_err(storage)?;
         let value = table.get(execution_id).map_err(storage)?;
         value.map(|value| decode("replies", value.value())).transpose()
@@ -328,7 +383,7 @@ impl Store {
 
     /// One execution with its jobs.
     pub fn execution(&self, id: &str) -> Result<Option<Execution>, StoreError> {
-        let txn = self.db.begin_read().map_err(storage)?;
+        let txn = self.shared.db()?.begin_read().map_err(storage)?;
         let executions = txn.open_table(EXECUTIONS).map_err(storage)?;
         let Some(value) = executions.get(id).map_err(storage)? else {
             return Ok(None);
@@ -363,7 +418,7 @@ impl Store {
         before: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Execution>, StoreError> {
-        let txn = self.db.begin_read().map_err(storage)?;
+        let txn = self.shared.db()?.begin_read().map_err(storage)?;
         let table = txn.open_table(EXECUTIONS).map_err(storage)?;
         // Ids sort by creation time: the time range and the cursor narrow the range of ids read.
         let lowest = filter.since.map(first_id_at).unwrap_or_default();
@@ -404,7 +459,7 @@ impl Store {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
-        let txn = self.db.begin_read().map_err(storage)?;
+        let txn = self.shared.db()?.begin_read().map_err(storage)?;
         let executions = txn.open_table(EXECUTIONS).map_err(storage)?;
         let queue = txn.open_table(QUEUE).map_err(storage)?;
         let end = first_id_at(cutoff);
@@ -451,7 +506,7 @@ impl Store {
         after: Option<(&str, &str)>,
         limit: usize,
     ) -> Result<Vec<(String, String)>, StoreError> {
-        let txn = self.db.begin_read().map_err(storage)?;
+        let txn = self.shared.db()?.begin_read().map_err(storage)?;
         let table = txn.open_table(IDEMPOTENCY).map_err(storage)?;
         let range = match after {
             Some(after) => table.range::<(&str, &str)>((Bound::Excluded(after), Bound::Unbounded)),
@@ -483,14 +538,14 @@ impl Store {
 
     /// Whether an async execution is still on the queue (not finished).
     pub fn is_queued(&self, id: &str) -> Result<bool, StoreError> {
-        let txn = self.db.begin_read().map_err(storage)?;
+        let txn = self.shared.db()?.begin_read().map_err(storage)?;
         let table = txn.open_table(QUEUE).map_err(storage)?;
         Ok(table.get(id).map_err(storage)?.is_some())
     }
 
     /// Ids of every queued or unfinished async execution, oldest first.
     pub fn queued(&self) -> Result<Vec<String>, StoreError> {
-        let txn = self.db.begin_read().map_err(storage)?;
+        let txn = self.shared.db()?.begin_read().map_err(storage)?;
         let table = txn.open_table(QUEUE).map_err(storage)?;
         let mut ids = Vec::new();
         for entry in table.iter().map_err(storage)? {

@@ -2,9 +2,15 @@
 //! commit). A batch that holds a durable write commits with fsync; whoever asked to hear of a
 //! commit hears after it; a batch of only lazy writes commits without fsync (the next durable commit, or the
 //! flush at shutdown, makes it durable).
+//!
+//! A failed commit (disk full, I/O error) leaves redb refusing every later write, so the writer
+//! marks the store failed, keeps the background writes of that batch, and reopens the database —
+//! before the next batch, and every [`RECOVERY_INTERVAL`] while none comes. Once a commit
+//! succeeds again (the kept writes first), the failure is cleared. Whoever waits on a write hears
+//! of its failure; nothing is reported written that was not.
 
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 
 use std::time::Instant;
 
@@ -13,10 +19,16 @@ use tokio::sync::oneshot;
 
 use crate::metrics::metrics;
 
-use super::{EXECUTIONS, IDEMPOTENCY, JOBS, QUEUE, REPLIES, StoreError, WORKFLOW_VERSIONS, WORKFLOWS, storage};
+use super::{
+    EXECUTIONS, IDEMPOTENCY, JOBS, QUEUE, RECOVERY_INTERVAL, REPLIES, Shared, StoreError, WORKFLOW_VERSIONS, WORKFLOWS,
+    storage,
+};
 
 /// Most requests folded into one transaction.
 const MAX_BATCH: usize = 4096;
+
+/// Most background writes kept for after a failure; past it the oldest are dropped (and logged).
+const MAX_KEPT: usize = 100_000;
 
 /// One change to the database.
 pub enum Op {
@@ -51,9 +63,9 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the writer thread.
-    pub fn start(db: Arc<Database>) -> std::io::Result<Writer> {
+    pub fn start(shared: Arc<Shared>) -> std::io::Result<Writer> {
         let (requests, incoming) = channel();
-        std::thread::Builder::new().name("hookflow-store".into()).spawn(move || run(&db, &incoming))?;
+        std::thread::Builder::new().name("hookflow-store".into()).spawn(move || run(&shared, &incoming))?;
         Ok(Writer { requests })
     }
 
@@ -78,25 +90,76 @@ impl Writer {
     }
 }
 
-fn run(db: &Database, incoming: &Receiver<Request>) {
-    while let Ok(first) = incoming.recv() {
+fn run(shared: &Shared, incoming: &Receiver<Request>) {
+    // Background writes of batches that failed, written again once the database takes writes.
+    let mut kept: Vec<Request> = Vec::new();
+    loop {
+        let first = match incoming.recv_timeout(RECOVERY_INTERVAL) {
+            Ok(first) => first,
+            Err(RecvTimeoutError::Timeout) => {
+                if shared.failure().is_some() {
+                    recover(shared, &mut kept);
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH
             && let Ok(next) = incoming.try_recv()
         {
             batch.push(next);
         }
+        if shared.failure().is_some() && !recover(shared, &mut kept) {
+            let error = StoreError::Unavailable(shared.failure().unwrap_or_default());
+            answer(batch, &Err(error), &mut kept);
+            continue;
+        }
         let durable = batch.iter().any(|request| request.durable);
         let started = Instant::now();
-        let result = commit(db, &batch, durable);
+        let result = shared.db().and_then(|db| commit(&db, &batch, durable));
         metrics().commit(started.elapsed());
         if let Err(error) = &result {
             tracing::error!("store commit of {} writes failed: {error}", batch.len());
+            shared.set_failure(Some(error.to_string()));
         }
-        for request in batch {
-            if let Some(done) = request.done {
+        answer(batch, &result, &mut kept);
+    }
+}
+
+/// Tells whoever waits how their batch went; after a failure, keeps the background writes.
+fn answer(batch: Vec<Request>, result: &Result<(), StoreError>, kept: &mut Vec<Request>) {
+    for request in batch {
+        match request.done {
+            Some(done) => {
                 let _ = done.send(result.clone());
             }
+            None if result.is_err() => kept.push(request),
+            None => {}
+        }
+    }
+    if kept.len() > MAX_KEPT {
+        let dropped = kept.len() - MAX_KEPT;
+        tracing::error!("store: {dropped} background writes dropped while writes keep failing");
+        kept.drain(..dropped);
+    }
+}
+
+/// Reopens the database and writes the kept writes (or an empty probe) durably; clears the
+/// failure when that works.
+fn recover(shared: &Shared, kept: &mut Vec<Request>) -> bool {
+    let outcome = shared.reopen().and_then(|()| commit(shared.db()?.as_ref(), kept, true));
+    match outcome {
+        Ok(()) => {
+            tracing::info!("store: writes succeed again ({} kept writes written)", kept.len());
+            kept.clear();
+            shared.set_failure(None);
+            true
+        }
+        Err(error) => {
+            tracing::warn!("store: still cannot write: {error}");
+            shared.set_failure(Some(error.to_string()));
+            false
         }
     }
 }
