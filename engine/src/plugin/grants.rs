@@ -11,6 +11,8 @@ use std::time::Duration;
 use http_body_util::BodyExt as _;
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
+use super::connect::{checked_address, send_tls};
+
 /// The node type that makes outbound HTTP calls, and its default time budget (its requests have
 /// their own timeouts; the budget bounds the whole call).
 const HTTP_REQUEST_TYPE: &str = "http-request";
@@ -191,7 +193,7 @@ type BoxedFuture<T> = Box<dyn Future<Output = T> + Send>;
 impl WasiHttpHooks for Outbound {
     fn send_request(
         &mut self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         _errors: BoxedFuture<Result<(), wasmtime_wasi_http::Error>>,
     ) -> BoxedFuture<
@@ -214,10 +216,22 @@ impl WasiHttpHooks for Outbound {
             between_bytes_timeout: within(options.between_bytes_timeout),
         };
         Box::new(async move {
+            let timed_out = |_| wasmtime_wasi_http::Error::HttpResponseTimeout;
+            let uri = request.uri().clone();
+            let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+            let host = uri.host().unwrap_or_default();
+            let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+            // Resolved and checked here; the connection goes to this very address.
+            let address = tokio::time::timeout_at(deadline, checked_address(host, port)).await.map_err(timed_out)??;
+            if https {
+                return send_tls(request, address, host.trim_start_matches('[').trim_end_matches(']'), deadline).await;
+            }
+            let path = uri.path_and_query().map_or("/", |path| path.as_str());
+            *request.uri_mut() = format!("http://{address}{path}")
+                .parse()
+                .map_err(|_| wasmtime_wasi_http::Error::HttpRequestUriInvalid)?;
             let sent = wasmtime_wasi_http::default_send_request(request, Some(options));
-            let (response, io) = tokio::time::timeout_at(deadline, sent)
-                .await
-                .map_err(|_| wasmtime_wasi_http::Error::HttpResponseTimeout)??;
+            let (response, io) = tokio::time::timeout_at(deadline, sent).await.map_err(timed_out)??;
             let io: BoxedFuture<Result<(), wasmtime_wasi_http::Error>> = Box::new(io);
             Ok((response.map(|body| body.boxed_unsync()), io))
         })

@@ -5,6 +5,7 @@
 
 mod bindings;
 mod cache;
+mod connect;
 mod grants;
 mod sandbox;
 

@@ -154,6 +154,10 @@ fn describe(code: &ErrorCode, authority: &str) -> String {
             "the operator has not allowed this node type to call {authority} \
              (hookflow serve --allow-outbound <type>=<host>)"
         ),
+        ErrorCode::DestinationIpProhibited => format!(
+            "{authority} resolves to a loopback, private or link-local address, which only a grant of that IP \
+             literal reaches (hookflow serve --allow-outbound <type>=<ip>:<port>)"
+        ),
         ErrorCode::DnsError(_) | ErrorCode::DestinationNotFound => format!("cannot resolve the host of {authority}"),
         ErrorCode::ConnectionRefused => format!("{authority} refused the connection"),
         ErrorCode::ConnectionTimeout => format!("connecting to {authority} timed out"),

@@ -227,3 +227,28 @@ fn a_node_type_gets_its_own_time_budget() {
     let response = longer.post_json("busy", &json!({}));
     assert_eq!(response.status, 200, "{}", response.text());
 }
+
+#[test]
+fn names_that_resolve_to_internal_addresses_are_refused_even_when_granted() {
+    let target = target_server();
+    // `localhost:*` is granted by name: the name resolves to loopback, so nothing is reached —
+    // neither the target nor the engine's own admin API.
+    let server =
+        TestServer::start(&[calling(json!({"method": "GET", "url": "{{$context.body.url}}"}))], granted("localhost:*"));
+    for url in [
+        format!("http://localhost:{}/echo", target.port()),
+        format!("http://localhost:{}/api/workflows", server.address.port()),
+    ] {
+        let (status, answer, execution) = call(&server, &json!({"url": url}));
+        assert_eq!(status, 500, "{answer}");
+        let error = execution.jobs[0].error.clone().unwrap_or_default();
+        assert!(error.contains("resolves to a loopback, private or link-local address"), "{url}: {error}");
+    }
+    // The IP literal, granted as such, is reached.
+    let literal = TestServer::start(
+        &[calling(json!({"method": "GET", "url": "{{$context.body.url}}"}))],
+        granted(&format!("127.0.0.1:{}", target.port())),
+    );
+    let (status, answer, _) = call(&literal, &json!({"url": format!("http://127.0.0.1:{}/echo", target.port())}));
+    assert_eq!(status, 200, "{answer}");
+}
