@@ -34,7 +34,7 @@ fn node_call(c: &mut Criterion) {
     let context = json!({"$context": {"headers": {}, "query": {}, "body": {"status": "paid", "order": 42}},
                          "$jobsMapByNodeKey": {}, "$scopes": {}, "$execution": {"id": "x"}, "$system": {"now": "n"}})
     .to_string();
-    let call = NodeCall { execution_id: "x", node_key: "check", config: &config, context: &context };
+    let call = NodeCall { execution_id: "x", node_key: "check", config: &config, context: &context, deadline: None };
     c.bench_function("node call: condition (warm built-in instance + run)", |b| {
         b.iter(|| host.run("condition", black_box(&call)).expect("the condition runs"))
     });

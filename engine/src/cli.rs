@@ -255,8 +255,10 @@ pub struct ServeArgs {
     /// How many async executions run at once; 0 stores them without running them.
     #[arg(long, default_value_t = 4)]
     pub workers: usize,
-    /// Most sync executions running at once; more requests get 503 with Retry-After.
-    #[arg(long, default_value_t = 1024)]
+    /// Most sync executions running at once; more requests get 503 with Retry-After. Each may
+    /// hold one of tokio's 512 blocking threads while it waits for a node instance, so keep it
+    /// well below that (the blocking threads also run async executions).
+    #[arg(long, default_value_t = 256, value_parser = parse_sync_inflight)]
     pub max_sync_inflight: usize,
     /// Most async executions queued or running (those waiting in a delay not counted); more
     /// requests get 503 with Retry-After. A workflow's `options.maxQueued` sets its own share.
@@ -358,6 +360,14 @@ pub enum Lang {
     Python,
     /// JavaScript, built with componentize-js.
     Js,
+}
+
+/// `--max-sync-inflight`: 1 to 480, below tokio's 512 blocking threads.
+fn parse_sync_inflight(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(count) if (1..=480).contains(&count) => Ok(count),
+        _ => Err("expected 1 to 480: each sync execution may hold one of 512 blocking threads".into()),
+    }
 }
 
 /// `1048576`, `512KiB`, `1MiB`, `1GiB`, `10kB`, `2MB` → bytes.

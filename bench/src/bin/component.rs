@@ -25,7 +25,7 @@ fn main() {
     let context = json!({"$context": {"headers": {}, "query": {}, "body": {"status": "paid", "order": 42}},
         "$jobsMapByNodeKey": {}, "$execution": {"id": "bench"}, "$system": {"now": "2026-11-29T00:00:00Z"}})
     .to_string();
-    let call = NodeCall { execution_id: "bench", node_key: "n", config: &config, context: &context };
+    let call = NodeCall { execution_id: "bench", node_key: "n", config: &config, context: &context, deadline: None };
     let first = Instant::now();
     host.run("bench-node", &call).unwrap_or_else(|e| panic!("node call failed: {e}"));
     let first = first.elapsed();

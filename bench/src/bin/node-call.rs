@@ -23,7 +23,8 @@ fn main() {
     let context = json!({"$context": {"headers": {}, "query": {}, "body": {"status": "paid", "order": 42}},
         "$jobsMapByNodeKey": {}, "$execution": {"id": "bench"}, "$system": {"now": "2026-11-29T00:00:00Z"}})
     .to_string();
-    let call = NodeCall { execution_id: "bench", node_key: "check", config: &config, context: &context };
+    let call =
+        NodeCall { execution_id: "bench", node_key: "check", config: &config, context: &context, deadline: None };
     let per_call = time(iterations, || {
         host.run("condition", &call).unwrap_or_else(|e| panic!("node call failed: {e}"));
     });

@@ -46,7 +46,7 @@ impl Default for DispatchConfig {
         DispatchConfig {
             sync_timeout: Duration::from_secs(30),
             workers: 4,
-            max_sync_inflight: 1024,
+            max_sync_inflight: 256,
             max_queue: 100_000,
             max_delayed: 100_000,
         }
@@ -74,6 +74,9 @@ impl Answer {
         Answer { execution_id: None, reply: error.to_reply() }
     }
 }
+
+/// How much longer than its caller a sync execution waits for a node instance.
+const SLOT_WAIT_MARGIN: Duration = Duration::from_millis(100);
 
 /// The path where a sync caller past `trigger.syncDeadlineMs` polls for its answer.
 pub const RESULT_PATH: &str = "/api/webhook:result/";
@@ -219,8 +222,16 @@ impl Dispatcher {
             key: claim.key.clone(),
             record: claim.record(&execution_id),
         });
-        let mut observer =
-            SyncObserver { answer: Some(answer), sent: None, timed_out: timed_out.clone(), kept, slot: Some(slot) };
+        let wait = deadline.map_or(self.sync_timeout, |deadline| deadline.min(self.sync_timeout));
+        let mut observer = SyncObserver {
+            answer: Some(answer),
+            sent: None,
+            timed_out: timed_out.clone(),
+            kept,
+            slot: Some(slot),
+            // A little past the caller's own timeout, so the caller hears 504 first.
+            deadline: std::time::Instant::now() + self.sync_timeout + SLOT_WAIT_MARGIN,
+        };
         let span = execution_span(&execution);
         // Without an idempotency claim (whose commit this thread would wait for).
         let inline = deployed.runs_inline && claim.is_none();
@@ -266,7 +277,6 @@ impl Dispatcher {
         } else {
             tokio::task::spawn_blocking(run);
         }
-        let wait = deadline.map_or(self.sync_timeout, |deadline| deadline.min(self.sync_timeout));
         match tokio::time::timeout(wait, answered).await {
             Ok(Ok(reply)) => Answer::new(&execution_id, reply),
             // The execution thread panicked: a bug, reported as an error execution.
@@ -521,6 +531,8 @@ struct SyncObserver {
     /// The execution's place among `--max-sync-inflight`; freed before the caller's answer once
     /// no node runs after it.
     slot: Option<OwnedSemaphorePermit>,
+    /// When the caller stops waiting: node calls wait for an instance no longer.
+    deadline: std::time::Instant,
 }
 
 /// Stores a Response node's reply under its idempotency key before it is sent, so a repeat that
@@ -545,6 +557,10 @@ impl Observer for SyncObserver {
         }
         let _ = answer.send(reply.clone());
         self.sent = Some(reply.clone());
+    }
+
+    fn deadline(&self) -> Option<std::time::Instant> {
+        Some(self.deadline)
     }
 
     fn interrupted(&mut self) -> Option<ExecutionStatus> {

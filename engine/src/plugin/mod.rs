@@ -315,7 +315,7 @@ impl PluginHost {
         let pre = NodePre::new(instance_pre).map_err(wrong_world)?;
 
         let describe_error = |reason: String| LoadError::Describe { name: name.to_string(), reason };
-        let _slot = self.slots.acquire();
+        let _slot = self.slots.acquire(None);
         let mut store = self.store("", "", name);
         let node = pre.instantiate(&mut store).map_err(|e| describe_error(trap_message(&e)))?;
         let info = node.call_describe(&mut store).map_err(|e| describe_error(trap_message(&e)))?;
@@ -387,10 +387,16 @@ impl PluginHost {
     }
 
     fn call_in_sandbox(&self, plugin: &Plugin, call: &NodeCall<'_>) -> Result<NodeOutcome, NodeFailure> {
-        let _slot = if ON_RUNTIME_THREAD.with(std::cell::Cell::get) {
-            self.slots.acquire_for_runtime_thread()
+        let slot = if ON_RUNTIME_THREAD.with(std::cell::Cell::get) {
+            self.slots.acquire_for_runtime_thread(call.deadline)
         } else {
-            self.slots.acquire()
+            self.slots.acquire(call.deadline)
+        };
+        let Some(_slot) = slot else {
+            return Err(NodeFailure::Timeout(format!(
+                "no node instance became free before the execution's deadline (all {} are busy)",
+                self.config.max_instances
+            )));
         };
         let warm =
             if self.reuses_instances(plugin) { plugin.warm.lock().ok().and_then(|mut idle| idle.pop()) } else { None };
@@ -555,25 +561,32 @@ impl Slots {
         self.free.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn acquire(&self) -> Slot<'_> {
+    /// A shared slot, waiting for one at most until `deadline`.
+    fn acquire(&self, deadline: Option<Instant>) -> Option<Slot<'_>> {
         let mut free = self.counts();
         while free.shared == 0 {
-            free = self.freed.wait(free).unwrap_or_else(|poisoned| poisoned.into_inner());
+            free = match deadline {
+                None => self.freed.wait(free).unwrap_or_else(|poisoned| poisoned.into_inner()),
+                Some(deadline) => {
+                    let left = deadline.checked_duration_since(Instant::now()).filter(|left| !left.is_zero())?;
+                    self.freed.wait_timeout(free, left).unwrap_or_else(|poisoned| poisoned.into_inner()).0
+                }
+            };
         }
         free.shared -= 1;
-        Slot { slots: self, runtime_thread: false }
+        Some(Slot { slots: self, runtime_thread: false })
     }
 
     /// A runtime thread's own slot, or a shared one if all of those are taken (more runtime
     /// threads than expected), waiting only then.
-    fn acquire_for_runtime_thread(&self) -> Slot<'_> {
+    fn acquire_for_runtime_thread(&self, deadline: Option<Instant>) -> Option<Slot<'_>> {
         let mut free = self.counts();
         if free.runtime_threads == 0 {
             drop(free);
-            return self.acquire();
+            return self.acquire(deadline);
         }
         free.runtime_threads -= 1;
-        Slot { slots: self, runtime_thread: true }
+        Some(Slot { slots: self, runtime_thread: true })
     }
 }
 

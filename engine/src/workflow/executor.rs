@@ -23,6 +23,11 @@ pub trait Observer {
     /// runs after it (the execution ends with this reply).
     fn replied(&mut self, _reply: &Reply, _ends: bool) {}
 
+    /// When the execution's caller stops waiting (a sync timeout), if it has such a moment.
+    fn deadline(&self) -> Option<std::time::Instant> {
+        None
+    }
+
     /// Checked before each node: `Some(status)` stops the execution with that status
     /// (`aborted` on a sync timeout, `canceled` by an operator).
     fn interrupted(&mut self) -> Option<ExecutionStatus> {
@@ -238,8 +243,21 @@ impl<R: NodeRunner + ?Sized> Run<'_, R> {
             self.execution_value,
             system,
         );
-        let call =
-            NodeCall { execution_id: &self.execution.id, node_key: &node.key, config: &config, context: &context };
+        let run_time_left = (!self.sync).then(|| {
+            let spent = Duration::from_millis(self.node_time_ms);
+            std::time::Instant::now() + self.plan_limits.max_run_time.saturating_sub(spent)
+        });
+        let deadline = match (self.observer.deadline(), run_time_left) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let call = NodeCall {
+            execution_id: &self.execution.id,
+            node_key: &node.key,
+            config: &config,
+            context: &context,
+            deadline,
+        };
         let result = self.runner.run(&node.node_type, &call);
 
         let (status, output, error, step) = match result {

@@ -42,6 +42,9 @@ pub struct NodeCall<'a> {
     pub config: &'a str,
     /// The execution context, as JSON text.
     pub context: &'a str,
+    /// When the execution must have moved on (a sync caller's timeout, an async execution's
+    /// `--max-run-time`): a call waits for a free instance no longer than this.
+    pub deadline: Option<std::time::Instant>,
 }
 
 /// A successful node run (WIT `outcome`).

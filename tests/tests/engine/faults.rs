@@ -151,7 +151,7 @@ fn reused_builtin_instances_answer_each_call_from_its_own_input() {
     let context = json!({"$context": {}}).to_string();
     let call_set = |value: &str| {
         let config = json!({"values": {"echo": value}}).to_string();
-        let call = NodeCall { execution_id: "x", node_key: "set", config: &config, context: &context };
+        let call = NodeCall { execution_id: "x", node_key: "set", config: &config, context: &context, deadline: None };
         host().run("set", &call).unwrap().output
     };
     std::thread::scope(|scope| {

@@ -252,3 +252,48 @@ fn names_that_resolve_to_internal_addresses_are_refused_even_when_granted() {
     let (status, answer, _) = call(&literal, &json!({"url": format!("http://127.0.0.1:{}/echo", target.port())}));
     assert_eq!(status, 200, "{answer}");
 }
+
+#[test]
+fn slow_outbound_calls_holding_every_instance_do_not_hold_up_other_workflows() {
+    let target = target_server();
+    let slow = json!({"key": "slow", "nodes": [
+        {"key": "call", "type": "http-request", "config": {"method": "GET", "url": format!("http://{target}/slow"), "timeout": 5000}}]});
+    let quick =
+        json!({"key": "quick", "sync": true, "nodes": [{"key": "r", "type": "response", "config": {"body": "fast"}}]});
+    let keyed = json!({"key": "keyed", "sync": true, "trigger": {"idempotency": {"header": "Idempotency-Key"}},
+        "nodes": [{"key": "r", "type": "response", "config": {"body": "fast"}}]});
+    let server = TestServer::start(&[slow, quick, keyed], |config| {
+        granted("127.0.0.1:*")(config);
+        config.host.max_instances = 2;
+        config.host.grants.set_time_budget("http-request", Duration::from_secs(10));
+        config.dispatch.sync_timeout = Duration::from_millis(500);
+        config.dispatch.workers = 4;
+    });
+    let ids: Vec<String> =
+        (0..4).map(|_| server.post("slow", &[], b"").header("x-hookflow-execution").unwrap().to_string()).collect();
+    // Both instances are taken by calls to the slow target.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ids.iter().filter(|id| server.execution(id).is_some_and(|e| e.status == ExecutionStatus::Started)).count() < 2
+    {
+        assert!(Instant::now() < deadline, "the slow calls never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+
+    let started = Instant::now();
+    let answer = server.post("quick", &[], b"");
+    assert_eq!((answer.status, answer.text().as_str()), (200, "fast"));
+    assert!(started.elapsed() < Duration::from_millis(100), "the quick workflow took {:?}", started.elapsed());
+
+    // One that needs a shared instance waits no longer than its caller does.
+    let answer = server.post("keyed", &[("Idempotency-Key", "k1")], b"");
+    assert_eq!(answer.status, 504, "{}", answer.text());
+    let execution = server.finished_execution(answer.header("x-hookflow-execution").unwrap());
+    let took = execution.finished_at.unwrap().0 - execution.created_at.0;
+    assert!(took < 1500, "its execution waited {took} ms for an instance");
+    let error = execution.jobs[0].error.clone().unwrap_or_default();
+    assert!(error.contains("no node instance became free"), "{error}");
+    for id in &ids {
+        assert_eq!(server.finished_execution(id).jobs[0].status, JobStatus::Resolved, "the slow calls still end");
+    }
+}
