@@ -495,8 +495,10 @@ fn secrets_reach_nodes_and_callers_but_never_records_logs_or_views() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let line = lines.next().unwrap().unwrap();
+    // Keep reading what it prints, so it never writes into a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
     let url = line.split_whitespace().last().unwrap();
     let address = url.trim_start_matches("http://").split('/').next().unwrap().parse().unwrap();
 
