@@ -205,13 +205,11 @@ async function workflowsPage() {
   const workflows = await listAll('/api/workflows');
   const message = messageSlot('workflows-message');
   const rows = workflows.map((workflow) => {
-    const last = h('td', { 'data-testid': `last-${workflow.key}` }, '…');
-    // The listing does not say how each workflow last ran: ask for its newest execution.
-    api('GET', `/api/executions?workflow=${encodeURIComponent(workflow.key)}&limit=1`).then(
-      ({ items: [newest] }) => last.replaceChildren(newest
-        ? h('a', { href: `#/executions/${newest.id}` }, badge(newest.status), ' ', time(newest.createdAt))
-        : h('span', { class: 'muted' }, 'never run')),
-      () => last.replaceChildren('?'));
+    // The listing carries each workflow's newest execution.
+    const newest = workflow.lastExecution;
+    const last = h('td', { 'data-testid': `last-${workflow.key}` }, newest
+      ? h('a', { href: `#/executions/${newest.id}` }, badge(newest.status), ' ', time(newest.createdAt))
+      : h('span', { class: 'muted' }, 'never run'));
     const toggle = toggleButton(workflow, message, `toggle-${workflow.key}`);
     return h('tr', { 'data-testid': `workflow-${workflow.key}` },
       h('td', {}, h('a', { href: `#/workflows/${encodeURIComponent(workflow.key)}` }, h('code', {}, workflow.key))),

@@ -18,9 +18,26 @@ impl Timestamp {
 
     /// Reads an RFC 3339 instant in UTC (`2026-11-29T18:00:00Z`, `2026-11-29T18:00:00.250Z`).
     pub fn parse(text: &str) -> Option<Timestamp> {
-        let time = humantime::parse_rfc3339_weak(text.trim()).ok()?;
-        let millis = time.duration_since(UNIX_EPOCH).ok()?.as_millis();
-        u64::try_from(millis).ok().map(Timestamp)
+        let text = text.trim();
+        // A `+hh:mm`/`-hh:mm` offset (RFC 3339 allows any) is applied here: humantime takes `Z` only.
+        let (utc, offset_seconds) = match text.len().checked_sub(6).and_then(|at| text.get(at..).map(|tail| (at, tail)))
+        {
+            Some((at, tail)) if tail.starts_with(['+', '-']) && tail.as_bytes()[3] == b':' => {
+                let hours: i64 = tail.get(1..3)?.parse().ok()?;
+                let minutes: i64 = tail.get(4..6)?.parse().ok()?;
+                let sign = if tail.starts_with('-') { -1 } else { 1 };
+                (format!("{}Z", &text[..at]), sign * (hours * 3600 + minutes * 60))
+            }
+            _ => (text.to_string(), 0),
+        };
+        // Instants before 1970 (which humantime cannot hold) come before every execution.
+        if utc.get(..4).and_then(|year| year.parse::<u32>().ok()).is_some_and(|year| year < 1970) {
+            return Some(Timestamp(0));
+        }
+        let time = humantime::parse_rfc3339_weak(&utc).ok()?;
+        let millis = i64::try_from(time.duration_since(UNIX_EPOCH).ok()?.as_millis()).ok()?;
+        let millis = millis.saturating_sub(offset_seconds.saturating_mul(1000));
+        Some(Timestamp(u64::try_from(millis).unwrap_or(0)))
     }
 
     fn system_time(self) -> SystemTime {

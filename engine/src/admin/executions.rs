@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::openapi::ErrorBody;
 use super::views::Listing;
-use super::{Admin, ApiQuery, Page, deployed, internal};
+use super::{Admin, ApiPath, ApiQuery, Page, deployed, internal};
 use crate::api_error::{ApiError, ErrorCode};
 use crate::store::ExecutionFilter;
 use crate::timestamp::Timestamp;
@@ -25,13 +25,17 @@ pub(super) struct ExecutionQuery {
     /// Only this workflow's executions.
     workflow: Option<String>,
     /// Only executions with this status (`queued`, `started`, `resolved`, `failed`, `error`,
-    /// `aborted`, `canceled`).
+    /// `aborted`, `canceled`, `unreadable`).
+    #[param(value_type = Option<ExecutionStatus>)]
     status: Option<String>,
-    /// Only executions created at or after this RFC 3339 instant (UTC), e.g. `2026-11-29T18:00:00Z`.
+    /// Only executions created at or after this RFC 3339 instant, e.g. `2026-11-29T18:00:00Z`.
+    #[param(value_type = Option<String>, format = DateTime)]
     since: Option<String>,
-    /// Only executions created before this RFC 3339 instant (UTC).
+    /// Only executions created before this RFC 3339 instant.
+    #[param(value_type = Option<String>, format = DateTime)]
     until: Option<String>,
     /// Most items in the page (default 50, at most 500).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
     /// The `nextCursor` of the page before.
     cursor: Option<String>,
@@ -58,8 +62,12 @@ pub(super) async fn list(
         since: instant("since", query.since.as_deref())?,
         until: instant("until", query.until.as_deref())?,
     };
-    let limit = Page { limit: query.limit, cursor: None }.limit();
-    let mut items = admin.store.executions(&filter, query.cursor.as_deref(), limit + 1).map_err(internal)?;
+    let limit = Page { limit: query.limit, cursor: None }.limit()?;
+    // A page of records to read and decode: on a blocking thread, not the runtime's.
+    let store = admin.store.clone();
+    let cursor = query.cursor.clone();
+    let listed = tokio::task::spawn_blocking(move || store.executions(&filter, cursor.as_deref(), limit + 1));
+    let mut items = listed.await.map_err(internal)?.map_err(internal)?;
     let next_cursor = (items.len() > limit).then(|| items[limit - 1].id.clone());
     items.truncate(limit);
     items.iter_mut().for_each(|execution| admin.host.secrets().mask_execution(execution));
@@ -84,7 +92,10 @@ fn instant(name: &str, text: Option<&str>) -> Result<Option<Timestamp>, ApiError
     params(("id" = String, Path, description = "The execution id")), security(("admin_token" = [])),
     responses((status = 200, description = "The execution and its jobs", body = Execution),
         (status = 404, description = "No such execution", body = ErrorBody)))]
-pub(super) async fn show(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Result<Json<Execution>, ApiError> {
+pub(super) async fn show(
+    State(admin): State<Arc<Admin>>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Execution>, ApiError> {
     Ok(Json(execution(&admin, &id)?))
 }
 
@@ -96,7 +107,10 @@ pub(super) async fn show(State(admin): State<Arc<Admin>>, Path(id): Path<String>
         (status = 202, description = "Running: it stops before its next node", body = Execution),
         (status = 404, description = "No such execution", body = ErrorBody),
         (status = 409, description = "Finished already, or a sync execution", body = ErrorBody)))]
-pub(super) async fn cancel(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub(super) async fn cancel(
+    State(admin): State<Arc<Admin>>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
     let execution = stored(&admin, &id)?;
     let status = execution.status;
     match admin.dispatcher.cancel(execution).await.map_err(internal)? {
@@ -117,7 +131,7 @@ pub(super) async fn cancel(State(admin): State<Arc<Admin>>, Path(id): Path<Strin
         (status = 404, description = "No such execution, or its workflow is gone", body = ErrorBody)))]
 pub(super) async fn rerun(
     State(admin): State<Arc<Admin>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<(StatusCode, Json<Execution>), ApiError> {
     let earlier = stored(&admin, &id)?;
     let deployed = deployed(&admin, &earlier.workflow)?;
@@ -132,7 +146,10 @@ pub(super) async fn rerun(
     responses((status = 204, description = "Deleted"),
         (status = 404, description = "No such execution", body = ErrorBody),
         (status = 409, description = "Still queued or running", body = ErrorBody)))]
-pub(super) async fn delete(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub(super) async fn delete(
+    State(admin): State<Arc<Admin>>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
     let execution = execution(&admin, &id)?;
     let queued = admin.store.is_queued(&id).map_err(internal)?;
     // A sync execution is not queued; past its caller's timeout it no longer runs.

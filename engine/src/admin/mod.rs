@@ -244,6 +244,43 @@ async fn prometheus() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics().render())
 }
 
+/// Path parameters whose rejection (`/versions/-1`, invalid UTF-8) is the JSON error shape:
+/// `422 validation_failed`.
+struct ApiPath<T>(T);
+
+impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> axum::extract::FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| ApiPath(value))
+            .map_err(|rejection| ApiError::new(ErrorCode::ValidationFailed, rejection.body_text()))
+    }
+}
+
+/// A request body as text, with the API's own errors: `413` past the limit, `400 invalid_body`
+/// when it is not UTF-8 (axum's `String` extractor answers those in plain text).
+struct BodyText(String);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for BodyText {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = axum::body::Bytes::from_request(request, state).await.map_err(|rejection| {
+            let code = if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ErrorCode::PayloadTooLarge
+            } else {
+                ErrorCode::InvalidBody
+            };
+            ApiError::new(code, rejection.body_text())
+        })?;
+        String::from_utf8(bytes.to_vec())
+            .map(BodyText)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidBody, format!("the body is not UTF-8: {e}")))
+    }
+}
+
 /// Query parameters whose rejection (`?limit=ten`) is the JSON error shape: `422
 /// validation_failed`.
 struct ApiQuery<T>(T);
@@ -265,14 +302,22 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestP
 #[into_params(parameter_in = Query)]
 struct Page {
     /// Most items in the page (default 50, at most 500).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
     /// The `nextCursor` of the page before.
     cursor: Option<String>,
 }
 
 impl Page {
-    fn limit(&self) -> usize {
-        self.limit.unwrap_or(50).clamp(1, MAX_LIMIT)
+    /// The page size; `422` outside 1 to 500.
+    fn limit(&self) -> Result<usize, ApiError> {
+        match self.limit {
+            None => Ok(50),
+            Some(limit) if (1..=MAX_LIMIT).contains(&limit) => Ok(limit),
+            Some(limit) => {
+                Err(ApiError::new(ErrorCode::ValidationFailed, format!("limit: {limit} is outside 1 to {MAX_LIMIT}")))
+            }
+        }
     }
 }
 

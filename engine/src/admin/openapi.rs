@@ -81,7 +81,51 @@ pub fn openapi_document() -> Value {
         .get_or_init(|| {
             let mut document = serde_json::to_value(AdminApi::openapi()).unwrap_or_default();
             document["info"]["version"] = Value::String(env!("CARGO_PKG_VERSION").into());
+            add_common_responses(&mut document);
             document
         })
         .clone()
+}
+
+/// Adds the answers every operation of a kind can give, which its own annotation leaves out:
+/// `401`/`403` where a token is needed (a wrong token; the loopback-mode refusals), `415` where a
+/// body is taken, `422` where query parameters are parsed, and `500`/`503` everywhere (a store
+/// that cannot be read or written).
+fn add_common_responses(document: &mut Value) {
+    let error = |description: &str| {
+        serde_json::json!({"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}})
+    };
+    let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else { return };
+    for operations in paths.values_mut().filter_map(Value::as_object_mut) {
+        for (method, operation) in operations.iter_mut() {
+            let secured = operation.get("security").is_some();
+            let takes_body = operation.get("requestBody").is_some() || matches!(method.as_str(), "post" | "put");
+            let has_query = operation
+                .get("parameters")
+                .and_then(Value::as_array)
+                .is_some_and(|parameters| parameters.iter().any(|p| p["in"] == "query"));
+            let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) else { continue };
+            let mut add = |status: &str, description: &str| {
+                responses.entry(status.to_string()).or_insert_with(|| error(description));
+            };
+            if secured {
+                add("401", "Missing or wrong token (`unauthorized`)");
+                add(
+                    "403",
+                    "No token is configured and the request is not the operator's own on loopback (`admin_disabled`)",
+                );
+                add("422", "A parameter or body that does not parse (`validation_failed`)");
+            }
+            if secured && takes_body {
+                add("400", "A body that is not UTF-8 text or not JSON (`invalid_body`, `invalid_json`)");
+                add("415", "A body that is not JSON (a plugin upload: application/wasm)");
+                add("413", "A body over the limit");
+            }
+            if has_query {
+                add("422", "A query parameter that does not parse (`validation_failed`)");
+            }
+            add("500", "The store failed (`internal`)");
+        }
+    }
 }

@@ -4,19 +4,20 @@
 use axum::Json;
 use serde_json::Value;
 
+use super::BodyText;
 use super::openapi::ErrorBody;
-use super::views::{Example, PathEntry, PathList};
+use super::views::{Example, PathEntry, PathList, QueryExample};
 use crate::api_error::{ApiError, ErrorCode};
 use crate::ingress::parse_query_example;
 use crate::workflow::example_paths;
 
 /// Paths of an example query: a full URL, or its query part with or without `?`.
-#[utoipa::path(post, operation_id = "parseQuery", path = "/api/parse/query", tag = "parse", request_body = Example,
+#[utoipa::path(post, operation_id = "parseQuery", path = "/api/parse/query", tag = "parse", request_body = QueryExample,
     security(("admin_token" = [])),
     responses((status = 200, description = "The paths, in order", body = PathList),
         (status = 400, description = "Not `{\"example\": ...}`", body = ErrorBody),
         (status = 422, description = "The example is not a string", body = ErrorBody)))]
-pub(super) async fn query(body: String) -> Result<Json<PathList>, ApiError> {
+pub(super) async fn query(BodyText(body): BodyText) -> Result<Json<PathList>, ApiError> {
     let Value::String(text) = example(&body)? else {
         return Err(ApiError::new(ErrorCode::ValidationFailed, "example: expected a URL or query string"));
     };
@@ -28,7 +29,7 @@ pub(super) async fn query(body: String) -> Result<Json<PathList>, ApiError> {
     security(("admin_token" = [])),
     responses((status = 200, description = "The paths, in order", body = PathList),
         (status = 400, description = "Not `{\"example\": ...}`", body = ErrorBody)))]
-pub(super) async fn body(body: String) -> Result<Json<PathList>, ApiError> {
+pub(super) async fn body(BodyText(body): BodyText) -> Result<Json<PathList>, ApiError> {
     Ok(paths(&example(&body)?))
 }
 

@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 
 use super::openapi::ErrorBody;
 use super::views::{Listing, PluginView};
-use super::{Admin, internal};
+use super::{Admin, ApiPath, internal};
 use crate::api_error::{ApiError, ErrorCode};
 use crate::plugin::LoadError;
 
@@ -25,7 +25,7 @@ pub(super) async fn list(State(admin): State<Arc<Admin>>) -> Json<Listing<Plugin
 /// and compiled before it is accepted, then kept in the data directory.
 #[utoipa::path(put, operation_id = "uploadPlugin", path = "/api/plugins/{name}", tag = "plugins",
     params(("name" = String, Path, description = "The node type name workflows will use")),
-    request_body(content = Vec<u8>, content_type = "application/wasm", description = "A WebAssembly component of the hookflow:node world"),
+    request_body(content((Vec<u8> = "application/wasm"), (Vec<u8> = "application/octet-stream")), description = "A WebAssembly component of the hookflow:node world"),
     security(("admin_token" = [])),
     responses((status = 201, description = "Installed", body = PluginView),
         (status = 200, description = "Replaced", body = PluginView),
@@ -33,7 +33,7 @@ pub(super) async fn list(State(admin): State<Arc<Admin>>) -> Json<Listing<Plugin
         (status = 422, description = "Not a component, or not of the `node` world", body = ErrorBody)))]
 pub(super) async fn upload(
     State(admin): State<Arc<Admin>>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     component: Bytes,
 ) -> Result<(StatusCode, Json<PluginView>), ApiError> {
     let existed = admin.host.plugin(&name).is_some();
@@ -59,7 +59,10 @@ pub(super) async fn upload(
     responses((status = 204, description = "Deleted"),
         (status = 404, description = "No such plugin", body = ErrorBody),
         (status = 409, description = "A built-in, or used by an enabled workflow", body = ErrorBody)))]
-pub(super) async fn delete(State(admin): State<Arc<Admin>>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+pub(super) async fn delete(
+    State(admin): State<Arc<Admin>>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
     let plugin =
         admin.host.plugin(&name).ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no plugin {name:?}")))?;
     if plugin.builtin {

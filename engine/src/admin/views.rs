@@ -34,12 +34,34 @@ pub struct WorkflowView {
     pub created_at: Option<Timestamp>,
     /// When the current version was stored.
     pub updated_at: Option<Timestamp>,
+    /// The workflow's newest execution, if it has run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_execution: Option<LastExecution>,
+}
+
+/// A workflow's newest execution, as its listing shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastExecution {
+    /// Its id (a ULID; its time is when it was created).
+    pub id: String,
+    /// Its status.
+    pub status: String,
+    /// When it was created.
+    pub created_at: Timestamp,
 }
 
 impl WorkflowView {
     /// The view of a definition, with its secrets masked.
     pub fn masked(definition: &Workflow, version: u64, url: String) -> WorkflowView {
-        WorkflowView { definition: masked(definition), version, url, created_at: None, updated_at: None }
+        WorkflowView {
+            definition: masked(definition),
+            version,
+            url,
+            created_at: None,
+            updated_at: None,
+            last_execution: None,
+        }
     }
 }
 
@@ -101,12 +123,19 @@ impl From<&Plugin> for PluginView {
     }
 }
 
-/// `{"example": ...}`: a URL or query string for `/api/parse/query`, any JSON for
-/// `/api/parse/body`.
+/// `{"example": ...}`: any JSON for `/api/parse/body`.
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 pub struct Example {
     /// The example.
     pub example: Value,
+}
+
+/// `{"example": "<URL or query string>"}` for `/api/parse/query` (read as an [`Example`]).
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code, reason = "describes the body /api/parse/query takes; only read by the schema derive")]
+pub struct QueryExample {
+    /// A full URL, or its query part with or without `?`.
+    pub example: String,
 }
 
 /// The variables an example offers, as the trigger's `request` lists take them.

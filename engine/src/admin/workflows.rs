@@ -3,15 +3,16 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use super::openapi::ErrorBody;
-use super::views::{Listing, MASK, VersionView, WorkflowView, masked};
-use super::{Admin, ApiQuery, Page, deploy_error, deployed, internal};
+use super::views::{LastExecution, Listing, MASK, VersionView, WorkflowView, masked};
+use super::{Admin, ApiPath, ApiQuery, BodyText, Page, deploy_error, deployed, internal};
 use crate::api_error::{ApiError, ErrorCode};
 use crate::catalog::{DeployError, DeployMode, Deployed};
 use crate::ingress::TRIGGER_PATH;
+use crate::timestamp::Timestamp;
 use crate::workflow::{Workflow, parse_workflow};
 
 /// Lists deployed workflows by key.
@@ -23,7 +24,7 @@ pub(super) async fn list(
     State(admin): State<Arc<Admin>>,
     ApiQuery(page): ApiQuery<Page>,
 ) -> Result<Json<Listing<WorkflowView>>, ApiError> {
-    let limit = page.limit();
+    let limit = page.limit()?;
     let after = page.cursor.unwrap_or_default();
     let all = admin.catalog.all();
     let remaining: Vec<_> = all.iter().filter(|deployed| deployed.key > after).collect();
@@ -43,7 +44,7 @@ pub(super) async fn list(
         (status = 422, description = "Invalid definition: `error.faults` names each fault's JSON path", body = ErrorBody)))]
 pub(super) async fn create(
     State(admin): State<Arc<Admin>>,
-    body: String,
+    BodyText(body): BodyText,
 ) -> Result<(StatusCode, Json<WorkflowView>), ApiError> {
     let definition = parse_workflow(&body).map_err(|e| deploy_error(DeployError::Invalid(e)))?;
     let deployed = admin.catalog.deploy(definition, None, DeployMode::Create).await.map_err(deploy_error)?;
@@ -57,7 +58,7 @@ pub(super) async fn create(
         (status = 404, description = "No such workflow", body = ErrorBody)))]
 pub(super) async fn show(
     State(admin): State<Arc<Admin>>,
-    Path(key): Path<String>,
+    ApiPath(key): ApiPath<String>,
 ) -> Result<Json<WorkflowView>, ApiError> {
     let deployed = deployed(&admin, &key)?;
     Ok(Json(view(&admin, &deployed)?))
@@ -76,9 +77,9 @@ pub(super) async fn show(
         (status = 422, description = "Invalid definition", body = ErrorBody)))]
 pub(super) async fn replace(
     State(admin): State<Arc<Admin>>,
-    Path(key): Path<String>,
+    ApiPath(key): ApiPath<String>,
     headers: HeaderMap,
-    body: String,
+    BodyText(body): BodyText,
 ) -> Result<Json<WorkflowView>, ApiError> {
     let mode = match headers.get(header::IF_MATCH) {
         None => DeployMode::Replace,
@@ -112,7 +113,10 @@ fn if_match_version(value: &HeaderValue) -> Result<u64, ApiError> {
     params(("key" = String, Path, description = "The workflow key")), security(("admin_token" = [])),
     responses((status = 204, description = "Deleted"),
         (status = 404, description = "No such workflow", body = ErrorBody)))]
-pub(super) async fn delete(State(admin): State<Arc<Admin>>, Path(key): Path<String>) -> Result<StatusCode, ApiError> {
+pub(super) async fn delete(
+    State(admin): State<Arc<Admin>>,
+    ApiPath(key): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
     admin.catalog.remove(&key).await.map_err(deploy_error)?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -124,7 +128,7 @@ pub(super) async fn delete(State(admin): State<Arc<Admin>>, Path(key): Path<Stri
         (status = 404, description = "No such workflow", body = ErrorBody)))]
 pub(super) async fn enable(
     State(admin): State<Arc<Admin>>,
-    Path(key): Path<String>,
+    ApiPath(key): ApiPath<String>,
 ) -> Result<Json<WorkflowView>, ApiError> {
     set_enabled(&admin, &key, true).await
 }
@@ -136,7 +140,7 @@ pub(super) async fn enable(
         (status = 404, description = "No such workflow", body = ErrorBody)))]
 pub(super) async fn disable(
     State(admin): State<Arc<Admin>>,
-    Path(key): Path<String>,
+    ApiPath(key): ApiPath<String>,
 ) -> Result<Json<WorkflowView>, ApiError> {
     set_enabled(&admin, &key, false).await
 }
@@ -148,7 +152,7 @@ pub(super) async fn disable(
         (status = 404, description = "No such workflow", body = ErrorBody)))]
 pub(super) async fn versions(
     State(admin): State<Arc<Admin>>,
-    Path(key): Path<String>,
+    ApiPath(key): ApiPath<String>,
 ) -> Result<Json<Listing<VersionView>>, ApiError> {
     let current = deployed(&admin, &key)?.version;
     let versions = admin.catalog.versions(&key).map_err(internal)?;
@@ -176,7 +180,7 @@ pub(super) async fn versions(
         (status = 422, description = "The old definition no longer validates (e.g. a node type is gone)", body = ErrorBody)))]
 pub(super) async fn restore(
     State(admin): State<Arc<Admin>>,
-    Path((key, version)): Path<(String, u64)>,
+    ApiPath((key, version)): ApiPath<(String, u64)>,
 ) -> Result<Json<WorkflowView>, ApiError> {
     let current = deployed(&admin, &key)?;
     let versions = admin.catalog.versions(&key).map_err(internal)?;
@@ -203,6 +207,11 @@ fn view(admin: &Admin, deployed: &Deployed) -> Result<WorkflowView, ApiError> {
     let record = admin.catalog.record(&deployed.key).map_err(internal)?;
     view.created_at = record.as_ref().map(|r| r.created_at);
     view.updated_at = record.as_ref().map(|r| r.updated_at);
+    let last = admin.store.last_execution(&deployed.key).map_err(internal)?;
+    view.last_execution = last.map(|(id, status)| {
+        let created_at = ulid::Ulid::from_string(&id).map_or(Timestamp(0), |ulid| Timestamp(ulid.timestamp_ms()));
+        LastExecution { id, status, created_at }
+    });
     Ok(view)
 }
 

@@ -19,7 +19,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::timestamp::Timestamp;
-use crate::workflow::{Execution, Job, Reply, Workflow};
+use crate::workflow::{Execution, ExecutionStatus, Job, Reply, Workflow};
 use writer::{Op, Writer};
 
 /// Workflow key → current [`WorkflowRecord`] (JSON).
@@ -30,6 +30,18 @@ const WORKFLOW_VERSIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::
 const EXECUTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("executions");
 /// (execution id, job index) → [`Job`] (JSON): jobs of running executions, written as they finish.
 const JOBS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("jobs");
+/// (workflow, execution id): every execution of a workflow, for listings by workflow.
+const BY_WORKFLOW: TableDefinition<(&str, &str), ()> = TableDefinition::new("executions_by_workflow");
+/// (status, execution id), for listings by status.
+const BY_STATUS: TableDefinition<(&str, &str), ()> = TableDefinition::new("executions_by_status");
+/// (workflow, status, execution id), for listings by both.
+const BY_WORKFLOW_STATUS: TableDefinition<(&str, &str, &str), ()> =
+    TableDefinition::new("executions_by_workflow_status");
+/// Execution id → (workflow, status) as indexed, so a status change finds the entries to move.
+const INDEXED: TableDefinition<&str, (&str, &str)> = TableDefinition::new("executions_indexed");
+/// Bookkeeping: `"execution_index"` → 1 once the indexes cover every stored execution.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
 /// Ids of async executions not finished yet, in arrival order (ids are ULIDs).
 const QUEUE: TableDefinition<&str, ()> = TableDefinition::new("queue");
 /// (workflow key, idempotency key) → [`IdempotencyRecord`] (JSON).
@@ -103,6 +115,9 @@ impl ExecutionFilter {
 fn first_id_at(instant: Timestamp) -> String {
     ulid::Ulid::from_parts(instant.0, 0).to_string()
 }
+
+/// Sorts after every execution id (ULIDs are Crockford base32, `[0-9A-Z]`).
+const PAST_EVERY_ID: &str = "~";
 
 /// Hears when a write has committed.
 pub type Committed = tokio::sync::oneshot::Receiver<Result<(), StoreError>>;
@@ -213,6 +228,7 @@ impl Store {
         txn.open_table(QUEUE).map_err(storage)?;
         txn.open_table(IDEMPOTENCY).map_err(storage)?;
         txn.open_table(REPLIES).map_err(storage)?;
+        index_existing(&txn)?;
         txn.commit().map_err(storage)?;
         let shared = Arc::new(Shared {
             path: path.to_path_buf(),
@@ -295,17 +311,14 @@ impl Store {
         execution: &Execution,
         idempotency: Option<IdempotencyEntry<'_>>,
     ) -> Result<(), StoreError> {
-        let mut ops = vec![
-            Op::PutExecution { id: execution.id.clone(), record: encode(execution) },
-            Op::Enqueue { id: execution.id.clone() },
-        ];
+        let mut ops = vec![put_execution(execution), Op::Enqueue { id: execution.id.clone() }];
         ops.extend(idempotency.map(idempotency_op));
         self.writer.write_and_wait(ops).await
     }
 
     /// Records that a queued execution started (lazy: recovery needs only the queue and the jobs).
     pub fn mark_started(&self, execution: &Execution) {
-        self.writer.write(vec![Op::PutExecution { id: execution.id.clone(), record: encode(execution) }], false);
+        self.writer.write(vec![put_execution(execution)], false);
     }
 
     /// Records a finished job of a running async execution (durable; not waited for).
@@ -323,7 +336,7 @@ impl Store {
 
     /// Records a running sync execution, so it can be polled (lazy).
     pub fn record_sync_start(&self, execution: &Execution) {
-        self.writer.write(vec![Op::PutExecution { id: execution.id.clone(), record: encode(execution) }], false);
+        self.writer.write(vec![put_execution(execution)], false);
     }
 
     /// Takes an execution off the queue without touching its record (durable; not waited for).
@@ -430,24 +443,66 @@ impl Store {
         if highest.is_some_and(|highest| highest <= lowest.as_str()) {
             return Ok(Vec::new());
         }
-        let range = match highest {
-            Some(highest) => table.range(lowest.as_str()..highest).map_err(storage)?,
-            None => table.range(lowest.as_str()..).map_err(storage)?,
-        };
+        let (low, high) = (lowest.as_str(), highest.unwrap_or(PAST_EVERY_ID));
         let mut found = Vec::new();
-        for entry in range.rev() {
-            let (id, value) = entry.map_err(storage)?;
+        let mut take = |id: &str, value: Option<&[u8]>| {
             // One record that does not decode never hides the others.
-            let execution = decode("executions", value.value())
-                .unwrap_or_else(|error: StoreError| Execution::unreadable(id.value(), error.to_string()));
+            let execution = value.map_or_else(
+                || Err(StoreError::Corrupt { table: "executions", reason: "indexed but missing".into() }),
+                |value| decode::<Execution>("executions", value),
+            );
+            let execution = execution.unwrap_or_else(|error| Execution::unreadable(id, error.to_string()));
             if filter.matches(&execution) {
                 found.push(execution);
-                if found.len() == limit {
-                    break;
+            }
+            found.len() < limit
+        };
+        // A filter by workflow or status reads its index: the listing costs what it returns.
+        let status = filter.status.filter(|status| *status != ExecutionStatus::Unreadable).map(ExecutionStatus::as_str);
+        match (filter.workflow.as_deref(), status) {
+            (Some(workflow), Some(status)) => {
+                let index = txn.open_table(BY_WORKFLOW_STATUS).map_err(storage)?;
+                for entry in index.range((workflow, status, low)..(workflow, status, high)).map_err(storage)?.rev() {
+                    let id = entry.map_err(storage)?.0.value().2.to_string();
+                    if !take(&id, table.get(id.as_str()).map_err(storage)?.as_ref().map(|v| v.value())) {
+                        break;
+                    }
+                }
+            }
+            (Some(key), None) | (None, Some(key)) => {
+                let index =
+                    txn.open_table(if filter.workflow.is_some() { BY_WORKFLOW } else { BY_STATUS }).map_err(storage)?;
+                for entry in index.range((key, low)..(key, high)).map_err(storage)?.rev() {
+                    let id = entry.map_err(storage)?.0.value().1.to_string();
+                    if !take(&id, table.get(id.as_str()).map_err(storage)?.as_ref().map(|v| v.value())) {
+                        break;
+                    }
+                }
+            }
+            (None, None) => {
+                for entry in table.range(low..high).map_err(storage)?.rev() {
+                    let (id, value) = entry.map_err(storage)?;
+                    if !take(id.value(), Some(value.value())) {
+                        break;
+                    }
                 }
             }
         }
         Ok(found)
+    }
+
+    /// The newest execution of a workflow, as `(id, status)`, from the index.
+    pub fn last_execution(&self, workflow: &str) -> Result<Option<(String, String)>, StoreError> {
+        let txn = self.shared.db()?.begin_read().map_err(storage)?;
+        let by_workflow = txn.open_table(BY_WORKFLOW).map_err(storage)?;
+        let Some(entry) = by_workflow.range((workflow, "")..(workflow, PAST_EVERY_ID)).map_err(storage)?.next_back()
+        else {
+            return Ok(None);
+        };
+        let id = entry.map_err(storage)?.0.value().1.to_string();
+        let indexed = txn.open_table(INDEXED).map_err(storage)?;
+        let status = indexed.get(id.as_str()).map_err(storage)?.map(|guard| guard.value().1.to_string());
+        Ok(Some((id, status.unwrap_or_else(|| "unreadable".into()))))
     }
 
     /// Ids of executions created before `cutoff` that are not on the async queue — finished,
@@ -556,6 +611,42 @@ impl Store {
     }
 }
 
+/// Writes an execution's record and its index entries.
+fn put_execution(execution: &Execution) -> Op {
+    Op::PutExecution {
+        id: execution.id.clone(),
+        workflow: execution.workflow.clone(),
+        status: execution.status.as_str(),
+        record: encode(execution),
+    }
+}
+
+/// Indexes every stored execution once (a database written before the indexes existed).
+fn index_existing(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let mut meta = txn.open_table(META).map_err(storage)?;
+    let mut index = writer::Index::open(txn)?;
+    if meta.get("execution_index").map_err(storage)?.is_some() {
+        return Ok(());
+    }
+    let executions = txn.open_table(EXECUTIONS).map_err(storage)?;
+    let mut count = 0usize;
+    for entry in executions.iter().map_err(storage)? {
+        let (id, value) = entry.map_err(storage)?;
+        // An undecodable record is indexed under no workflow as `unreadable`.
+        let (workflow, status) = match decode::<Execution>("executions", value.value()) {
+            Ok(execution) => (execution.workflow, execution.status.as_str()),
+            Err(_) => (String::new(), "unreadable"),
+        };
+        index.put(id.value(), &workflow, status)?;
+        count += 1;
+    }
+    meta.insert("execution_index", 1).map_err(storage)?;
+    if count > 0 {
+        tracing::info!("indexed {count} stored executions by workflow and status");
+    }
+    Ok(())
+}
+
 fn idempotency_op(entry: IdempotencyEntry<'_>) -> Op {
     Op::PutIdempotency {
         workflow: entry.workflow.to_string(),
@@ -568,11 +659,7 @@ fn idempotency_op(entry: IdempotencyEntry<'_>) -> Op {
 /// replaces its job-by-job progress and its queue entry.
 fn finish_ops(execution: &Execution, keep: bool) -> Vec<Op> {
     let id = execution.id.clone();
-    let record = if keep {
-        Op::PutExecution { id: id.clone(), record: encode(execution) }
-    } else {
-        Op::DeleteExecution { id: id.clone() }
-    };
+    let record = if keep { put_execution(execution) } else { Op::DeleteExecution { id: id.clone() } };
     vec![record, Op::DeleteJobs { id: id.clone() }, Op::Dequeue { id }]
 }
 
@@ -597,7 +684,6 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::workflow::ExecutionStatus;
 
     fn fresh_store(name: &str) -> (Store, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("hookflow-store-{name}-{}", std::process::id()));
@@ -612,7 +698,12 @@ mod tests {
         store.enqueue(&good, None).await.unwrap();
         let broken = ulid::Ulid::new().to_string();
         let ops = vec![
-            Op::PutExecution { id: broken.clone(), record: b"{\"id\": [not json".to_vec() },
+            Op::PutExecution {
+                id: broken.clone(),
+                workflow: "w".into(),
+                status: "resolved",
+                record: b"{\"id\": [not json".to_vec(),
+            },
             Op::Enqueue { id: broken.clone() },
         ];
         store.writer.write_and_wait(ops).await.unwrap();
@@ -632,6 +723,59 @@ mod tests {
         store.delete_executions(std::slice::from_ref(&broken)).await.unwrap().unwrap();
         assert_eq!(store.execution(&broken).unwrap(), None);
         assert_eq!(store.queued().unwrap(), vec![good.id], "its queue entry went with it");
+        drop(store);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn filtered_listings_follow_status_changes_through_the_indexes() {
+        let (store, dir) = fresh_store("index");
+        let mut made = Vec::new();
+        for n in 0..30 {
+            let mut execution = Execution::new(if n % 3 == 0 { "rare" } else { "common" }, 1, serde_json::json!(n));
+            store.enqueue(&execution, None).await.unwrap();
+            if n % 2 == 0 {
+                execution.status = ExecutionStatus::Started;
+                store.mark_started(&execution);
+                execution.status = ExecutionStatus::Resolved;
+                store.record_finished(&execution, true);
+            }
+            made.push(execution);
+            // Distinct milliseconds keep the ids in creation order.
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        store.flush().await.unwrap();
+        let list = |workflow: Option<&str>, status: Option<ExecutionStatus>, before: Option<&str>, limit: usize| {
+            let filter =
+                ExecutionFilter { workflow: workflow.map(str::to_string), status, ..ExecutionFilter::default() };
+            store.executions(&filter, before, limit).unwrap().into_iter().map(|e| e.id).collect::<Vec<_>>()
+        };
+        let expected = |workflow: Option<&str>, status: Option<ExecutionStatus>| {
+            let mut ids: Vec<String> = made
+                .iter()
+                .filter(|e| workflow.is_none_or(|w| e.workflow == w) && status.is_none_or(|s| e.status == s))
+                .map(|e| e.id.clone())
+                .collect();
+            ids.reverse();
+            ids
+        };
+        for workflow in [None, Some("rare"), Some("common")] {
+            for status in
+                [None, Some(ExecutionStatus::Queued), Some(ExecutionStatus::Resolved), Some(ExecutionStatus::Started)]
+            {
+                assert_eq!(list(workflow, status, None, 100), expected(workflow, status), "{workflow:?} {status:?}");
+            }
+        }
+        let page = list(Some("rare"), None, None, 3);
+        assert_eq!(page, expected(Some("rare"), None)[..3]);
+        let next = list(Some("rare"), None, Some(&page[2]), 100);
+        assert_eq!(next, expected(Some("rare"), None)[3..]);
+        let newest = made.iter().rev().find(|e| e.workflow == "rare").unwrap();
+        let last = store.last_execution("rare").unwrap().unwrap();
+        assert_eq!(last, (newest.id.clone(), newest.status.as_str().to_string()));
+        assert_eq!(store.last_execution("none").unwrap(), None);
+        store.delete_executions(std::slice::from_ref(&newest.id)).await.unwrap().unwrap();
+        assert!(!list(Some("rare"), None, None, 100).contains(&newest.id));
         drop(store);
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -14,14 +14,14 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 
 use std::time::Instant;
 
-use redb::{Database, Durability};
+use redb::{Database, Durability, ReadableTable as _};
 use tokio::sync::oneshot;
 
 use crate::metrics::metrics;
 
 use super::{
-    EXECUTIONS, IDEMPOTENCY, JOBS, QUEUE, RECOVERY_INTERVAL, REPLIES, Shared, StoreError, WORKFLOW_VERSIONS, WORKFLOWS,
-    storage,
+    BY_STATUS, BY_WORKFLOW, BY_WORKFLOW_STATUS, EXECUTIONS, IDEMPOTENCY, INDEXED, JOBS, QUEUE, RECOVERY_INTERVAL,
+    REPLIES, Shared, StoreError, WORKFLOW_VERSIONS, WORKFLOWS, storage,
 };
 
 /// Most requests folded into one transaction.
@@ -35,7 +35,7 @@ pub enum Op {
     PutWorkflow { key: String, record: Vec<u8> },
     DeleteWorkflow { key: String },
     PutWorkflowVersion { key: String, version: u64, definition: Vec<u8> },
-    PutExecution { id: String, record: Vec<u8> },
+    PutExecution { id: String, workflow: String, status: &'static str, record: Vec<u8> },
     DeleteExecution { id: String },
     PutJob { id: String, index: u32, record: Vec<u8> },
     DeleteJobs { id: String },
@@ -177,6 +177,7 @@ fn commit(db: &Database, batch: &[Request], durable: bool) -> Result<(), StoreEr
         let mut queue = txn.open_table(QUEUE).map_err(storage)?;
         let mut idempotency = txn.open_table(IDEMPOTENCY).map_err(storage)?;
         let mut replies = txn.open_table(REPLIES).map_err(storage)?;
+        let mut index = Index::open(&txn)?;
         for op in batch.iter().flat_map(|request| &request.ops) {
             match op {
                 Op::PutWorkflow { key, record } => workflows.insert(key.as_str(), record.as_slice()).map(drop),
@@ -184,8 +185,14 @@ fn commit(db: &Database, batch: &[Request], durable: bool) -> Result<(), StoreEr
                 Op::PutWorkflowVersion { key, version, definition } => {
                     versions.insert((key.as_str(), *version), definition.as_slice()).map(drop)
                 }
-                Op::PutExecution { id, record } => executions.insert(id.as_str(), record.as_slice()).map(drop),
-                Op::DeleteExecution { id } => executions.remove(id.as_str()).map(drop),
+                Op::PutExecution { id, workflow, status, record } => {
+                    index.put(id, workflow, status)?;
+                    executions.insert(id.as_str(), record.as_slice()).map(drop)
+                }
+                Op::DeleteExecution { id } => {
+                    index.remove(id)?;
+                    executions.remove(id.as_str()).map(drop)
+                }
                 Op::PutJob { id, index, record } => jobs.insert((id.as_str(), *index), record.as_slice()).map(drop),
                 Op::DeleteJobs { id } => jobs.retain_in((id.as_str(), 0)..=(id.as_str(), u32::MAX), |_, _| false),
                 Op::Enqueue { id } => queue.insert(id.as_str(), ()).map(drop),
@@ -203,4 +210,61 @@ fn commit(db: &Database, batch: &[Request], durable: bool) -> Result<(), StoreEr
         }
     }
     txn.commit().map_err(storage)
+}
+
+/// The execution indexes of one write transaction: by workflow, by status, by both, and what
+/// each execution is indexed as (so a status change moves its entries).
+pub struct Index<'txn> {
+    by_workflow: redb::Table<'txn, (&'static str, &'static str), ()>,
+    by_status: redb::Table<'txn, (&'static str, &'static str), ()>,
+    by_workflow_status: redb::Table<'txn, (&'static str, &'static str, &'static str), ()>,
+    indexed: redb::Table<'txn, &'static str, (&'static str, &'static str)>,
+}
+
+impl<'txn> Index<'txn> {
+    /// Opens the index tables in `txn`.
+    pub fn open(txn: &'txn redb::WriteTransaction) -> Result<Index<'txn>, StoreError> {
+        Ok(Index {
+            by_workflow: txn.open_table(BY_WORKFLOW).map_err(storage)?,
+            by_status: txn.open_table(BY_STATUS).map_err(storage)?,
+            by_workflow_status: txn.open_table(BY_WORKFLOW_STATUS).map_err(storage)?,
+            indexed: txn.open_table(INDEXED).map_err(storage)?,
+        })
+    }
+
+    /// Indexes an execution under its workflow and (current) status.
+    pub fn put(&mut self, id: &str, workflow: &str, status: &str) -> Result<(), StoreError> {
+        let before = self.indexed(id)?;
+        if before.as_ref().is_some_and(|(w, s)| w == workflow && s == status) {
+            return Ok(());
+        }
+        if let Some((old_workflow, old_status)) = before {
+            self.by_status.remove((old_status.as_str(), id)).map_err(storage)?;
+            self.by_workflow_status.remove((old_workflow.as_str(), old_status.as_str(), id)).map_err(storage)?;
+            self.by_workflow.remove((old_workflow.as_str(), id)).map_err(storage)?;
+        }
+        self.by_workflow.insert((workflow, id), ()).map_err(storage)?;
+        self.by_status.insert((status, id), ()).map_err(storage)?;
+        self.by_workflow_status.insert((workflow, status, id), ()).map_err(storage)?;
+        self.indexed.insert(id, (workflow, status)).map_err(storage)?;
+        Ok(())
+    }
+
+    /// Forgets an execution's index entries.
+    pub fn remove(&mut self, id: &str) -> Result<(), StoreError> {
+        let Some((workflow, status)) = self.indexed(id)? else { return Ok(()) };
+        self.by_workflow.remove((workflow.as_str(), id)).map_err(storage)?;
+        self.by_status.remove((status.as_str(), id)).map_err(storage)?;
+        self.by_workflow_status.remove((workflow.as_str(), status.as_str(), id)).map_err(storage)?;
+        self.indexed.remove(id).map_err(storage)?;
+        Ok(())
+    }
+
+    fn indexed(&self, id: &str) -> Result<Option<(String, String)>, StoreError> {
+        let entry = self.indexed.get(id).map_err(storage)?;
+        Ok(entry.map(|guard| {
+            let (workflow, status) = guard.value();
+            (workflow.to_string(), status.to_string())
+        }))
+    }
 }

@@ -118,11 +118,53 @@ impl ValidationError {
 
 /// Parses a definition from JSON text; a type error names its JSON path.
 pub fn parse_workflow(json: &str) -> Result<Workflow, ValidationError> {
+    // serde would also take a struct written as an array of its fields (`[]` is a workflow with
+    // every default): the definition and its parts are objects.
+    if let Ok(value) = serde_json::from_str::<Value>(json)
+        && let Some(path) = array_in_place_of_object(&value)
+    {
+        return Err(ValidationError::single(path, "expected a JSON object".to_string()));
+    }
     let deserializer = &mut serde_json::Deserializer::from_str(json);
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let path = error.path().to_string();
         let path = if path == "." { String::new() } else { path };
         ValidationError::single(path, error.into_inner().to_string())
+    })
+}
+
+/// The path of the first part of a definition that is an array where an object belongs.
+fn array_in_place_of_object(definition: &Value) -> Option<String> {
+    const OBJECTS: [&str; 7] = [
+        "trigger",
+        "options",
+        "trigger.basicAuth",
+        "trigger.request",
+        "trigger.response",
+        "trigger.signature",
+        "trigger.idempotency",
+    ];
+    if !definition.is_object() {
+        return Some(String::new());
+    }
+    let at = |path: &str| path.split('.').try_fold(definition, |value, key| value.get(key));
+    if let Some(path) =
+        OBJECTS.into_iter().find(|path| at(path).is_some_and(|value| !value.is_object() && !value.is_null()))
+    {
+        return Some(path.to_string());
+    }
+    let nodes = definition.get("nodes").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    node_not_object(nodes, "nodes")
+}
+
+fn node_not_object(nodes: &[Value], path: &str) -> Option<String> {
+    nodes.iter().enumerate().find_map(|(index, node)| {
+        let here = format!("{path}[{index}]");
+        let Some(node) = node.as_object() else { return Some(here) };
+        let branches = node.get("branches").and_then(Value::as_object)?;
+        branches.iter().find_map(|(name, chain)| {
+            node_not_object(chain.as_array().map(Vec::as_slice).unwrap_or_default(), &format!("{here}.branches.{name}"))
+        })
     })
 }
 
