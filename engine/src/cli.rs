@@ -288,7 +288,8 @@ pub struct ServeArgs {
     /// `options.maxRunTimeMs` overrides it.
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     pub max_run_time: Duration,
-    /// Most open client connections; more wait in the listen backlog until one closes.
+    /// Most open client connections; more wait in the listen backlog until one closes. Lowered
+    /// to the open-file limit (ulimit -n) less 64 descriptors kept for the engine itself.
     #[arg(long, default_value_t = 4096)]
     pub max_connections: usize,
     /// How long a client may take to send a request's head (after connecting or after its

@@ -59,7 +59,7 @@ pub async fn serve(
         .max_headers(config.max_headers)
         .max_buf_size(config.max_head_bytes.max(8192));
     let graceful = GracefulShutdown::new();
-    let connections = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let connections = Arc::new(Semaphore::new(connection_limit(config.max_connections)));
     tokio::pin!(stop);
     loop {
         // At the limit, stop accepting: new connections wait in the kernel's backlog.
@@ -172,5 +172,54 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+/// File descriptors kept for the engine's own use beyond client connections: the database, the
+/// listener, outbound requests of nodes, the component cache, logs.
+const RESERVED_DESCRIPTORS: usize = 64;
+
+/// `--max-connections`, lowered when the process may not open that many files (with
+/// [`RESERVED_DESCRIPTORS`] to spare): past the descriptor limit `accept` fails, and so does
+/// everything else that opens a file or a socket.
+fn connection_limit(wanted: usize) -> usize {
+    let Some(files) = open_file_limit() else { return wanted.max(1) };
+    let fits = files.saturating_sub(RESERVED_DESCRIPTORS).max(1);
+    if wanted > fits {
+        tracing::warn!(
+            "--max-connections {wanted} lowered to {fits}: the process may open {files} files (ulimit -n), \
+             {RESERVED_DESCRIPTORS} kept for the engine itself"
+        );
+        return fits;
+    }
+    wanted.max(1)
+}
+
+/// The soft limit of open files, from `/proc/self/limits` (Linux); `None` when unknown or unlimited.
+fn open_file_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    parse_open_file_limit(&limits)
+}
+
+fn parse_open_file_limit(limits: &str) -> Option<usize> {
+    let line = limits.lines().find(|line| line.starts_with("Max open files"))?;
+    line.trim_start_matches("Max open files").split_whitespace().next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_soft_open_file_limit() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
+                      Max processes             127431               127431               processes\n\
+                      Max open files            256                  1048576              files\n";
+        assert_eq!(parse_open_file_limit(limits), Some(256));
+        assert_eq!(
+            parse_open_file_limit("Max open files            unlimited            unlimited            files"),
+            None
+        );
+        assert_eq!(parse_open_file_limit(""), None);
     }
 }

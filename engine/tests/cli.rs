@@ -338,3 +338,67 @@ fn a_full_disk_is_reported_refused_and_recovered_from_without_losing_acknowledge
     }
     assert_eq!(serve.terminate(), Some(0));
 }
+
+#[test]
+fn under_a_small_open_file_limit_connections_leave_descriptors_for_the_engine() {
+    use std::io::{Read as _, Write as _};
+    use std::net::{TcpListener, TcpStream};
+
+    // A local target for the outbound call, answering every connection at once.
+    let target = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target_address = target.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut stream in target.incoming().flatten() {
+            let mut head = [0u8; 1024];
+            let _ = stream.read(&mut head);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        }
+    });
+    let workflows = fresh_dir("nofile-workflows");
+    std::fs::create_dir_all(&workflows).unwrap();
+    let call = json!({"key": "call", "sync": true, "nodes": [
+        {"key": "out", "type": "http-request", "config": {"method": "GET", "url": format!("http://{target_address}/")}},
+        {"key": "r", "type": "response", "config": {"body": "{{$jobsMapByNodeKey.out.data}}"}}]});
+    std::fs::write(workflows.join("call.json"), call.to_string()).unwrap();
+    let data = fresh_dir("nofile-data");
+    let grant = format!("http-request={target_address}");
+    // The shell lowers its own limit and becomes hookflow (exec), so killing the child kills it.
+    let mut child = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -n 256 && exec \"$0\" \"$@\"",
+            env!("CARGO_BIN_EXE_hookflow"),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--data", data.to_str().unwrap(), "--workflows", workflows.to_str().unwrap()])
+        .args(["--allow-outbound", &grant])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let line = lines.next().expect("serve printed its URL").unwrap();
+    std::thread::spawn(move || lines.for_each(drop));
+    let url = line.split_whitespace().last().unwrap().to_string();
+    let address: std::net::SocketAddr = url.trim_start_matches("http://").split('/').next().unwrap().parse().unwrap();
+
+    // An accepted connection that sends its request only once the descriptors are under siege.
+    let mut caller = TcpStream::connect(address).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let idle: Vec<TcpStream> = (0..300).filter_map(|_| TcpStream::connect(address).ok()).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let request = format!(
+        "POST /api/webhook:trigger/call HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    caller.write_all(request.as_bytes()).unwrap();
+    caller.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut answer = String::new();
+    let _ = caller.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "the outbound call found a descriptor: {answer}");
+    assert!(answer.ends_with("ok"), "{answer}");
+    drop(idle);
+    let _ = child.kill();
+    let _ = child.wait();
+}
