@@ -322,6 +322,7 @@ impl<R: NodeRunner + ?Sized> Run<'_, R> {
     /// `--max-record`.
     fn record(&mut self, node: &PlanNode, mut input: Value, mut output: Value) -> (Value, Value) {
         self.secrets.mask_value(&mut input);
+        Secrets::mask_credential_headers(&mut input);
         self.secrets.mask_value(&mut output);
         let (input, input_bytes) = recorded(input);
         let (output, output_bytes) = match node.kind {

@@ -112,6 +112,27 @@ impl Secrets {
         }
     }
 
+    /// Masks the values of credential headers written into a config as `{"name", "value"}`
+    /// entries (an `http-request` node's `headers`): `Authorization`, `Proxy-Authorization`,
+    /// `Cookie`, and any name holding `token`, `secret`, `password` or `api-key`/`apikey`. The
+    /// node sends the real value; the record keeps the mask.
+    pub fn mask_credential_headers(value: &mut Value) {
+        let mut stack = vec![value];
+        while let Some(value) = stack.pop() {
+            match value {
+                Value::Array(items) => stack.extend(items.iter_mut()),
+                Value::Object(map) => {
+                    let credential = map.get("name").and_then(Value::as_str).is_some_and(is_credential_header);
+                    if credential && let Some(held) = map.get_mut("value") {
+                        *held = Value::String(SECRET_MASK.into());
+                    }
+                    stack.extend(map.values_mut());
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// Masks an execution record for showing: its trigger data, its error and each job's input,
     /// output and error.
     pub fn mask_execution(&self, execution: &mut Execution) {
@@ -138,6 +159,13 @@ impl Secrets {
     }
 }
 
+/// Whether a header name carries a credential.
+fn is_credential_header(name: &str) -> bool {
+    let name = name.trim().to_ascii_lowercase();
+    matches!(name.as_str(), "authorization" | "proxy-authorization" | "cookie")
+        || ["token", "secret", "password", "api-key", "apikey", "api_key"].iter().any(|part| name.contains(part))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -154,6 +182,17 @@ mod tests {
         let mut value = json!({"h": ["Bearer tok-123"], "tok-123": 1, "n": 5});
         secrets.mask_value(&mut value);
         assert_eq!(value, json!({"h": ["Bearer ********"], "********": 1, "n": 5}));
+    }
+
+    #[test]
+    fn masks_credential_headers_in_configs() {
+        let mut config = json!({"url": "https://x", "headers": [
+            {"name": "Authorization", "value": "Bearer live"}, {"name": "X-Api-Key", "value": "k"},
+            {"name": "X-Auth-Token", "value": "t"}, {"name": "Accept", "value": "application/json"}]});
+        Secrets::mask_credential_headers(&mut config);
+        let values: Vec<&str> =
+            config["headers"].as_array().unwrap().iter().map(|h| h["value"].as_str().unwrap()).collect();
+        assert_eq!(values, ["********", "********", "********", "application/json"]);
     }
 
     #[test]

@@ -297,3 +297,26 @@ fn slow_outbound_calls_holding_every_instance_do_not_hold_up_other_workflows() {
         assert_eq!(server.finished_execution(id).jobs[0].status, JobStatus::Resolved, "the slow calls still end");
     }
 }
+
+#[test]
+fn credential_headers_are_sent_but_recorded_masked() {
+    let target = target_server();
+    let config = json!({"url": format!("http://{target}/echo"), "headers": [
+        {"name": "Authorization", "value": "Bearer live-token-31"}, {"name": "X-Api-Key", "value": "key-77"},
+        {"name": "X-Order", "value": "42"}]});
+    let server = TestServer::start(&[calling(config)], granted("127.0.0.1:*"));
+    let (status, answer, execution) = call(&server, &json!({}));
+    assert_eq!(status, 200, "{answer}");
+    let sent = &answer["data"]["headers"];
+    assert_eq!(sent["authorization"], "Bearer live-token-31", "the target got the real value: {answer}");
+    assert_eq!(sent["x-api-key"], "key-77");
+    let recorded = &execution.jobs[0].input["headers"];
+    assert_eq!(recorded[0]["value"], "********");
+    assert_eq!(recorded[1]["value"], "********");
+    assert_eq!(recorded[2]["value"], "42", "other headers stay as they were");
+    let shown =
+        hookflow_tests::http::request(server.address, "GET", &format!("/api/executions/{}", execution.id), &[], b"");
+    // (The echo target's answer, the job's output, carries them back: that is the target's doing.)
+    let input = shown.json()["jobs"][0]["input"].to_string();
+    assert!(!input.contains("live-token-31") && !input.contains("key-77"), "{input}");
+}
