@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::BodyExt as _;
+use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::connect::{checked_address, send_tls};
@@ -235,6 +236,17 @@ impl WasiHttpHooks for Outbound {
             let io: BoxedFuture<Result<(), wasmtime_wasi_http::Error>> = Box::new(io);
             Ok((response.map(|body| body.boxed_unsync()), io))
         })
+    }
+
+    /// A certificate the webpki roots do not vouch for is `tls-certificate-error` (the node names
+    /// it); every other TLS failure stays a protocol error.
+    fn p2_error_from_tls(&mut self, error: &std::io::Error) -> ErrorCode {
+        let rejected = error
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<tokio_rustls::rustls::Error>())
+            .is_some_and(|tls| matches!(tls, tokio_rustls::rustls::Error::InvalidCertificate(_)));
+        tracing::debug!(%error, "outbound TLS failed");
+        if rejected { ErrorCode::TlsCertificateError } else { ErrorCode::TlsProtocolError }
     }
 }
 

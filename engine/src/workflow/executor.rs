@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use super::execution::{Execution, ExecutionStatus, Job, JobStatus, Next};
-use super::limits::{ExecutionLimits, recorded};
+use super::limits::{ExecutionLimits, json_size, recorded};
 use super::node::{Directive, EndStatus, NodeCall, NodeFailure, NodeRunner, Reply};
 use super::plan::{NodeKind, Plan, PlanNode};
 use super::secrets::Secrets;
@@ -327,7 +327,7 @@ impl<R: NodeRunner + ?Sized> Run<'_, R> {
         let (input, input_bytes) = recorded(input);
         let (output, output_bytes) = match node.kind {
             NodeKind::Loop => {
-                let bytes = output.to_string().len();
+                let bytes = json_size(&output);
                 (output, bytes)
             }
             NodeKind::Plain | NodeKind::Delay => recorded(output),

@@ -138,10 +138,11 @@ fn byte_size(bytes: usize) -> String {
 /// its JSON is at most [`MAX_RECORDED_VALUE`] bytes, else
 /// `{"truncated": true, "bytes": <size>, "preview": "<first 1 KiB>"}`.
 pub fn recorded(value: Value) -> (Value, usize) {
-    let text = value.to_string();
-    if text.len() <= MAX_RECORDED_VALUE {
-        return (value, text.len());
+    let size = json_size(&value);
+    if size <= MAX_RECORDED_VALUE {
+        return (value, size);
     }
+    let text = value.to_string();
     let mut end = PREVIEW_BYTES.min(text.len());
     while !text.is_char_boundary(end) {
         end -= 1;
@@ -149,6 +150,24 @@ pub fn recorded(value: Value) -> (Value, usize) {
     let summary = json!({ "truncated": true, "bytes": text.len(), "preview": &text[..end] });
     let size = summary.to_string().len();
     (summary, size)
+}
+
+/// The length of `value`'s compact JSON, counted without building the text.
+pub fn json_size(value: &Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    // Writing a `Value` into a writer that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
 }
 
 #[cfg(test)]

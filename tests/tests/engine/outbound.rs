@@ -320,3 +320,64 @@ fn credential_headers_are_sent_but_recorded_masked() {
     let input = shown.json()["jobs"][0]["input"].to_string();
     assert!(!input.contains("live-token-31") && !input.contains("key-77"), "{input}");
 }
+
+/// `openssl s_server` on loopback with a fresh self-signed certificate; killed on drop.
+struct SelfSignedServer {
+    child: std::process::Child,
+    address: SocketAddr,
+}
+
+impl SelfSignedServer {
+    fn start() -> SelfSignedServer {
+        let dir = crate::util::fresh_dir("tls-server");
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let made = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("this test needs the openssl command (Debian package openssl)");
+        assert!(made.status.success(), "openssl req: {}", String::from_utf8_lossy(&made.stderr));
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let address = SocketAddr::from(([127, 0, 0, 1], port));
+        let child = std::process::Command::new("openssl")
+            .args(["s_server", "-quiet", "-www", "-accept"])
+            .arg(address.to_string())
+            .arg("-cert")
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("openssl s_server");
+        let server = SelfSignedServer { child, address };
+        let started = Instant::now();
+        while TcpStream::connect(address).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(20), "openssl s_server did not listen on {address}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+}
+
+impl Drop for SelfSignedServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn an_https_server_with_an_untrusted_certificate_is_refused_and_named() {
+    let tls = SelfSignedServer::start();
+    let workflow = calling(json!({"method": "GET", "url": format!("https://{}/", tls.address)}));
+    let server = TestServer::start(&[workflow], granted(&tls.address.to_string()));
+    let (status, answer, execution) = call(&server, &json!({}));
+    assert_eq!(status, 500, "{answer}");
+    assert_eq!(execution.status, ExecutionStatus::Error);
+    let error = execution.jobs[0].error.clone().unwrap_or_default();
+    assert_eq!(error, format!("the TLS certificate of {} is not trusted", tls.address));
+}
