@@ -5,6 +5,8 @@
 mod support;
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hookflow::store::Store;
@@ -137,8 +139,12 @@ fn kill_9_under_load_loses_no_acknowledged_request() {
     let data = fresh_dir("kill9");
     let serve = Serve::start(&data, &[]);
     let address = serve.address;
+    // Set just before the kill: a connection error before it is a failure, not "the server is gone".
+    let killing = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
     let senders: Vec<_> = (0..8)
         .map(|sender| {
+            let (killing, answered) = (killing.clone(), answered.clone());
             std::thread::spawn(move || {
                 let mut acknowledged = Vec::new();
                 for n in 0.. {
@@ -153,19 +159,26 @@ fn kill_9_under_load_loses_no_acknowledged_request() {
                     match http::try_send_raw(address, &request, false) {
                         Ok(response) if response.status == 200 => {
                             acknowledged.push(response.header("x-hookflow-execution").unwrap().to_string());
+                            answered.fetch_add(1, Ordering::Relaxed);
                         }
                         Ok(response) => panic!("unexpected answer {}: {}", response.status, response.text()),
-                        Err(_) => return acknowledged, // the server is gone
+                        Err(_) if killing.load(Ordering::SeqCst) => return acknowledged, // the server is gone
+                        Err(error) => panic!("request failed before the kill: {error}"),
                     }
                 }
                 acknowledged
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(700));
+    // The kill comes under load: once every sender has had answers.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while answered.load(Ordering::Relaxed) < 200 {
+        assert!(Instant::now() < deadline, "the load did not get going");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    killing.store(true, Ordering::SeqCst);
     serve.kill();
     let acknowledged: Vec<String> = senders.into_iter().flat_map(|sender| sender.join().unwrap()).collect();
-    assert!(acknowledged.len() > 20, "the load did not get going: {} acknowledged", acknowledged.len());
 
     let executions = run_to_completion(&data, &["--demo"], 2, &acknowledged);
     for execution in &executions {
@@ -173,6 +186,87 @@ fn kill_9_under_load_loses_no_acknowledged_request() {
         assert_eq!(execution.jobs[0].output, json!({"result": true}));
         assert!(execution.trigger["body"]["order"].is_number(), "the trigger data is whole");
     }
+}
+
+#[test]
+fn duplicates_of_idempotency_keys_around_a_kill_9_give_one_execution_each() {
+    let data = fresh_dir("kill9-idempotency");
+    let workflows = fresh_dir("kill9-idempotency-workflows");
+    std::fs::create_dir_all(&workflows).unwrap();
+    let events = json!({"key": "events", "sync": false, "trigger": {"idempotency": {"header": "Idempotency-Key"}},
+                        "nodes": [{"key": "c", "type": "condition", "config": {}}]});
+    std::fs::write(workflows.join("events.json"), events.to_string()).unwrap();
+    let args = ["--workflows", workflows.to_str().unwrap()];
+    let send = |address: std::net::SocketAddr, event: usize| {
+        let key = format!("evt-{event}");
+        let body = format!(r#"{{"event": "{key}"}}"#);
+        let headers = [("Content-Type", "application/json"), ("Idempotency-Key", key.as_str())];
+        http::try_send_raw(
+            address,
+            &http::request_bytes(address, "POST", "/api/webhook:trigger/events", &headers, body.as_bytes()),
+            false,
+        )
+    };
+
+    let serve = Serve::start_with(&data, &args, 1);
+    let address = serve.address;
+    let killing = Arc::new(AtomicBool::new(false));
+    let next_event = Arc::new(AtomicUsize::new(0));
+    // Four senders take events in turn and each sends its event twice at once with the next
+    // sender, so every key is duplicated while the first request is being stored.
+    let senders: Vec<_> = (0..4)
+        .map(|_| {
+            let (killing, next_event) = (killing.clone(), next_event.clone());
+            std::thread::spawn(move || {
+                let mut acknowledged: Vec<(usize, String)> = Vec::new();
+                loop {
+                    let event = next_event.fetch_add(1, Ordering::SeqCst) / 2;
+                    match send(address, event) {
+                        Ok(answer) if answer.status == 200 => {
+                            acknowledged.push((event, answer.header("x-hookflow-execution").unwrap().to_string()));
+                        }
+                        Ok(answer) => panic!("unexpected answer {}: {}", answer.status, answer.text()),
+                        Err(_) if killing.load(Ordering::SeqCst) => return acknowledged,
+                        Err(error) => panic!("request failed before the kill: {error}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while next_event.load(Ordering::SeqCst) < 400 {
+        assert!(Instant::now() < deadline, "the load did not get going");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    killing.store(true, Ordering::SeqCst);
+    serve.kill();
+    let acknowledged: Vec<(usize, String)> = senders.into_iter().flat_map(|sender| sender.join().unwrap()).collect();
+    let sent = next_event.load(Ordering::SeqCst) / 2 + 1;
+
+    // Every event is retried after the restart, as its sender would: one execution per event,
+    // the one every acknowledgement of it named.
+    let serve = Serve::start_with(&data, &args, 1);
+    let mut execution_of_event = std::collections::HashMap::new();
+    for event in 0..sent {
+        let answer = send(serve.address, event).unwrap();
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        execution_of_event.insert(event, answer.header("x-hookflow-execution").unwrap().to_string());
+    }
+    for (event, id) in &acknowledged {
+        assert_eq!(&execution_of_event[event], id, "evt-{event} was acknowledged as {id} before the kill");
+    }
+    assert_eq!(serve.terminate(), Some(0));
+    let ids: Vec<String> = execution_of_event.values().cloned().collect();
+    run_to_completion(&data, &args, 1, &ids);
+    let serve = Serve::start_with(&data, &args, 1);
+    let listed = http::request(serve.address, "GET", "/api/executions?workflow=events&limit=500", &[], b"").json();
+    let stored = listed["items"].as_array().unwrap();
+    assert!(sent < 500 && listed["nextCursor"].is_null(), "one page holds them all");
+    let mut events: Vec<String> =
+        stored.iter().map(|execution| execution["trigger"]["body"]["event"].to_string()).collect();
+    events.sort();
+    events.dedup();
+    assert_eq!((stored.len(), events.len()), (sent, sent), "one execution per event");
 }
 
 #[test]

@@ -90,8 +90,8 @@ pub struct Dispatcher {
     sync_timeout: Duration,
     /// Permits for running sync executions.
     sync_slots: Arc<Semaphore>,
-    /// Idempotency keys being processed right now: (workflow, key).
-    claims: Arc<StdMutex<HashSet<(String, String)>>>,
+    /// Idempotency keys being processed right now.
+    claims: Arc<StdMutex<Claims>>,
     /// Async executions an operator canceled while they ran.
     canceled: Arc<StdMutex<HashSet<String>>>,
     /// Async executions a delay node holds, with their workflow; a timer queues each again
@@ -113,10 +113,9 @@ impl Dispatcher {
         let pending = store.queued()?;
         metrics().queue_changed(i64::try_from(pending.len()).unwrap_or(i64::MAX));
         let load = Load::new(config.max_queue, config.max_delayed);
-        for id in &pending {
+        for (_, workflow) in &pending {
             // Unreadable records count under no workflow; their worker takes them off the queue.
-            let workflow = store.execution(id)?.map(|execution| execution.workflow).unwrap_or_default();
-            load.add(&workflow);
+            load.add(workflow);
         }
         let dispatcher = Arc::new(Dispatcher {
             host,
@@ -133,7 +132,7 @@ impl Dispatcher {
         if !pending.is_empty() {
             tracing::info!("resuming {} queued or interrupted executions", pending.len());
         }
-        for id in pending {
+        for (id, _) in pending {
             let _ = dispatcher.queue.send(id);
         }
         let incoming = Arc::new(Mutex::new(incoming));
@@ -147,7 +146,7 @@ impl Dispatcher {
     /// runs a sync execution, or queues an async one.
     pub async fn dispatch(&self, deployed: Arc<Deployed>, trigger: Value, idempotency_key: Option<String>) -> Answer {
         let claim = match idempotency_key {
-            Some(key) => match self.claim(&deployed, key) {
+            Some(key) => match self.claim(&deployed, key).await {
                 Ok(claim) => Some(claim),
                 Err(answer) => return answer,
             },
@@ -160,18 +159,39 @@ impl Dispatcher {
         }
     }
 
-    /// Takes an idempotency key for this request, or answers as the first request did.
-    fn claim(&self, deployed: &Deployed, key: String) -> Result<Claim, Answer> {
-        if let Some(answer) = self.first_answer(deployed, &key)? {
-            return Err(answer);
+    /// Takes an idempotency key for this request, or answers as the first request did. A repeat
+    /// of an async key still held by its first request waits (at most [`CLAIM_WAIT`]) for the
+    /// first to be queued and answers like it; a sync one is told the first is running.
+    async fn claim(&self, deployed: &Deployed, key: String) -> Result<Claim, Answer> {
+        let held_by_first = (deployed.key.clone(), key);
+        loop {
+            if let Some(answer) = self.first_answer(deployed, &held_by_first.1)? {
+                return Err(answer);
+            }
+            let notify;
+            let released;
+            {
+                let mut claims = self.claims.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                match claims.get(&held_by_first) {
+                    None => {
+                        claims.insert(held_by_first.clone(), Arc::default());
+                        break;
+                    }
+                    Some(held) if !deployed.workflow().sync => {
+                        notify = held.clone();
+                        // Registered while the lock is held, so the release cannot slip by.
+                        released = notify.notified();
+                    }
+                    Some(_) => return Err(Answer::error(in_progress(&held_by_first.1))),
+                }
+            }
+            if tokio::time::timeout(CLAIM_WAIT, released).await.is_err() {
+                return Err(Answer::error(in_progress(&held_by_first.1)));
+            }
         }
-        let mut claims = self.claims.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if !claims.insert((deployed.key.clone(), key.clone())) {
-            return Err(Answer::error(in_progress(&key)));
-        }
-        drop(claims);
+        let (workflow, key) = held_by_first;
         let ttl = deployed.workflow().trigger.idempotency.as_ref().map_or(0, |spec| spec.ttl_seconds);
-        let claim = Claim { claims: self.claims.clone(), workflow: deployed.key.clone(), key, ttl };
+        let claim = Claim { claims: self.claims.clone(), workflow, key, ttl };
         // The first request may have stored its answer and let go of the key between the look
         // above and the claim: look again now that the key is held.
         match self.first_answer(deployed, &claim.key)? {
@@ -589,9 +609,16 @@ impl Observer for JobRecorder<'_> {
     }
 }
 
+/// How long a repeat of an async idempotency key waits for its first request to be queued.
+const CLAIM_WAIT: Duration = Duration::from_secs(5);
+
+/// Idempotency keys (workflow, key) held by their first request, each with the notification
+/// its release sends to repeats waiting on it.
+type Claims = HashMap<(String, String), Arc<tokio::sync::Notify>>;
+
 /// An idempotency key held while its request is processed; released when dropped.
 struct Claim {
-    claims: Arc<StdMutex<HashSet<(String, String)>>>,
+    claims: Arc<StdMutex<Claims>>,
     workflow: String,
     key: String,
     ttl: u64,
@@ -611,7 +638,9 @@ impl Claim {
 impl Drop for Claim {
     fn drop(&mut self) {
         let mut claims = self.claims.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        claims.remove(&(std::mem::take(&mut self.workflow), std::mem::take(&mut self.key)));
+        if let Some(released) = claims.remove(&(std::mem::take(&mut self.workflow), std::mem::take(&mut self.key))) {
+            released.notify_waiters();
+        }
     }
 }
 

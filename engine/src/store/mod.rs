@@ -598,16 +598,20 @@ impl Store {
         Ok(table.get(id).map_err(storage)?.is_some())
     }
 
-    /// Ids of every queued or unfinished async execution, oldest first.
-    pub fn queued(&self) -> Result<Vec<String>, StoreError> {
+    /// Every queued or unfinished async execution, oldest first, with its workflow's key (read
+    /// from the index, not the record; empty for an unreadable record).
+    pub fn queued(&self) -> Result<Vec<(String, String)>, StoreError> {
         let txn = self.shared.db()?.begin_read().map_err(storage)?;
         let table = txn.open_table(QUEUE).map_err(storage)?;
-        let mut ids = Vec::new();
+        let indexed = txn.open_table(INDEXED).map_err(storage)?;
+        let mut queued = Vec::new();
         for entry in table.iter().map_err(storage)? {
             let (id, _) = entry.map_err(storage)?;
-            ids.push(id.value().to_string());
+            let id = id.value().to_string();
+            let workflow = indexed.get(id.as_str()).map_err(storage)?.map(|entry| entry.value().0.to_string());
+            queued.push((id, workflow.unwrap_or_default()));
         }
-        Ok(ids)
+        Ok(queued)
     }
 }
 
@@ -722,7 +726,7 @@ mod tests {
 
         store.delete_executions(std::slice::from_ref(&broken)).await.unwrap().unwrap();
         assert_eq!(store.execution(&broken).unwrap(), None);
-        assert_eq!(store.queued().unwrap(), vec![good.id], "its queue entry went with it");
+        assert_eq!(store.queued().unwrap(), vec![(good.id, good.workflow)], "its queue entry went with it");
         drop(store);
         std::fs::remove_dir_all(dir).unwrap();
     }

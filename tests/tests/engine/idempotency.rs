@@ -164,3 +164,38 @@ fn failed_sync_answers_are_not_kept_under_their_key() {
     };
     assert_eq!(retried.status, 200, "a 504 is not remembered either: {}", retried.text());
 }
+
+/// Executions of `workflow` stored now.
+fn executions_of(server: &TestServer, workflow: &str) -> Vec<hookflow::workflow::Execution> {
+    let filter = hookflow::store::ExecutionFilter { workflow: Some(workflow.into()), ..Default::default() };
+    server.server().store().executions(&filter, None, 100).unwrap()
+}
+
+#[test]
+fn concurrent_async_duplicates_of_one_key_start_one_execution() {
+    let server = TestServer::start(&[async_by_header()], |_| {});
+    let address = server.address;
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(16));
+    let senders: Vec<_> = (0..16)
+        .map(|_| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                http::post(address, "/api/webhook:trigger/orders", &[("Idempotency-Key", "same-event")], b"")
+            })
+        })
+        .collect();
+    let answers: Vec<HttpResponse> = senders.into_iter().map(|sender| sender.join().unwrap()).collect();
+    let ids: std::collections::BTreeSet<String> = answers
+        .iter()
+        .map(|answer| {
+            assert_eq!(answer.status, 200, "{}", answer.text());
+            execution_of(answer)
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "every duplicate names one execution: {ids:?}");
+    let id = ids.into_iter().next().unwrap();
+    server.finished_execution(&id);
+    let stored: Vec<String> = executions_of(&server, "orders").into_iter().map(|execution| execution.id).collect();
+    assert_eq!(stored, [id], "one execution ran");
+}
