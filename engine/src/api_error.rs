@@ -151,7 +151,15 @@ pub const EXECUTION_HEADER: &str = "x-hookflow-execution";
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        reply_into_response(self.to_reply())
+        let too_large = self.code == ErrorCode::PayloadTooLarge;
+        let mut response = reply_into_response(self.to_reply());
+        if too_large {
+            // Answered before the body was read: the connection cannot carry another request.
+            response
+                .headers_mut()
+                .insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+        }
+        response
     }
 }
 

@@ -50,26 +50,35 @@ pub fn request(address: SocketAddr, method: &str, path: &str, headers: &[(&str, 
     send_raw(address, &request_bytes(address, method, path, headers, body), method == "HEAD")
 }
 
-/// Sends raw bytes and reads the response until the server closes the connection; panics when
-/// there is no response.
+/// Sends raw bytes (one request that asks to close) and reads one strictly framed response,
+/// then requires the server to close with nothing more; panics otherwise.
 pub fn send_raw(address: SocketAddr, raw: &[u8], head_only: bool) -> HttpResponse {
     try_send_raw(address, raw, head_only).unwrap_or_else(|error| panic!("{error}"))
 }
 
-/// Sends raw bytes; `Err` when the connection fails or closes before a whole response head.
+/// Sends raw bytes; `Err` when the connection fails, the response is not framed as its head
+/// says (a short body, a malformed chunk), or bytes follow it before the server closes.
 pub fn try_send_raw(address: SocketAddr, raw: &[u8], head_only: bool) -> Result<HttpResponse, String> {
-    let mut stream = TcpStream::connect(address).map_err(|e| format!("cannot connect to {address}: {e}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(60))).ok();
+    let mut connection = Connection::open(address)?;
     // A server may answer (413) and close before it has read everything: ignore write errors.
-    let _ = stream.write_all(raw);
-    let mut received = Vec::new();
-    let _ = stream.read_to_end(&mut received);
-    parse_response(&received, head_only)
+    let _ = connection.stream.write_all(raw);
+    let response = connection.read_response(head_only)?;
+    connection.expect_closed()?;
+    Ok(response)
 }
 
-/// The bytes of a request with `Content-Length` added when the body is not empty.
+/// The bytes of a request that asks the server to close after answering, with `Content-Length`
+/// added when the body is not empty.
 pub fn request_bytes(address: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    let mut with_close = vec![("Connection", "close")];
+    with_close.extend_from_slice(headers);
+    request_head(address, method, path, &with_close, body)
+}
+
+/// The bytes of a request with exactly these headers (plus `Host`, and `Content-Length` when
+/// the body is not empty): without `Connection: close` it keeps the connection open.
+pub fn request_head(address: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\n");
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -82,42 +91,178 @@ pub fn request_bytes(address: SocketAddr, method: &str, path: &str, headers: &[(
     raw
 }
 
-fn parse_response(raw: &[u8], head_only: bool) -> Result<HttpResponse, String> {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| format!("no complete response head in {:?}", String::from_utf8_lossy(raw)))?;
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
-        .collect();
-    let rest = &raw[split + 4..];
-    let chunked = headers.iter().any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
-    let body = if head_only {
-        Vec::new()
-    } else if chunked {
-        decode_chunked(rest)
-    } else {
-        rest.to_vec()
-    };
-    Ok(HttpResponse { status, headers, body })
+/// One client connection that reads responses one at a time by their framing, so several
+/// requests (kept alive or pipelined) can share it.
+pub struct Connection {
+    stream: TcpStream,
+    /// Bytes received and not yet taken by a response.
+    buffered: Vec<u8>,
 }
 
-fn decode_chunked(mut rest: &[u8]) -> Vec<u8> {
-    let mut body = Vec::new();
-    while let Some(line_end) = rest.windows(2).position(|w| w == b"\r\n") {
-        let size_text = String::from_utf8_lossy(&rest[..line_end]).into_owned();
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("0").trim(), 16).unwrap_or(0);
-        rest = &rest[line_end + 2..];
-        if size == 0 || rest.len() < size {
-            break;
-        }
-        body.extend_from_slice(&rest[..size]);
-        rest = &rest[(size + 2).min(rest.len())..];
+impl Connection {
+    /// Connects, with a read timeout of 60 s.
+    pub fn open(address: SocketAddr) -> Result<Connection, String> {
+        let stream = TcpStream::connect(address).map_err(|e| format!("cannot connect to {address}: {e}"))?;
+        stream.set_read_timeout(Some(Duration::from_secs(60))).map_err(|e| e.to_string())?;
+        Ok(Connection { stream, buffered: Vec::new() })
     }
-    body
+
+    /// Writes raw bytes (one request, several pipelined, or part of one).
+    pub fn send(&mut self, raw: &[u8]) -> Result<(), String> {
+        self.stream.write_all(raw).map_err(|e| format!("write failed: {e}"))
+    }
+
+    /// Sends a request that keeps the connection open and reads its response.
+    pub fn request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+        let address = self.stream.peer_addr().unwrap_or_else(|e| panic!("peer address: {e}"));
+        self.send(&request_head(address, method, path, headers, body)).unwrap_or_else(|e| panic!("{e}"));
+        self.read_response(method == "HEAD").unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// Reads one response (skipping `1xx` interim ones): the head, then exactly the body its
+    /// framing gives (`Content-Length` bytes, or chunks to the last one).
+    pub fn read_response(&mut self, head_only: bool) -> Result<HttpResponse, String> {
+        loop {
+            let split = loop {
+                if let Some(split) = self.buffered.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break split;
+                }
+                if !self.fill()? {
+                    return Err(format!(
+                        "the connection closed before a whole response head: {:?}",
+                        String::from_utf8_lossy(&self.buffered)
+                    ));
+                }
+            };
+            let head = String::from_utf8_lossy(&self.buffered[..split]).into_owned();
+            self.buffered.drain(..split + 4);
+            let (status, headers) = parse_head(&head)?;
+            if (100..200).contains(&status) {
+                continue;
+            }
+            let body = if head_only || status == 204 || status == 304 { Vec::new() } else { self.read_body(&headers)? };
+            return Ok(HttpResponse { status, headers, body });
+        }
+    }
+
+    /// Requires the server to close the connection with no further bytes.
+    pub fn expect_closed(&mut self) -> Result<(), String> {
+        // A reset after the whole response is a close too (the server may not have read all).
+        while self.fill().unwrap_or(false) {}
+        if self.buffered.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("bytes after the response: {:?}", String::from_utf8_lossy(&self.buffered)))
+        }
+    }
+
+    /// Whether the server closes its side within `wait` (a byte or an idle `wait` is "open").
+    pub fn is_closed_within(&mut self, wait: Duration) -> bool {
+        self.stream.set_read_timeout(Some(wait)).ok();
+        let mut byte = [0u8; 1];
+        let closed = match self.stream.read(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => {
+                self.buffered.push(byte[0]);
+                false
+            }
+            Err(error) => !matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+        };
+        self.stream.set_read_timeout(Some(Duration::from_secs(60))).ok();
+        closed
+    }
+
+    fn read_body(&mut self, headers: &[(String, String)]) -> Result<Vec<u8>, String> {
+        fn values<'h>(headers: &'h [(String, String)], name: &'h str) -> impl Iterator<Item = &'h str> {
+            headers.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_str())
+        }
+        if values(headers, "transfer-encoding").any(|v| v.to_ascii_lowercase().contains("chunked")) {
+            if values(headers, "content-length").next().is_some() {
+                return Err("both Transfer-Encoding: chunked and Content-Length".into());
+            }
+            return self.read_chunked();
+        }
+        let lengths: Vec<&str> = values(headers, "content-length").collect();
+        let Some(first) = lengths.first() else {
+            return Err(format!("a response with neither Content-Length nor chunked framing: {headers:?}"));
+        };
+        if lengths.iter().any(|length| length != first) {
+            return Err(format!("conflicting Content-Length headers: {lengths:?}"));
+        }
+        let length: usize = first.parse().map_err(|_| format!("Content-Length is not a number: {first:?}"))?;
+        self.take(length).map_err(|got| format!("the body ended after {got} of its {length} bytes"))
+    }
+
+    fn read_chunked(&mut self) -> Result<Vec<u8>, String> {
+        let mut body = Vec::new();
+        loop {
+            let line = self.line()?;
+            let size_text = line.split(';').next().unwrap_or_default().trim();
+            let size =
+                usize::from_str_radix(size_text, 16).map_err(|_| format!("malformed chunk size line {line:?}"))?;
+            if size == 0 {
+                // Trailers, then the empty line that ends the message.
+                while !self.line()?.is_empty() {}
+                return Ok(body);
+            }
+            let chunk = self.take(size).map_err(|got| format!("a chunk ended after {got} of its {size} bytes"))?;
+            body.extend_from_slice(&chunk);
+            if !self.line()?.is_empty() {
+                return Err("a chunk is not followed by CRLF".into());
+            }
+        }
+    }
+
+    /// One CRLF-terminated line, without its CRLF.
+    fn line(&mut self) -> Result<String, String> {
+        loop {
+            if let Some(end) = self.buffered.windows(2).position(|w| w == b"\r\n") {
+                let line = String::from_utf8_lossy(&self.buffered[..end]).into_owned();
+                self.buffered.drain(..end + 2);
+                return Ok(line);
+            }
+            if !self.fill()? {
+                return Err("the connection closed inside chunked framing (no last chunk)".into());
+            }
+        }
+    }
+
+    /// Exactly `count` bytes; `Err(received)` when the connection closes first.
+    fn take(&mut self, count: usize) -> Result<Vec<u8>, usize> {
+        while self.buffered.len() < count {
+            if !self.fill().map_err(|_| self.buffered.len())? {
+                return Err(self.buffered.len());
+            }
+        }
+        Ok(self.buffered.drain(..count).collect())
+    }
+
+    /// Reads more bytes; `Ok(false)` at the end of the stream.
+    fn fill(&mut self) -> Result<bool, String> {
+        let mut chunk = [0u8; 16 * 1024];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => Ok(false),
+            Ok(read) => {
+                self.buffered.extend_from_slice(&chunk[..read]);
+                Ok(true)
+            }
+            Err(error) => Err(format!("read failed: {error}")),
+        }
+    }
+}
+
+fn parse_head(head: &str) -> Result<(u16, Vec<(String, String)>), String> {
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .strip_prefix("HTTP/1.")
+        .and_then(|rest| rest.split(' ').nth(1))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| format!("not an HTTP/1.x status line: {status_line:?}"))?;
+    let mut headers = Vec::new();
+    for line in lines {
+        let (name, value) = line.split_once(':').ok_or_else(|| format!("malformed header line {line:?}"))?;
+        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+    }
+    Ok((status, headers))
 }

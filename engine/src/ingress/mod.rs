@@ -60,13 +60,19 @@ const SERVER_OWNED_HEADERS: [&str; 7] =
     ["content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te", "trailer"];
 
 /// What every webhook answer gets on its way out: framing and hop-by-hop headers a node set are
-/// dropped (hyper frames the body itself), `X-Content-Type-Options: nosniff` is added, and an
+/// dropped (hyper frames the body itself; a 413 says `Connection: close`, as the unread body
+/// ends the connection), `X-Content-Type-Options: nosniff` is added, and an
 /// HTML answer is sandboxed (`Content-Security-Policy: sandbox`), so a page built from caller
 /// data cannot run script on the console's origin.
 async fn guard_answer(mut response: Response) -> Response {
+    let too_large = response.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE;
     let headers = response.headers_mut();
     for name in SERVER_OWNED_HEADERS {
         headers.remove(name);
+    }
+    if too_large {
+        // The engine's own 413 comes before the body is read: the connection ends with it.
+        headers.insert(header::CONNECTION, header::HeaderValue::from_static("close"));
     }
     let proxy: Vec<header::HeaderName> =
         headers.keys().filter(|name| name.as_str().starts_with("proxy-")).cloned().collect();

@@ -5,6 +5,7 @@
 mod admin;
 mod executor;
 mod faults;
+mod framing;
 mod hardening;
 mod hostile;
 mod idempotency;
