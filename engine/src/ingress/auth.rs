@@ -44,9 +44,11 @@ fn parse_basic(value: &str) -> Option<(String, String)> {
     Some((username.to_string(), password.to_string()))
 }
 
-/// Compares without stopping at the first difference (the length is not secret).
+/// Compares without stopping at the first difference (the length is not secret): `subtle`'s
+/// comparison, which keeps the optimiser from turning it back into an early exit.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+    use subtle::ConstantTimeEq as _;
+    a.ct_eq(b).into()
 }
 
 #[cfg(test)]
@@ -65,7 +67,7 @@ mod tests {
     }
 
     #[test]
-    fn compares_in_constant_time() {
+    fn equal_only_when_every_byte_and_the_length_match() {
         assert!(constant_time_eq(b"s3cret", b"s3cret"));
         assert!(!constant_time_eq(b"s3cret", b"s3creT"));
         assert!(!constant_time_eq(b"s3cret", b"s3cre"));
