@@ -1,7 +1,9 @@
 //! Black-box tests of the hookflow engine live in `tests/engine/`; this library holds what they
-//! share: the test components of `fixtures/` (built by the build script) and a raw HTTP client.
+//! share: the test components of `fixtures/` (built by the build script), a raw HTTP client and a
+//! second host in a network namespace.
 
 pub mod http;
+pub mod netns;
 
 /// Test components built by `build.rs`: `(name, component bytes)` — `misbehave` (a node that
 /// traps, loops forever, allocates without bound or computes for a while, as its config says) and

@@ -2,12 +2,14 @@
 //! document, the web console's assets, and the admin API's refusal of remote clients and foreign
 //! browser requests when no token is configured.
 
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use hookflow::retention::RetentionConfig;
 use hookflow::timestamp::Timestamp;
+use hookflow::workflow::ExecutionStatus;
 use hookflow_tests::http;
+use hookflow_tests::netns::RemoteHost;
 use serde_json::{Value, json};
 
 use crate::util::TestServer;
@@ -150,29 +152,19 @@ fn the_openapi_document_describes_every_admin_route() {
     assert_eq!(document["components"]["securitySchemes"]["admin_token"]["scheme"], json!("bearer"));
 }
 
-/// This machine's address on a non-loopback interface, if it has one.
-fn outside_address() -> Option<std::net::IpAddr> {
-    let socket = UdpSocket::bind("0.0.0.0:0").ok()?;
-    // No packet is sent: connecting a UDP socket only picks the route and its source address.
-    socket.connect("192.0.2.1:9").ok()?;
-    let ip = socket.local_addr().ok()?.ip();
-    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
-}
-
 #[test]
 fn without_a_token_remote_admin_calls_are_refused() {
-    let Some(ip) = outside_address() else {
-        eprintln!("skipped: this machine has no non-loopback address to play a remote client from");
-        return;
-    };
+    // A real remote peer: a network namespace of this test's own, linked by a veth pair.
+    let remote = RemoteHost::create();
     let server = TestServer::start(&[echo("open")], |config| config.listen = "0.0.0.0:0".parse().unwrap());
-    let remote = SocketAddr::new(ip, server.address.port());
-    assert!(TcpStream::connect(remote).is_ok());
-    let refused = http::request(remote, "GET", "/api/workflows", &[], b"");
-    assert_eq!((refused.status, refused.error_code()), (403, "admin_disabled".to_string()));
+    let base = format!("http://{}:{}", remote.local_ip, server.address.port());
+    let (status, body) = remote.curl("GET", &format!("{base}/api/workflows"));
+    assert_eq!(status, 403, "{body}");
+    let error: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["error"]["code"], "admin_disabled");
     // Webhooks and probes stay open to everyone.
-    assert_eq!(http::post(remote, "/api/webhook:trigger/open", &[], b"").status, 200);
-    assert_eq!(http::request(remote, "GET", "/healthz", &[], b"").status, 200);
+    assert_eq!(remote.curl("POST", &format!("{base}/api/webhook:trigger/open")).0, 200);
+    assert_eq!(remote.curl("GET", &format!("{base}/healthz")).0, 200);
     let local = SocketAddr::from(([127, 0, 0, 1], server.address.port()));
     assert_eq!(http::request(local, "GET", "/api/workflows", &[], b"").status, 200);
 }
@@ -308,16 +300,34 @@ fn bad_query_parameters_get_the_json_error_shape() {
 }
 
 #[test]
-fn a_running_execution_cannot_be_deleted_and_the_refusal_names_it() {
-    let queued = json!({"key": "later", "sync": false, "nodes": []});
-    let server = TestServer::start(&[queued], |config| config.dispatch.workers = 0);
-    let id = server.post("later", &[], b"").header("x-hookflow-execution").unwrap().to_string();
-    let refused = admin(&server, "DELETE", &format!("/api/executions/{id}"), None);
-    assert_eq!(refused.status, 409);
-    assert_eq!(
-        (refused.json()["error"]["executionId"].clone(), refused.json()["error"]["status"].clone()),
-        (json!(id), json!("queued"))
-    );
+fn unfinished_executions_cannot_be_deleted_and_the_refusal_names_them() {
+    let busy = json!({"key": "busy", "sync": false, "nodes": [
+        {"key": "work", "type": "misbehave", "config": {"mode": "busy", "ms": 2000}}]});
+    let queued = json!({"key": "later", "sync": false, "nodes": [
+        {"key": "work", "type": "misbehave", "config": {"mode": "busy", "ms": 2000}}]});
+    let server = TestServer::start(&[busy, queued], |config| {
+        config.dispatch.workers = 1;
+        config.host.time_budget = Duration::from_secs(10);
+    });
+    let refusal = |id: &str| {
+        let refused = admin(&server, "DELETE", &format!("/api/executions/{id}"), None);
+        assert_eq!(refused.status, 409, "{}", refused.text());
+        (refused.json()["error"]["executionId"].clone(), refused.json()["error"]["status"].clone())
+    };
+    // The only worker runs the first; the second waits in the queue behind it.
+    let running = server.post("busy", &[], b"").header("x-hookflow-execution").unwrap().to_string();
+    let waiting = server.post("later", &[], b"").header("x-hookflow-execution").unwrap().to_string();
+    let started = Instant::now();
+    while server.execution(&running).map(|execution| execution.status) != Some(ExecutionStatus::Started) {
+        assert!(started.elapsed() < Duration::from_secs(20), "the first execution never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(refusal(&running), (json!(running), json!("started")));
+    assert_eq!(server.execution(&waiting).unwrap().status, ExecutionStatus::Queued);
+    assert_eq!(refusal(&waiting), (json!(waiting), json!("queued")));
+    // Once finished, it can be deleted.
+    server.finished_execution(&running);
+    assert_eq!(admin(&server, "DELETE", &format!("/api/executions/{running}"), None).status, 204);
 }
 
 #[test]
