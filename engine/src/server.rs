@@ -139,6 +139,7 @@ pub struct Server {
     /// Definitions that were refused at start, as `path: fault` lines.
     pub refused: Vec<String>,
     store: Store,
+    host: Arc<PluginHost>,
     stop: oneshot::Sender<()>,
     serving: JoinHandle<()>,
     /// Background tasks (hot reload, retention), aborted at stop.
@@ -215,7 +216,7 @@ impl Server {
         let admin = Arc::new(Admin {
             catalog: catalog.clone(),
             store: store.clone(),
-            host,
+            host: host.clone(),
             dispatcher: dispatcher.clone(),
             plugin_dir: config.data_dir.join("plugins"),
             token: config.admin_token.clone(),
@@ -244,7 +245,7 @@ impl Server {
             listener::serve(listener, app, &limits, stopped, drain).await;
         });
         tracing::info!(%address, "hookflow is listening");
-        Ok(Server { address, endpoints, refused, store, stop, serving, background })
+        Ok(Server { address, endpoints, refused, store, host, stop, serving, background })
     }
 
     /// Stops accepting, lets in-flight requests finish (up to the sync timeout), and makes every
@@ -260,6 +261,11 @@ impl Server {
     /// The server's store (for inspection by tests and tools).
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The server's plugin host (for inspection by tests and tools).
+    pub fn host(&self) -> &PluginHost {
+        &self.host
     }
 }
 

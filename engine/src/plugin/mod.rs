@@ -291,6 +291,11 @@ impl PluginHost {
         self.registry().get(name).cloned()
     }
 
+    /// Node calls running now (each holds an instance slot).
+    pub fn calls_in_flight(&self) -> usize {
+        self.slots.taken()
+    }
+
     fn registry(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Plugin>>> {
         // A panic while holding the lock cannot leave the map half-updated (inserts are single
         // calls), so a poisoned lock is still consistent.
@@ -537,6 +542,8 @@ fn runtime_thread_slots() -> usize {
 struct Slots {
     free: Mutex<SlotCounts>,
     freed: Condvar,
+    /// Slots of both kinds when none is taken.
+    total: usize,
 }
 
 struct SlotCounts {
@@ -554,7 +561,14 @@ struct Slot<'a> {
 
 impl Slots {
     fn new(shared: usize, runtime_threads: usize) -> Slots {
-        Slots { free: Mutex::new(SlotCounts { shared, runtime_threads }), freed: Condvar::new() }
+        let total = shared + runtime_threads;
+        Slots { free: Mutex::new(SlotCounts { shared, runtime_threads }), freed: Condvar::new(), total }
+    }
+
+    /// Slots taken now, of both kinds.
+    fn taken(&self) -> usize {
+        let free = self.counts();
+        self.total - free.shared - free.runtime_threads
     }
 
     fn counts(&self) -> std::sync::MutexGuard<'_, SlotCounts> {

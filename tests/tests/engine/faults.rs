@@ -82,12 +82,56 @@ fn a_memory_hog_fails_at_its_memory_limit() {
     assert!(message.contains("node exceeded its memory limit of 16777216 bytes"), "{message}");
 }
 
+/// Instance slots of [`crowded_host`]: far fewer than the faults run against it.
+const CROWDED_SLOTS: u32 = 2;
+
+/// A host with two instance slots, so a slot or pool instance leaked on a fault path runs out
+/// within a few dozen faults.
+fn crowded_host() -> &'static PluginHost {
+    static HOST: OnceLock<PluginHost> = OnceLock::new();
+    HOST.get_or_init(|| {
+        let host = PluginHost::new(HostConfig {
+            time_budget: Duration::from_millis(20),
+            memory_limit: 16 << 20,
+            max_instances: CROWDED_SLOTS,
+            cache_dir: Some(cache_dir()),
+            ..HostConfig::default()
+        })
+        .unwrap();
+        host.install("misbehave", fixture("misbehave")).unwrap();
+        host
+    })
+}
+
 #[test]
-fn many_executions_of_faulty_nodes_leave_the_engine_healthy() {
-    for _ in 0..20 {
-        run_faulty("trap");
-        run_faulty("hog");
+fn many_more_faults_than_instance_slots_leave_every_slot_free() {
+    let host = crowded_host();
+    let trigger = json!({"headers": {}, "query": {}, "body": null});
+    // More faults of each kind than the pool has instances in all (slots, runtime threads' own
+    // and warm instances of every built-in type).
+    let faults = 100;
+    for mode in ["trap", "hog", "spin"] {
+        let faulty = plan_on(
+            host,
+            json!({"sync": true, "nodes": [{"key": "bad", "type": "misbehave", "config": {"mode": mode}}]}),
+        );
+        for n in 0..faults {
+            let ran = run_on(host, &faulty, trigger.clone());
+            assert!(matches!(ran.status().as_str(), "error" | "aborted"), "{mode} #{n}: {}", ran.status());
+        }
     }
+    // A leaked slot would make this wait forever: it runs on a thread watched by a deadline.
+    let healthy =
+        plan_on(host, json!({"sync": true, "nodes": [{"key": "ok", "type": "response", "config": {"body": "fine"}}]}));
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let calls: Vec<_> = (0..=CROWDED_SLOTS).map(|_| run_on(host, &healthy, trigger.clone()).status()).collect();
+        let _ = done.send(calls);
+    });
+    let statuses = finished
+        .recv_timeout(Duration::from_secs(60))
+        .expect("healthy calls after the faults found no free instance slot: a fault path leaked one");
+    assert!(statuses.iter().all(|status| status == "resolved"), "{statuses:?}");
 }
 
 #[test]
@@ -167,4 +211,29 @@ fn reused_builtin_instances_answer_each_call_from_its_own_input() {
     let large = "x".repeat(3 << 20);
     assert_eq!(call_set(&large), json!({"echo": large}));
     assert_eq!(call_set("small again"), json!({"echo": "small again"}));
+}
+
+#[test]
+fn the_sandbox_refuses_files_sockets_and_name_lookups() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let target = listener.local_addr().unwrap();
+    let escaping = plan_on(
+        host(),
+        json!({"sync": true, "nodes": [{"key": "out", "type": "misbehave", "config": {"mode": "escape", "target": target.to_string()}}]}),
+    );
+    let ran = run_on(host(), &escaping, json!({"headers": {}, "query": {}, "body": null}));
+    assert_eq!(ran.status(), "resolved");
+    let attempts = ran.execution.jobs[0].output.as_object().cloned().unwrap_or_default();
+    let mut names: Vec<&str> = attempts.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["list_root", "name_lookup", "read_file", "tcp_connect", "udp_bind", "write_file"]);
+    for (attempt, outcome) in &attempts {
+        let outcome = outcome.as_str().unwrap_or_default();
+        assert!(outcome.starts_with("refused: "), "{attempt} got out of the sandbox: {outcome}");
+    }
+    assert!(
+        matches!(listener.accept(), Err(error) if error.kind() == std::io::ErrorKind::WouldBlock),
+        "no connection reached the listener"
+    );
 }

@@ -72,8 +72,12 @@ fn quick_workflows_answer_while_slow_nodes_hold_every_instance_slot() {
     });
     let address = server.address;
     let slow = std::thread::spawn(move || http::post(address, "/api/webhook:trigger/slow", &[], b""));
-    // Time for the slow node to take the only shared slot.
-    std::thread::sleep(Duration::from_millis(500));
+    // The moment the slow node holds its instance slot.
+    let started = std::time::Instant::now();
+    while server.server().host().calls_in_flight() == 0 {
+        assert!(started.elapsed() < Duration::from_secs(20), "the slow node never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     assert_healthy(&server);
     assert!(!slow.is_finished(), "the quick workflow answered while the slow node held the slot");
     assert_eq!(slow.join().unwrap().status, 200);
@@ -145,7 +149,16 @@ fn bloated_requests() {
     assert_error(&response, 400, "invalid_body");
     let deep_form = format!("a{}=1", "[b]".repeat(10_000));
     let response = server.post("echo", &[("Content-Type", "application/x-www-form-urlencoded")], deep_form.as_bytes());
-    assert_eq!(response.status, 200, "form nesting is capped at depth 5");
+    assert_eq!(response.status, 200, "{}", response.text());
+    // Like qs: five levels of brackets, then the rest of the name is one literal key.
+    let mut level = &response.json()["body"]["a"];
+    for depth in 0..5 {
+        level = &level["b"];
+        assert!(level.is_object(), "level {depth} of the form body is missing");
+    }
+    let rest = "[b]".repeat(10_000 - 5);
+    assert_eq!(level.as_object().map(|level| level.len()), Some(1));
+    assert_eq!(level[rest.as_str()], "1", "form nesting is capped at depth 5");
     assert_healthy(&server);
 }
 
@@ -210,4 +223,36 @@ fn graceful_shutdown_drains_in_flight_sync_requests() {
     let id = response.header("x-hookflow-execution").unwrap().to_string();
     let restarted = TestServer::start_in(data_dir, |_| {});
     assert_eq!(restarted.execution(&id).unwrap().status, hookflow::workflow::ExecutionStatus::Resolved);
+}
+
+#[test]
+fn a_sync_caller_that_hangs_up_mid_run_loses_nothing() {
+    let server = TestServer::start(&[slow(800), echo()], |config| config.host.time_budget = Duration::from_secs(10));
+    let mut connection = hookflow_tests::http::Connection::open(server.address).unwrap();
+    connection.send(&http::request_bytes(server.address, "POST", "/api/webhook:trigger/slow", &[], b"")).unwrap();
+    let started = std::time::Instant::now();
+    while server.server().host().calls_in_flight() == 0 {
+        assert!(started.elapsed() < Duration::from_secs(20), "the slow node never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(connection);
+    // The execution runs to its end and is recorded; its instance slot comes back.
+    let filter = hookflow::store::ExecutionFilter { workflow: Some("slow".into()), ..Default::default() };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let execution = loop {
+        let listed = server.server().store().executions(&filter, None, 10).unwrap();
+        if let Some(finished) = listed.into_iter().find(|execution| execution.status.is_final()) {
+            break finished;
+        }
+        assert!(std::time::Instant::now() < deadline, "the hung-up execution never finished");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(execution.status, hookflow::workflow::ExecutionStatus::Resolved);
+    let full = server.finished_execution(&execution.id);
+    assert_eq!(full.jobs.iter().map(|job| job.node_key.as_str()).collect::<Vec<_>>(), ["work", "reply"]);
+    while server.server().host().calls_in_flight() != 0 {
+        assert!(std::time::Instant::now() < deadline, "the slot was not given back");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_healthy(&server);
 }

@@ -128,7 +128,13 @@ fn every_fault_is_reported_at_once() {
         {"key": "a", "type": "nonesuch"},
         {"key": "a", "type": "response", "config": {"body": "{{oops}}"}}
     ]}));
-    assert_eq!(found.len(), 4, "{found:?}");
+    let paths: Vec<&str> = found.iter().map(|fault| fault.split(": ").next().unwrap_or_default()).collect();
+    assert_eq!(paths, ["nodes[1].key", "nodes[0].type", "nodes[1].type", "nodes[1].config.body"], "{found:?}");
+    for (fault, names) in
+        found.iter().zip(["duplicate node key", "unknown node type", "asynchronous", "unknown variable"])
+    {
+        assert!(fault.contains(names), "{fault}");
+    }
 }
 
 #[test]
