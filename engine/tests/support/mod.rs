@@ -1,5 +1,5 @@
 //! What the binary's tests share: running `hookflow`, a `hookflow serve` process, fresh data
-//! directories, and the raw HTTP client of the tests crate.
+//! directories, and the raw HTTP client and fixture components of the tests crate.
 
 #![allow(dead_code, reason = "each test binary uses its own part of the support code")]
 
@@ -10,9 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::Value;
 
-#[path = "../../../tests/src/http.rs"]
-#[allow(dead_code)]
-pub mod http;
+pub use hookflow_tests::http;
 
 pub fn hookflow(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hookflow")).args(args).output().unwrap()
@@ -38,13 +36,19 @@ impl Serve {
         Serve::start_with(data, &args, 2)
     }
 
-    /// Starts `hookflow serve ARGS` on a random port and reads the `endpoints` URLs it prints.
+    /// Starts `hookflow serve ARGS` on a free port and reads the `endpoints` lines it prints.
     pub fn start_with(data: &Path, extra: &[&str], endpoints: usize) -> Serve {
+        Serve::start_env(data, extra, endpoints, &[])
+    }
+
+    /// [`Serve::start_with`] with extra environment variables.
+    pub fn start_env(data: &Path, extra: &[&str], endpoints: usize, env: &[(&str, &str)]) -> Serve {
         let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--data", data.to_str().unwrap()];
         args.extend_from_slice(extra);
         let mut child = Command::new(env!("CARGO_BIN_EXE_hookflow"))
             .args(&args)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -52,6 +56,7 @@ impl Serve {
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut stdout = Vec::new();
         // The first lines are the workflows' URLs.
+        assert!(endpoints > 0, "serve prints nothing to wait for without a workflow");
         while stdout.len() < endpoints {
             match lines.next() {
                 Some(line) => stdout.push(line.unwrap()),
