@@ -94,6 +94,9 @@ pub struct Dispatcher {
     claims: Arc<StdMutex<Claims>>,
     /// Async executions an operator canceled while they ran.
     canceled: Arc<StdMutex<HashSet<String>>>,
+    /// Which queued executions a worker has taken and which a cancel ended first: one lock, so
+    /// a cancel and a worker never both act on the same queued execution.
+    taken: StdMutex<Taken>,
     /// Async executions a delay node holds, with their workflow; a timer queues each again
     /// when its time comes.
     waiting: StdMutex<HashMap<String, String>>,
@@ -126,6 +129,7 @@ impl Dispatcher {
             sync_slots: Arc::new(Semaphore::new(config.max_sync_inflight)),
             claims: Arc::default(),
             canceled: Arc::default(),
+            taken: StdMutex::default(),
             waiting: StdMutex::default(),
             load,
         });
@@ -345,12 +349,22 @@ impl Dispatcher {
         if !queued || execution.status.is_final() {
             return Ok(None);
         }
-        if execution.status == ExecutionStatus::Queued {
+        let ends_now = {
+            let mut taken = self.taken.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            // No worker has it: it ends here, and a worker that takes it later skips it.
+            let ends_now = execution.status == ExecutionStatus::Queued && !taken.running.contains(&execution.id);
+            if ends_now {
+                taken.canceled_queued.insert(execution.id.clone());
+            }
+            ends_now
+        };
+        if ends_now {
             execution.status = ExecutionStatus::Canceled;
             execution.finished_at = Some(Timestamp::now());
             self.store.record_finished(&execution, true);
             self.store.flush().await?;
         } else {
+            execution.status = ExecutionStatus::Started;
             self.canceled.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(execution.id.clone());
             // A waiting execution is not running: wake it, so it sees the cancellation now.
             self.wake(&execution.id);
@@ -444,8 +458,16 @@ impl Dispatcher {
         };
         let max_concurrency =
             deployed.workflow().options.max_concurrency.map(|limit| usize::try_from(limit).unwrap_or(usize::MAX));
-        if !self.load.start(&workflow, id, max_concurrency) {
-            return Outcome::Parked;
+        {
+            let mut taken = self.taken.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if taken.canceled_queued.remove(id) {
+                // Canceled while it was queued; the cancel recorded it.
+                return Outcome::Finished(workflow);
+            }
+            if !self.load.start(&workflow, id, max_concurrency) {
+                return Outcome::Parked;
+            }
+            taken.running.insert(id.to_string());
         }
         execution.status = ExecutionStatus::Started;
         self.store.mark_started(&execution);
@@ -469,6 +491,7 @@ impl Dispatcher {
             wake_at
         })
         .await;
+        self.taken.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).running.remove(id);
         if let Some(parked) = self.load.stop(&workflow) {
             let _ = self.queue.send(parked);
         }
@@ -607,6 +630,13 @@ impl Observer for JobRecorder<'_> {
         let mut canceled = self.canceled.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         canceled.remove(&self.execution_id).then_some(ExecutionStatus::Canceled)
     }
+}
+
+/// Queued executions workers have taken, and those canceled before a worker took them.
+#[derive(Default)]
+struct Taken {
+    running: HashSet<String>,
+    canceled_queued: HashSet<String>,
 }
 
 /// How long a repeat of an async idempotency key waits for its first request to be queued.
