@@ -285,7 +285,16 @@ fn an_execution_killed_between_nodes_resumes_after_its_last_resolved_job() {
     let response = http::post(serve.address, "/api/webhook:trigger/many-steps", &[], b"");
     assert_eq!(response.status, 200);
     let id = response.header("x-hookflow-execution").unwrap().to_string();
-    std::thread::sleep(Duration::from_millis(400)); // some steps have run, most have not
+    // Killed as soon as some steps are recorded: most have not run yet.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let shown = http::request(serve.address, "GET", &format!("/api/executions/{id}"), &[], b"").json();
+        if shown["jobs"].as_array().is_some_and(|jobs| !jobs.is_empty()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no step ran: {shown}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
     serve.kill();
     let killed_at = hookflow::timestamp::Timestamp::now();
 

@@ -105,32 +105,34 @@ fn crowded_host() -> &'static PluginHost {
 
 #[test]
 fn many_more_faults_than_instance_slots_leave_every_slot_free() {
-    let host = crowded_host();
-    let trigger = json!({"headers": {}, "query": {}, "body": null});
-    // More faults of each kind than the pool has instances in all (slots, runtime threads' own
-    // and warm instances of every built-in type).
-    let faults = 100;
-    for mode in ["trap", "hog", "spin"] {
-        let faulty = plan_on(
-            host,
-            json!({"sync": true, "nodes": [{"key": "bad", "type": "misbehave", "config": {"mode": mode}}]}),
-        );
-        for n in 0..faults {
-            let ran = run_on(host, &faulty, trigger.clone());
-            assert!(matches!(ran.status().as_str(), "error" | "aborted"), "{mode} #{n}: {}", ran.status());
-        }
-    }
-    // A leaked slot would make this wait forever: it runs on a thread watched by a deadline.
-    let healthy =
-        plan_on(host, json!({"sync": true, "nodes": [{"key": "ok", "type": "response", "config": {"body": "fine"}}]}));
+    // A leaked slot makes a later call wait forever: the calls run on a thread watched by a
+    // deadline.
     let (done, finished) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        let host = crowded_host();
+        let trigger = json!({"headers": {}, "query": {}, "body": null});
+        // More faults of each kind than the pool has instances in all (slots, runtime threads'
+        // own and warm instances of every built-in type).
+        let faults = 100;
+        for mode in ["trap", "hog", "spin"] {
+            let config = json!({"mode": mode});
+            let faulty =
+                plan_on(host, json!({"sync": true, "nodes": [{"key": "bad", "type": "misbehave", "config": config}]}));
+            for n in 0..faults {
+                let ran = run_on(host, &faulty, trigger.clone());
+                assert!(matches!(ran.status().as_str(), "error" | "aborted"), "{mode} #{n}: {}", ran.status());
+            }
+        }
+        let healthy = plan_on(
+            host,
+            json!({"sync": true, "nodes": [{"key": "ok", "type": "response", "config": {"body": "fine"}}]}),
+        );
         let calls: Vec<_> = (0..=CROWDED_SLOTS).map(|_| run_on(host, &healthy, trigger.clone()).status()).collect();
         let _ = done.send(calls);
     });
     let statuses = finished
-        .recv_timeout(Duration::from_secs(60))
-        .expect("healthy calls after the faults found no free instance slot: a fault path leaked one");
+        .recv_timeout(Duration::from_secs(120))
+        .expect("calls stopped finding a free instance slot (or a fault panicked): a fault path leaked one");
     assert!(statuses.iter().all(|status| status == "resolved"), "{statuses:?}");
 }
 

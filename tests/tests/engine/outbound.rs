@@ -150,9 +150,8 @@ fn the_timeout_is_honoured() {
         &[calling(json!({"method": "GET", "url": format!("http://{target}/slow"), "timeout": 300}))],
         granted("127.0.0.1:*"),
     );
-    let started = Instant::now();
+    // `/slow` answers after 3 s: an error that it did not answer is the timeout at work.
     let (status, _, execution) = call(&server, &json!({}));
-    assert!(started.elapsed() < Duration::from_millis(2500), "it gave up after {:?}", started.elapsed());
     assert_eq!(status, 500);
     let error = execution.jobs[0].error.clone().unwrap_or_default();
     assert!(error.contains("did not answer"), "{error}");
@@ -278,23 +277,26 @@ fn slow_outbound_calls_holding_every_instance_do_not_hold_up_other_workflows() {
         assert!(Instant::now() < deadline, "the slow calls never started");
         std::thread::sleep(Duration::from_millis(10));
     }
-    std::thread::sleep(Duration::from_millis(100));
+    while server.server().host().calls_in_flight() < 2 {
+        assert!(Instant::now() < deadline, "the slow calls never took their instances");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let still_running = || ids.iter().all(|id| server.execution(id).is_some_and(|e| !e.status.is_final()));
 
-    let started = Instant::now();
     let answer = server.post("quick", &[], b"");
     assert_eq!((answer.status, answer.text().as_str()), (200, "fast"));
-    assert!(started.elapsed() < Duration::from_millis(100), "the quick workflow took {:?}", started.elapsed());
+    assert!(still_running(), "the quick workflow answered only once a slow call had ended");
 
     // One that needs a shared instance waits no longer than its caller does.
     let answer = server.post("keyed", &[("Idempotency-Key", "k1")], b"");
     assert_eq!(answer.status, 504, "{}", answer.text());
     let execution = server.finished_execution(answer.header("x-hookflow-execution").unwrap());
-    let took = execution.finished_at.unwrap().0 - execution.created_at.0;
-    assert!(took < 1500, "its execution waited {took} ms for an instance");
     let error = execution.jobs[0].error.clone().unwrap_or_default();
     assert!(error.contains("no node instance became free"), "{error}");
     for id in &ids {
-        assert_eq!(server.finished_execution(id).jobs[0].status, JobStatus::Resolved, "the slow calls still end");
+        let slow = server.finished_execution(id);
+        assert_eq!(slow.jobs[0].status, JobStatus::Resolved, "the slow calls still end");
+        assert!(execution.finished_at < slow.finished_at, "it gave up before the slow calls freed an instance");
     }
 }
 
