@@ -431,6 +431,10 @@ impl Dispatcher {
             }
         };
         let workflow = execution.workflow.clone();
+        if self.taken.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).canceled_queued.remove(id) {
+            // Canceled while it was queued; the cancel recorded it.
+            return Outcome::Finished(workflow);
+        }
         if execution.status == ExecutionStatus::Unreadable {
             // Kept as it is for an operator to look at and delete; it cannot run.
             tracing::error!(execution = id, "queued execution cannot run: {}", execution.error.unwrap_or_default());
@@ -486,6 +490,8 @@ impl Dispatcher {
                 None => {
                     finished(&execution);
                     store.record_finished(&execution, keeps(&deployed, execution.status));
+                    // A cancel that came after its last node has nothing left to stop.
+                    canceled.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&execution.id);
                 }
             }
             wake_at

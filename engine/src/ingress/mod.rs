@@ -120,7 +120,15 @@ async fn handle(ingress: &Ingress, deployed: Arc<Deployed>, request: Request) ->
     let headers = captured_headers(&parts.headers, &trigger.request.headers);
     let idempotency_key = trigger.idempotency.as_ref().and_then(|spec| idempotency_key(spec, &parts.headers, &body));
     let data = serde_json::json!({ "headers": headers, "query": query, "body": body });
-    let answer = ingress.dispatcher.dispatch(deployed, data, idempotency_key).await;
+    let answer = if deployed.workflow().sync {
+        ingress.dispatcher.dispatch(deployed, data, idempotency_key).await
+    } else {
+        // Queued on a task of its own: a caller that hangs up cannot drop the request between
+        // taking its idempotency key and the commit (a repeat would then queue it twice).
+        let dispatcher = ingress.dispatcher.clone();
+        let queued = tokio::spawn(async move { dispatcher.dispatch(deployed, data, idempotency_key).await });
+        queued.await.map_err(|_| ApiError::new(ErrorCode::Internal, "the request could not be queued; retry"))?
+    };
     Ok(reply_into_response(answer.reply))
 }
 
