@@ -145,10 +145,26 @@ impl Connection {
         }
     }
 
-    /// Requires the server to close the connection with no further bytes.
+    /// Requires the server to close the connection with no further bytes (within 10 s).
     pub fn expect_closed(&mut self) -> Result<(), String> {
-        // A reset after the whole response is a close too (the server may not have read all).
-        while self.fill().unwrap_or(false) {}
+        self.stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(read) => self.buffered.extend_from_slice(&chunk[..read]),
+                // A reset after the whole response is a close too (the server may not have read all).
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+                    ) =>
+                {
+                    break;
+                }
+                Err(error) => return Err(format!("the server did not close the connection after answering: {error}")),
+            }
+        }
         if self.buffered.is_empty() {
             Ok(())
         } else {
@@ -158,18 +174,30 @@ impl Connection {
 
     /// Whether the server closes its side within `wait` (a byte or an idle `wait` is "open").
     pub fn is_closed_within(&mut self, wait: Duration) -> bool {
-        self.stream.set_read_timeout(Some(wait)).ok();
+        matches!(self.peek_within(wait), Peek::Closed)
+    }
+
+    /// Whether nothing at all (no byte, no close) arrives within `wait`.
+    pub fn is_silent_for(&mut self, wait: Duration) -> bool {
+        matches!(self.peek_within(wait), Peek::Silent)
+    }
+
+    fn peek_within(&mut self, wait: Duration) -> Peek {
+        self.stream.set_read_timeout(Some(wait.max(Duration::from_millis(1)))).ok();
         let mut byte = [0u8; 1];
-        let closed = match self.stream.read(&mut byte) {
-            Ok(0) => true,
+        let seen = match self.stream.read(&mut byte) {
+            Ok(0) => Peek::Closed,
             Ok(_) => {
                 self.buffered.push(byte[0]);
-                false
+                Peek::Data
             }
-            Err(error) => !matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+            Err(error) if matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                Peek::Silent
+            }
+            Err(_) => Peek::Closed,
         };
         self.stream.set_read_timeout(Some(Duration::from_secs(60))).ok();
-        closed
+        seen
     }
 
     fn read_body(&mut self, headers: &[(String, String)]) -> Result<Vec<u8>, String> {
@@ -249,6 +277,13 @@ impl Connection {
             Err(error) => Err(format!("read failed: {error}")),
         }
     }
+}
+
+/// What a short wait on a connection saw.
+enum Peek {
+    Closed,
+    Data,
+    Silent,
 }
 
 fn parse_head(head: &str) -> Result<(u16, Vec<(String, String)>), String> {

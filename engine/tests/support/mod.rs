@@ -53,21 +53,27 @@ impl Serve {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        // Read on a thread of its own (and drained after, so the process never blocks on a full
+        // pipe): a serve that prints nothing fails the test instead of hanging it.
+        let (sender, printed) = std::sync::mpsc::channel();
+        let output = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(output).lines().map_while(Result::ok) {
+                let _ = sender.send(line);
+            }
+        });
+        assert!(endpoints > 0, "serve prints nothing to wait for without a workflow");
         let mut stdout = Vec::new();
         // The first lines are the workflows' URLs.
-        assert!(endpoints > 0, "serve prints nothing to wait for without a workflow");
         while stdout.len() < endpoints {
-            match lines.next() {
-                Some(line) => stdout.push(line.unwrap()),
-                // Its stderr (inherited) says why; the exit status says how.
-                None => panic!("serve {args:?} exited before printing its URLs: {:?}", child.wait()),
+            match printed.recv_timeout(std::time::Duration::from_secs(120)) {
+                Ok(line) => stdout.push(line),
+                // Its stderr (inherited) says why.
+                Err(error) => panic!("serve {args:?} printed no URL ({error}); exit status: {:?}", child.try_wait()),
             }
         }
         let url = stdout[0].split_whitespace().last().unwrap().to_string();
         let address = url.trim_start_matches("http://").split('/').next().unwrap().parse().unwrap();
-        // Keep draining stdout so the process never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
         Serve { child, address, stdout }
     }
 

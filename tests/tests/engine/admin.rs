@@ -200,7 +200,7 @@ fn parse_from_example_and_plugins() {
 #[test]
 fn cancel_and_rerun_executions() {
     let two_steps = json!({"key": "two-steps", "sync": false, "nodes": [
-        {"key": "first", "type": "misbehave", "config": {"mode": "busy", "ms": 1000}},
+        {"key": "first", "type": "misbehave", "config": {"mode": "busy", "ms": 3000}},
         {"key": "second", "type": "condition", "config": {}}]});
     let server = TestServer::start(&[two_steps], |config| {
         config.admin_token = Some(TOKEN.into());

@@ -84,6 +84,8 @@ fn quick_workflows_answer_while_slow_nodes_hold_every_instance_slot() {
     // The moment the slow node holds its instance slot.
     wait_for_a_node_call(&server);
     assert_healthy(&server);
+    // Had it waited for the slot, the slow node's call would have ended first.
+    assert!(server.server().host().calls_in_flight() > 0, "the quick workflow waited for the slow node's slot");
     assert!(!slow.is_finished(), "the quick workflow answered while the slow node held the slot");
     assert_eq!(slow.join().unwrap().status, 200);
 }
@@ -232,7 +234,7 @@ fn graceful_shutdown_drains_in_flight_sync_requests() {
 
 #[test]
 fn a_sync_caller_that_hangs_up_mid_run_loses_nothing() {
-    let server = TestServer::start(&[slow(800), echo()], |config| config.host.time_budget = Duration::from_secs(10));
+    let server = TestServer::start(&[slow(3000), echo()], |config| config.host.time_budget = Duration::from_secs(10));
     let mut connection = hookflow_tests::http::Connection::open(server.address).unwrap();
     connection.send(&http::request_bytes(server.address, "POST", "/api/webhook:trigger/slow", &[], b"")).unwrap();
     wait_for_a_node_call(&server);

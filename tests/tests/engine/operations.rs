@@ -302,9 +302,9 @@ fn bad_query_parameters_get_the_json_error_shape() {
 #[test]
 fn unfinished_executions_cannot_be_deleted_and_the_refusal_names_them() {
     let busy = json!({"key": "busy", "sync": false, "nodes": [
-        {"key": "work", "type": "misbehave", "config": {"mode": "busy", "ms": 2000}}]});
+        {"key": "work", "type": "misbehave", "config": {"mode": "busy", "ms": 4000}}]});
     let queued = json!({"key": "later", "sync": false, "nodes": [
-        {"key": "work", "type": "misbehave", "config": {"mode": "busy", "ms": 2000}}]});
+        {"key": "work", "type": "misbehave", "config": {"mode": "busy", "ms": 4000}}]});
     let server = TestServer::start(&[busy, queued], |config| {
         config.dispatch.workers = 1;
         config.host.time_budget = Duration::from_secs(10);
