@@ -274,6 +274,9 @@ describe('console without a token (loopback)', () => {
     await page.getByTestId('filter-apply').click();
     await page.waitForURL(/#\/executions\?workflow=pay-callback&status=resolved$/);
     await see(page.getByTestId('executions'), /pay-callback/);
+    // The filtered page replaces the previous one when its answer arrives: wait for its rows.
+    await page.waitForFunction(
+      () => document.querySelectorAll('[data-testid="executions"] tbody tr').length === 2, null, { timeout: 10_000 });
     assert.equal(await page.getByTestId('executions').locator('tbody tr').count(), 2);
     await page.getByTestId('filter-status').selectOption('failed');
     await page.getByTestId('filter-apply').click();
