@@ -518,7 +518,15 @@ fn secrets_reach_nodes_and_callers_but_never_records_logs_or_views() {
     for path in
         ["/api/executions".to_string(), format!("/api/executions/{shown_id}"), format!("/api/executions/{failed_id}")]
     {
-        let view = http::request(address, "GET", &path, &[], b"");
+        // A sync execution's record is written just after its answer: wait for it.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let view = loop {
+            let view = http::request(address, "GET", &path, &[], b"");
+            if view.status != 404 || Instant::now() > deadline {
+                break view;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
         assert_eq!(view.status, 200, "{path}: {}", view.text());
         views.push(view.text());
     }
