@@ -361,8 +361,12 @@ impl Dispatcher {
         if ends_now {
             execution.status = ExecutionStatus::Canceled;
             execution.finished_at = Some(Timestamp::now());
-            self.store.record_finished(&execution, true);
+            self.store.record_canceled(&execution);
             self.store.flush().await?;
+            // Unless a worker finished it first, from a record read before this cancel.
+            if let Some(stored) = self.store.execution(&execution.id)? {
+                execution = stored;
+            }
         } else {
             execution.status = ExecutionStatus::Started;
             self.canceled.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(execution.id.clone());

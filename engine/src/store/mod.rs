@@ -334,6 +334,17 @@ impl Store {
         self.writer.write(finish_ops(execution, keep), true);
     }
 
+    /// Records an execution canceled while queued and takes it off the queue, unless it has left
+    /// the queue by then (a worker finished it first): durable, not waited for.
+    pub fn record_canceled(&self, execution: &Execution) {
+        let op = Op::CancelQueued {
+            id: execution.id.clone(),
+            workflow: execution.workflow.clone(),
+            record: encode(execution),
+        };
+        self.writer.write(vec![op], true);
+    }
+
     /// Records a running sync execution, so it can be polled (lazy).
     pub fn record_sync_start(&self, execution: &Execution) {
         self.writer.write(vec![put_execution(execution)], false);
@@ -693,6 +704,32 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("hookflow-store-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         (Store::open(&dir.join("hookflow.redb")).unwrap(), dir)
+    }
+
+    #[tokio::test]
+    async fn a_cancel_applies_only_while_the_execution_is_queued() {
+        let (store, _dir) = fresh_store("cancel-queued");
+        let mut queued = Execution::new("w", 1, serde_json::json!({}));
+        store.enqueue(&queued, None).await.unwrap();
+        queued.status = ExecutionStatus::Canceled;
+        store.record_canceled(&queued);
+        store.flush().await.unwrap();
+        assert_eq!(store.execution(&queued.id).unwrap().map(|e| e.status), Some(ExecutionStatus::Canceled));
+        assert!(!store.is_queued(&queued.id).unwrap());
+
+        // A worker finished it before the cancel's write: the finished record stays.
+        let mut finished = Execution::new("w", 1, serde_json::json!({}));
+        store.enqueue(&finished, None).await.unwrap();
+        finished.status = ExecutionStatus::Resolved;
+        store.record_finished(&finished, true);
+        let mut late = finished.clone();
+        late.status = ExecutionStatus::Canceled;
+        store.record_canceled(&late);
+        store.flush().await.unwrap();
+        assert_eq!(store.execution(&finished.id).unwrap().map(|e| e.status), Some(ExecutionStatus::Resolved));
+        let filter = ExecutionFilter { status: Some(ExecutionStatus::Canceled), ..ExecutionFilter::default() };
+        let canceled: Vec<String> = store.executions(&filter, None, 10).unwrap().into_iter().map(|e| e.id).collect();
+        assert_eq!(canceled, [queued.id], "the index agrees");
     }
 
     #[tokio::test]

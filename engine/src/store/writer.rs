@@ -18,6 +18,7 @@ use redb::{Database, Durability, ReadableTable as _};
 use tokio::sync::oneshot;
 
 use crate::metrics::metrics;
+use crate::workflow::ExecutionStatus;
 
 use super::{
     BY_STATUS, BY_WORKFLOW, BY_WORKFLOW_STATUS, EXECUTIONS, IDEMPOTENCY, INDEXED, JOBS, QUEUE, RECOVERY_INTERVAL,
@@ -32,19 +33,64 @@ const MAX_KEPT: usize = 100_000;
 
 /// One change to the database.
 pub enum Op {
-    PutWorkflow { key: String, record: Vec<u8> },
-    DeleteWorkflow { key: String },
-    PutWorkflowVersion { key: String, version: u64, definition: Vec<u8> },
-    PutExecution { id: String, workflow: String, status: &'static str, record: Vec<u8> },
-    DeleteExecution { id: String },
-    PutJob { id: String, index: u32, record: Vec<u8> },
-    DeleteJobs { id: String },
-    Enqueue { id: String },
-    Dequeue { id: String },
-    PutIdempotency { workflow: String, key: String, record: Vec<u8> },
-    PutReply { id: String, record: Vec<u8> },
-    DeleteReply { id: String },
-    DeleteIdempotency { workflow: String, key: String },
+    PutWorkflow {
+        key: String,
+        record: Vec<u8>,
+    },
+    DeleteWorkflow {
+        key: String,
+    },
+    PutWorkflowVersion {
+        key: String,
+        version: u64,
+        definition: Vec<u8>,
+    },
+    PutExecution {
+        id: String,
+        workflow: String,
+        status: &'static str,
+        record: Vec<u8>,
+    },
+    DeleteExecution {
+        id: String,
+    },
+    PutJob {
+        id: String,
+        index: u32,
+        record: Vec<u8>,
+    },
+    DeleteJobs {
+        id: String,
+    },
+    Enqueue {
+        id: String,
+    },
+    Dequeue {
+        id: String,
+    },
+    PutIdempotency {
+        workflow: String,
+        key: String,
+        record: Vec<u8>,
+    },
+    PutReply {
+        id: String,
+        record: Vec<u8>,
+    },
+    DeleteReply {
+        id: String,
+    },
+    DeleteIdempotency {
+        workflow: String,
+        key: String,
+    },
+    /// Writes a canceled execution's record and takes it off the queue, only while it is still
+    /// queued: a worker that finished it first has taken it off already, and its record stays.
+    CancelQueued {
+        id: String,
+        workflow: String,
+        record: Vec<u8>,
+    },
 }
 
 struct Request {
@@ -204,6 +250,15 @@ fn commit(db: &Database, batch: &[Request], durable: bool) -> Result<(), StoreEr
                 Op::DeleteReply { id } => replies.remove(id.as_str()).map(drop),
                 Op::DeleteIdempotency { workflow, key } => {
                     idempotency.remove((workflow.as_str(), key.as_str())).map(drop)
+                }
+                Op::CancelQueued { id, workflow, record } => {
+                    let was_queued = queue.remove(id.as_str()).map_err(storage)?.is_some();
+                    if was_queued {
+                        index.put(id, workflow, ExecutionStatus::Canceled.as_str())?;
+                        executions.insert(id.as_str(), record.as_slice()).map(drop)
+                    } else {
+                        Ok(())
+                    }
                 }
             }
             .map_err(storage)?;
