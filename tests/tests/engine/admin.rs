@@ -209,11 +209,7 @@ fn cancel_and_rerun_executions() {
 
     // A running execution stops before its next node.
     let running = server.post("two-steps", &[], b"").header("x-hookflow-execution").unwrap().to_string();
-    let started = std::time::Instant::now();
-    while server.server().host().calls_in_flight() == 0 {
-        assert!(started.elapsed() < std::time::Duration::from_secs(20), "the first node never started");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    server.wait_for_node_calls(1);
     let accepted = call(&server, "POST", &format!("/api/executions/{running}/cancel"), None);
     assert_eq!(accepted.status, 202, "{}", accepted.text());
     let canceled = server.finished_execution(&running);

@@ -15,17 +15,14 @@ use crate::util::{cache_dir, plan_on, run_on};
 /// A host with tight limits and the misbehaving fixtures installed.
 fn host() -> &'static PluginHost {
     static HOST: OnceLock<PluginHost> = OnceLock::new();
-    HOST.get_or_init(|| {
-        let host = PluginHost::new(HostConfig {
-            time_budget: Duration::from_millis(200),
-            memory_limit: 16 << 20,
-            cache_dir: Some(cache_dir()),
-            ..HostConfig::default()
-        })
-        .unwrap();
-        host.install("misbehave", fixture("misbehave")).unwrap();
-        host
-    })
+    HOST.get_or_init(|| misbehave_host(HostConfig { time_budget: Duration::from_millis(200), ..HostConfig::default() }))
+}
+
+/// A host of `config` with a 16 MiB memory limit, the shared cache and the `misbehave` node.
+fn misbehave_host(config: HostConfig) -> PluginHost {
+    let host = PluginHost::new(HostConfig { memory_limit: 16 << 20, cache_dir: Some(cache_dir()), ..config }).unwrap();
+    host.install("misbehave", fixture("misbehave")).unwrap();
+    host
 }
 
 /// Runs a sync workflow whose first node misbehaves in `mode`, then checks that a healthy execution on
@@ -90,16 +87,12 @@ const CROWDED_SLOTS: u32 = 2;
 fn crowded_host() -> &'static PluginHost {
     static HOST: OnceLock<PluginHost> = OnceLock::new();
     HOST.get_or_init(|| {
-        let host = PluginHost::new(HostConfig {
+        let config = HostConfig {
             time_budget: Duration::from_millis(20),
-            memory_limit: 16 << 20,
             max_instances: CROWDED_SLOTS,
-            cache_dir: Some(cache_dir()),
             ..HostConfig::default()
-        })
-        .unwrap();
-        host.install("misbehave", fixture("misbehave")).unwrap();
-        host
+        };
+        misbehave_host(config)
     })
 }
 

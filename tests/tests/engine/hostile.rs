@@ -25,15 +25,6 @@ fn assert_error(response: &HttpResponse, status: u16, code: &str) {
     assert_eq!(response.error_code(), code, "{}", response.text());
 }
 
-/// Returns once a node call is running on `server`.
-fn wait_for_a_node_call(server: &TestServer) {
-    let started = Instant::now();
-    while server.server().host().calls_in_flight() == 0 {
-        assert!(started.elapsed() < Duration::from_secs(20), "no node call started");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 fn assert_healthy(server: &TestServer) {
     let response = server.post("echo", &[("Content-Type", "application/json")], b"{\"still\": \"alive\"}");
     assert_eq!(response.status, 200, "the engine stays healthy: {}", response.text());
@@ -82,7 +73,7 @@ fn quick_workflows_answer_while_slow_nodes_hold_every_instance_slot() {
     let address = server.address;
     let slow = std::thread::spawn(move || http::post(address, "/api/webhook:trigger/slow", &[], b""));
     // The moment the slow node holds its instance slot.
-    wait_for_a_node_call(&server);
+    server.wait_for_node_calls(1);
     assert_healthy(&server);
     // Had it waited for the slot, the slow node's call would have ended first.
     assert!(server.server().host().calls_in_flight() > 0, "the quick workflow waited for the slow node's slot");
@@ -220,7 +211,7 @@ fn graceful_shutdown_drains_in_flight_sync_requests() {
     let server = TestServer::start(&[slow(2000)], |config| config.host.time_budget = Duration::from_secs(10));
     let address = server.address;
     let in_flight = std::thread::spawn(move || http::post(address, "/api/webhook:trigger/slow", &[], b""));
-    wait_for_a_node_call(&server);
+    server.wait_for_node_calls(1);
     let data_dir = server.stop(); // what SIGTERM does
     let response = in_flight.join().unwrap();
     assert_eq!((response.status, response.text().as_str()), (200, "done"), "the in-flight request finished");
@@ -237,7 +228,7 @@ fn a_sync_caller_that_hangs_up_mid_run_loses_nothing() {
     let server = TestServer::start(&[slow(3000), echo()], |config| config.host.time_budget = Duration::from_secs(10));
     let mut connection = hookflow_tests::http::Connection::open(server.address).unwrap();
     connection.send(&http::request_bytes(server.address, "POST", "/api/webhook:trigger/slow", &[], b"")).unwrap();
-    wait_for_a_node_call(&server);
+    server.wait_for_node_calls(1);
     drop(connection);
     // The execution runs to its end and is recorded; its instance slot comes back.
     let filter = hookflow::store::ExecutionFilter { workflow: Some("slow".into()), ..Default::default() };

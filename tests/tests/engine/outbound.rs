@@ -277,10 +277,7 @@ fn slow_outbound_calls_holding_every_instance_do_not_hold_up_other_workflows() {
         assert!(Instant::now() < deadline, "the slow calls never started");
         std::thread::sleep(Duration::from_millis(10));
     }
-    while server.server().host().calls_in_flight() < 2 {
-        assert!(Instant::now() < deadline, "the slow calls never took their instances");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    server.wait_for_node_calls(2);
     let still_running = || ids.iter().all(|id| server.execution(id).is_some_and(|e| !e.status.is_final()));
 
     let answer = server.post("quick", &[], b"");

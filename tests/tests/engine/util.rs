@@ -177,6 +177,15 @@ impl TestServer {
         }
     }
 
+    /// Returns once `count` node calls are running (each holds an instance slot).
+    pub fn wait_for_node_calls(&self, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.server().host().calls_in_flight() < count {
+            assert!(Instant::now() < deadline, "{count} node calls never ran at once");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Stops the server cleanly (as on SIGTERM) and returns its data directory.
     pub fn stop(mut self) -> PathBuf {
         let server = self.server.take().unwrap();
