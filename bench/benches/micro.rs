@@ -10,11 +10,11 @@ use std::path::PathBuf;
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use hookflow::ingress::{parse_body, parse_query};
-use hookflow::plugin::{BUILTIN_NODES, HostConfig, PluginHost};
-use hookflow::store::Store;
-use hookflow::workflow::template::{Scope, Template};
-use hookflow::workflow::{Execution, NodeCall, NodeRunner};
+use hookflow_plugin::{BUILTIN_NODES, HostConfig, PluginHost};
+use hookflow_server::ingress::{parse_body, parse_query};
+use hookflow_store::Store;
+use hookflow_workflow::template::{Scope, Template};
+use hookflow_workflow::{Execution, NodeCall, NodeRunner};
 use serde_json::{Map, json};
 
 /// A scratch directory of this process under the system's temporary directory.

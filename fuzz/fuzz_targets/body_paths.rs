@@ -2,8 +2,8 @@
 //! listed path must parse back and select a value.
 #![no_main]
 
-use hookflow::workflow::example_paths;
-use hookflow::workflow::template::{parse_value_path, select};
+use hookflow_workflow::example_paths;
+use hookflow_workflow::template::{parse_value_path, select};
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

@@ -3,8 +3,8 @@
 
 use std::sync::OnceLock;
 
-use hookflow::plugin::{HostConfig, PluginHost};
-use hookflow::workflow::{compile, parse_workflow};
+use hookflow_plugin::{HostConfig, PluginHost};
+use hookflow_workflow::{compile, parse_workflow};
 
 fn host() -> &'static PluginHost {
     static HOST: OnceLock<PluginHost> = OnceLock::new();

@@ -1,7 +1,7 @@
 //! The template compiler and resolver on arbitrary strings.
 #![no_main]
 
-use hookflow::workflow::template::{Scope, Template};
+use hookflow_workflow::template::{Scope, Template};
 use serde_json::{Map, Value, json};
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {

@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use hookflow::plugin::{HostConfig, PluginHost};
-use hookflow::workflow::{NodeCall, NodeRunner};
+use hookflow_plugin::{HostConfig, PluginHost};
+use hookflow_workflow::{NodeCall, NodeRunner};
 use serde_json::json;
 
 fn main() {

@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use hookflow::plugin::{BUILTIN_NODES, HostConfig, PluginHost};
-use hookflow::workflow::{Execution, NodeCall, NodeRunner, compile, execute, parse_workflow};
+use hookflow_plugin::{BUILTIN_NODES, HostConfig, PluginHost};
+use hookflow_workflow::{Execution, NodeCall, NodeRunner, compile, execute, parse_workflow};
 use serde_json::json;
 
 const WARM_UP: u32 = 200;

@@ -213,7 +213,7 @@ fn cancel_and_rerun_executions() {
     let accepted = call(&server, "POST", &format!("/api/executions/{running}/cancel"), None);
     assert_eq!(accepted.status, 202, "{}", accepted.text());
     let canceled = server.finished_execution(&running);
-    assert_eq!(canceled.status, hookflow::workflow::ExecutionStatus::Canceled);
+    assert_eq!(canceled.status, hookflow_workflow::ExecutionStatus::Canceled);
     assert_eq!(canceled.jobs.len(), 1, "the second node never ran");
     let again = call(&server, "POST", &format!("/api/executions/{running}/cancel"), None);
     assert_eq!((again.status, again.error_code()), (409, "conflict".to_string()));
@@ -224,7 +224,7 @@ fn cancel_and_rerun_executions() {
     let new_id = rerun.json()["id"].as_str().unwrap().to_string();
     assert_ne!(new_id, running);
     let new = server.finished_execution(&new_id);
-    assert_eq!(new.status, hookflow::workflow::ExecutionStatus::Resolved);
+    assert_eq!(new.status, hookflow_workflow::ExecutionStatus::Resolved);
     assert_eq!(new.trigger, canceled.trigger);
     assert_eq!(call(&server, "POST", "/api/executions/nonesuch/rerun", None).status, 404);
 }
@@ -257,7 +257,7 @@ fn a_queued_execution_is_canceled_at_once() {
         .to_string();
     restarted.finished_execution(&later);
     let canceled = restarted.execution(&id).unwrap();
-    assert_eq!(canceled.status, hookflow::workflow::ExecutionStatus::Canceled, "it never runs");
+    assert_eq!(canceled.status, hookflow_workflow::ExecutionStatus::Canceled, "it never runs");
     assert!(canceled.jobs.is_empty(), "{:?}", canceled.jobs);
     assert!(!restarted.server().store().is_queued(&id).unwrap());
 }
@@ -327,7 +327,7 @@ fn executions_are_deleted_once_finished_when_the_workflow_says_so() {
     let failed = server.post_json("forgetful", &json!({"ok": false}));
     assert_eq!(failed.status, 500);
     let failed_id = failed.header("x-hookflow-execution").unwrap();
-    assert_eq!(server.finished_execution(failed_id).status, hookflow::workflow::ExecutionStatus::Failed, "kept");
+    assert_eq!(server.finished_execution(failed_id).status, hookflow_workflow::ExecutionStatus::Failed, "kept");
     // Records are written in order: once the later one is visible, the earlier one is settled.
     let resolved_id = resolved.header("x-hookflow-execution").unwrap();
     assert!(server.execution(resolved_id).is_none(), "a resolved execution is deleted");
@@ -401,7 +401,7 @@ fn secrets_never_leave_the_admin_api() {
         {"key": "s", "type": "set", "config": {"values": {"auth": "Bearer {{$secrets.API_KEY}}"}}}]});
     let server = TestServer::start(&[], |config| {
         config.admin_token = Some(TOKEN.into());
-        config.host.secrets = std::sync::Arc::new(hookflow::workflow::Secrets::new([("API_KEY", API_KEY)]).unwrap());
+        config.host.secrets = std::sync::Arc::new(hookflow_workflow::Secrets::new([("API_KEY", API_KEY)]).unwrap());
     });
 
     let mut answers: Vec<(String, HttpResponse)> = Vec::new();

@@ -1,6 +1,6 @@
 //! The executor running the real embedded `condition` and `response` components.
 
-use hookflow::workflow::{ExecutionStatus, JobStatus, execute};
+use hookflow_workflow::{ExecutionStatus, JobStatus, execute};
 use serde_json::{Value, json};
 
 use crate::util::{Ran, host, plan, run, run_on};

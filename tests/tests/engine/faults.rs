@@ -5,9 +5,9 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use hookflow::plugin::{HostConfig, LoadError, PluginHost};
-use hookflow::workflow::{NodeCall, NodeRunner};
+use hookflow_plugin::{HostConfig, LoadError, PluginHost};
 use hookflow_tests::fixture;
+use hookflow_workflow::{NodeCall, NodeRunner};
 use serde_json::json;
 
 use crate::util::{cache_dir, plan_on, run_on};
@@ -171,13 +171,13 @@ fn compiled_components_are_cached_on_disk() {
     let config = HostConfig { cache_dir: Some(dir.clone()), max_instances: 4, ..HostConfig::default() };
     PluginHost::new(config.clone()).unwrap();
     let cached: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
-    assert_eq!(cached.len(), hookflow::plugin::BUILTIN_NODES.len(), "{cached:?}");
+    assert_eq!(cached.len(), hookflow_plugin::BUILTIN_NODES.len(), "{cached:?}");
     assert!(cached.iter().all(|p| p.extension().is_some_and(|e| e == "cwasm")));
 
     // A second engine loads the artifacts; a corrupted one is recompiled, not fatal.
     std::fs::write(&cached[0], b"garbage").unwrap();
     let host = PluginHost::new(config).unwrap();
-    assert_eq!(host.plugins().len(), hookflow::plugin::BUILTIN_NODES.len());
+    assert_eq!(host.plugins().len(), hookflow_plugin::BUILTIN_NODES.len());
     assert!(std::fs::metadata(&cached[0]).unwrap().len() > 1000, "the corrupted artifact was rewritten");
     let _ = std::fs::remove_dir_all(&dir);
 }

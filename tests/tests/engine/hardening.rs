@@ -1,8 +1,8 @@
 //! DESIGN §7 against the running engine: nesting, per-execution limits, idempotency of failed
 //! answers, reply framing, and what the loopback-mode admin API refuses.
 
-use hookflow::workflow::JobStatus;
 use hookflow_tests::http::{self, HttpResponse};
+use hookflow_workflow::JobStatus;
 use serde_json::{Value, json};
 
 use crate::util::TestServer;

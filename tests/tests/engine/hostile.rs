@@ -220,7 +220,7 @@ fn graceful_shutdown_drains_in_flight_sync_requests() {
     // Its record was made durable by the shutdown.
     let id = response.header("x-hookflow-execution").unwrap().to_string();
     let restarted = TestServer::start_in(data_dir, |_| {});
-    assert_eq!(restarted.execution(&id).unwrap().status, hookflow::workflow::ExecutionStatus::Resolved);
+    assert_eq!(restarted.execution(&id).unwrap().status, hookflow_workflow::ExecutionStatus::Resolved);
 }
 
 #[test]
@@ -231,7 +231,7 @@ fn a_sync_caller_that_hangs_up_mid_run_loses_nothing() {
     server.wait_for_node_calls(1);
     drop(connection);
     // The execution runs to its end and is recorded; its instance slot comes back.
-    let filter = hookflow::store::ExecutionFilter { workflow: Some("slow".into()), ..Default::default() };
+    let filter = hookflow_store::ExecutionFilter { workflow: Some("slow".into()), ..Default::default() };
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let execution = loop {
         let listed = server.server().store().executions(&filter, None, 10).unwrap();
@@ -241,7 +241,7 @@ fn a_sync_caller_that_hangs_up_mid_run_loses_nothing() {
         assert!(std::time::Instant::now() < deadline, "the hung-up execution never finished");
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert_eq!(execution.status, hookflow::workflow::ExecutionStatus::Resolved);
+    assert_eq!(execution.status, hookflow_workflow::ExecutionStatus::Resolved);
     let full = server.finished_execution(&execution.id);
     assert_eq!(full.jobs.iter().map(|job| job.node_key.as_str()).collect::<Vec<_>>(), ["work", "reply"]);
     while server.server().host().calls_in_flight() != 0 {

@@ -213,7 +213,7 @@ fn a_bad_loop_target_is_a_job_error_naming_the_field() {
 
 #[test]
 fn delay_makes_an_execution_wait_and_resume_where_it_stopped() {
-    use hookflow::workflow::{ExecutionStatus, JobStatus, execute};
+    use hookflow_workflow::{ExecutionStatus, JobStatus, execute};
 
     let workflow = json!({"key": "later", "sync": false, "nodes": [
         {"key": "before", "type": "set", "config": {"values": {"n": 1}}},
@@ -221,7 +221,7 @@ fn delay_makes_an_execution_wait_and_resume_where_it_stopped() {
         {"key": "after", "type": "set", "config": {"values": {"n": "{{$jobsMapByNodeKey.before.n}}"}}}
     ]});
     let plan = plan(workflow);
-    let mut execution = hookflow::workflow::Execution::new("later", 1, json!({"body": {}}));
+    let mut execution = hookflow_workflow::Execution::new("later", 1, json!({"body": {}}));
     let first = execute(crate::util::host(), &plan, &mut execution, &mut ());
     let wake_at = first.wake_at.expect("the delay holds the execution");
     assert_eq!(execution.status, ExecutionStatus::Started);
@@ -258,7 +258,7 @@ fn a_bad_delay_duration_is_a_job_error_naming_the_field() {
 
 #[test]
 fn a_loop_resumed_mid_way_replays_its_recorded_iterations() {
-    use hookflow::workflow::{ExecutionStatus, execute};
+    use hookflow_workflow::{ExecutionStatus, execute};
 
     let plan = plan(marking_loop());
     let items = json!([{"sku": "A", "qty": 12}, {"sku": "B", "qty": 3}, {"sku": "C", "qty": 20}]);

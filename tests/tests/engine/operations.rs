@@ -5,11 +5,11 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use hookflow::retention::RetentionConfig;
-use hookflow::timestamp::Timestamp;
-use hookflow::workflow::ExecutionStatus;
+use hookflow_server::retention::RetentionConfig;
 use hookflow_tests::http;
 use hookflow_tests::netns::RemoteHost;
+use hookflow_workflow::ExecutionStatus;
+use hookflow_workflow::timestamp::Timestamp;
 use serde_json::{Value, json};
 
 use crate::util::TestServer;

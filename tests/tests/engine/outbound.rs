@@ -6,8 +6,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use hookflow::plugin::HostPattern;
-use hookflow::workflow::{ExecutionStatus, JobStatus};
+use hookflow_plugin::HostPattern;
+use hookflow_workflow::{ExecutionStatus, JobStatus};
 use serde_json::{Value, json};
 
 use crate::util::TestServer;
@@ -77,13 +77,13 @@ fn calling(config: Value) -> Value {
     ]})
 }
 
-fn granted(hosts: &str) -> impl FnOnce(&mut hookflow::server::ServerConfig) {
+fn granted(hosts: &str) -> impl FnOnce(&mut hookflow_server::server::ServerConfig) {
     let hosts: Vec<HostPattern> = hosts.split(',').map(|host| host.parse().unwrap()).collect();
     move |config| config.host.grants.allow_outbound("http-request", &hosts)
 }
 
 /// POSTs `body` to the `call` workflow and returns the execution it ran.
-fn call(server: &TestServer, body: &Value) -> (u16, Value, hookflow::workflow::Execution) {
+fn call(server: &TestServer, body: &Value) -> (u16, Value, hookflow_workflow::Execution) {
     let response = server.post_json("call", body);
     let id = response.header("x-hookflow-execution").unwrap().to_string();
     let status = response.status;

@@ -5,12 +5,12 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use hookflow::plugin::{HostConfig, PluginHost};
-use hookflow::server::{Server, ServerConfig};
-use hookflow::workflow::{
+use hookflow_plugin::{HostConfig, PluginHost};
+use hookflow_server::server::{Server, ServerConfig};
+use hookflow_tests::http::{self, HttpResponse};
+use hookflow_workflow::{
     Execution, ExecutionStatus, Observer, Plan, Reply, caller_reply, compile, execute, parse_workflow,
 };
-use hookflow_tests::http::{self, HttpResponse};
 use serde_json::Value;
 
 /// Where the tests cache compiled components, shared by every test and run.

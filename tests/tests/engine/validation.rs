@@ -1,6 +1,6 @@
 //! Definitions that cannot run are refused with faults naming their JSON paths.
 
-use hookflow::workflow::{compile, parse_workflow};
+use hookflow_workflow::{compile, parse_workflow};
 use serde_json::{Value, json};
 
 use crate::util::host;

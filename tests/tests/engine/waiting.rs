@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use hookflow::workflow::{ExecutionStatus, JobStatus};
 use hookflow_tests::http;
+use hookflow_workflow::{ExecutionStatus, JobStatus};
 use serde_json::{Value, json};
 
 use crate::util::TestServer;

@@ -1,0 +1,456 @@
+//! The command line (DESIGN §3.5), as clap definitions.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use hookflow_plugin::{HostPattern, HostPatternError, is_valid_type_name};
+
+/// hookflow: a webhook workflow engine whose nodes are WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "hookflow", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the engine: listen for webhooks and run their workflows.
+    #[command(after_help = "Examples:\n  hookflow serve --demo\n  hookflow serve --listen 0.0.0.0:13000 \
+                             --workflows ./workflows --public-url https://hooks.example.com")]
+    Serve(Box<ServeArgs>),
+    /// Turn an example request into the path list of a trigger's request configuration.
+    #[command(subcommand)]
+    Parse(ParseCommand),
+    /// Manage the workflows of a running server.
+    #[command(after_help = "Examples:\n  hookflow workflow add order.json\n  hookflow workflow list\n  \
+                             HOOKFLOW_ADMIN_TOKEN=... hookflow workflow show orders --server http://10.0.0.5:13000")]
+    Workflow(Remote<WorkflowCommand>),
+    /// Read, cancel and re-run the executions of a running server.
+    #[command(after_help = "Examples:\n  hookflow executions list --workflow orders --status failed\n  \
+                             hookflow executions show 01KB2Y7V9X3T4G6M8P0R2S4W6Y")]
+    Executions(Remote<ExecutionsCommand>),
+    /// Manage the node types (WebAssembly components) of a running server.
+    #[command(after_help = "Examples:\n  hookflow plugin list\n  hookflow plugin add scorer ./scorer.wasm")]
+    Plugin(Remote<PluginCommand>),
+}
+
+/// A command that talks to a running server's admin API. The token comes from
+/// `HOOKFLOW_ADMIN_TOKEN` (needed when the server has one, or is not on this machine).
+#[derive(Debug, Args)]
+pub struct Remote<C: Subcommand> {
+    /// The server's URL.
+    #[arg(long, global = true, env = "HOOKFLOW_SERVER", default_value = "http://127.0.0.1:13000")]
+    pub server: String,
+    /// Print the API's JSON answer instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: C,
+}
+
+/// `hookflow workflow` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum WorkflowCommand {
+    /// Create a workflow from a JSON definition (a key is generated when it has none).
+    #[command(after_help = "Examples:\n  hookflow workflow add order.json\n  cat order.json | hookflow workflow add -")]
+    Add {
+        /// The definition's file, or `-` for standard input.
+        file: PathBuf,
+    },
+    /// List the workflows with their mode and webhook URL.
+    #[command(after_help = "Examples:\n  hookflow workflow list\n  hookflow workflow list --json | jq '.items[].url'")]
+    List {
+        /// Most workflows to show.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Start after this key (the `next` of a previous page).
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Show a workflow: its settings, URL and node tree.
+    #[command(
+        after_help = "Examples:\n  hookflow workflow show orders\n  hookflow workflow show orders --json > orders.json"
+    )]
+    Show {
+        /// The workflow key.
+        key: String,
+    },
+    /// Replace a workflow's definition (a new version; running executions keep theirs).
+    #[command(after_help = "Example:\n  hookflow workflow replace orders orders.json")]
+    Replace {
+        /// The workflow key.
+        key: String,
+        /// The new definition's file, or `-` for standard input.
+        file: PathBuf,
+    },
+    /// Enable a workflow's webhook URL.
+    #[command(after_help = "Example:\n  hookflow workflow enable orders")]
+    Enable {
+        /// The workflow key.
+        key: String,
+    },
+    /// Disable a workflow: its URL answers 404 until it is enabled again.
+    #[command(after_help = "Example:\n  hookflow workflow disable orders")]
+    Disable {
+        /// The workflow key.
+        key: String,
+    },
+    /// List a workflow's stored versions, newest first.
+    #[command(after_help = "Example:\n  hookflow workflow versions orders")]
+    Versions {
+        /// The workflow key.
+        key: String,
+    },
+    /// Make an earlier version current again (stored as a new version).
+    #[command(after_help = "Example:\n  hookflow workflow restore orders 3")]
+    Restore {
+        /// The workflow key.
+        key: String,
+        /// The version to bring back.
+        #[arg(value_name = "VERSION")]
+        number: u64,
+    },
+    /// Delete a workflow (its executions stay readable).
+    #[command(after_help = "Example:\n  hookflow workflow rm orders")]
+    Rm {
+        /// The workflow key.
+        key: String,
+    },
+}
+
+/// `hookflow executions` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ExecutionsCommand {
+    /// List executions, newest first.
+    #[command(after_help = "Examples:\n  hookflow executions list\n  \
+                             hookflow executions list --workflow orders --status error --since 2h\n  \
+                             hookflow executions list --since 2026-11-29T00:00:00Z --until 2026-11-30T00:00:00Z")]
+    List {
+        /// Only this workflow's.
+        #[arg(long)]
+        workflow: Option<String>,
+        /// Only this status: queued, started, resolved, failed, error, aborted, canceled.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only those created since: an RFC 3339 instant, or a duration ago (`2h`, `30m`, `7days`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only those created before: an RFC 3339 instant, or a duration ago.
+        #[arg(long)]
+        until: Option<String>,
+        /// Most executions to show.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Continue after this execution id (the `next` of a previous page).
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Show an execution with its jobs: status, duration, output or error of each node.
+    #[command(after_help = "Examples:\n  hookflow executions show 01KB2Y7V9X3T4G6M8P0R2S4W6Y\n  \
+                             hookflow executions show 01KB2Y7V9X3T4G6M8P0R2S4W6Y --json | jq '.jobs[0].input'")]
+    Show {
+        /// The execution id.
+        id: String,
+    },
+    /// Cancel a queued or running async execution.
+    #[command(after_help = "Example:\n  hookflow executions cancel 01KB2Y7V9X3T4G6M8P0R2S4W6Y")]
+    Cancel {
+        /// The execution id.
+        id: String,
+    },
+    /// Delete a finished execution's record.
+    #[command(after_help = "Example:\n  hookflow executions rm 01KB2Y7V9X3T4G6M8P0R2S4W6Y")]
+    Rm {
+        /// The execution id.
+        id: String,
+    },
+    /// Run an execution's workflow again on its stored trigger data (in the background).
+    #[command(after_help = "Example:\n  hookflow executions rerun 01KB2Y7V9X3T4G6M8P0R2S4W6Y")]
+    Rerun {
+        /// The execution id.
+        id: String,
+    },
+}
+
+/// `hookflow plugin` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// List the installed node types.
+    #[command(after_help = "Example:\n  hookflow plugin list")]
+    List,
+    /// Install (or replace) a node type from a component built for the `node` world.
+    #[command(after_help = "Example:\n  hookflow plugin add scorer target/wasm32-wasip2/release/scorer.wasm")]
+    Add {
+        /// The node type name workflows will use in `type`.
+        name: String,
+        /// The component file (.wasm).
+        file: PathBuf,
+    },
+    /// Start a new node project that builds and passes its own tests out of the box.
+    #[command(after_help = "Examples:\n  hookflow plugin new --lang rust greeter\n  \
+                             hookflow plugin new --lang python greeter --dir ./nodes/greeter\n  \
+                             hookflow plugin new --lang js greeter")]
+    New {
+        /// The language.
+        #[arg(long, value_enum)]
+        lang: Lang,
+        /// The node type name (also the project's name).
+        name: String,
+        /// Where to create the project (default: ./<name>).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Tell whether a component fits the `node` world and print what it declares (no server
+    /// needed: the component is compiled and described here).
+    #[command(after_help = "Example:\n  hookflow plugin check target/wasm32-wasip2/release/scorer.wasm")]
+    Check {
+        /// The component file (.wasm).
+        file: PathBuf,
+    },
+    /// Delete an uploaded node type (refused while an enabled workflow uses it).
+    #[command(after_help = "Example:\n  hookflow plugin rm scorer")]
+    Rm {
+        /// The node type name.
+        name: String,
+    },
+}
+
+/// `hookflow serve` options.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:13000")]
+    pub listen: SocketAddr,
+    /// Directory for the database and the compiled-component cache.
+    #[arg(long, default_value = "./hookflow-data")]
+    pub data: PathBuf,
+    /// Directory of workflow definitions (*.json) to deploy at start.
+    #[arg(long)]
+    pub workflows: Option<PathBuf>,
+    /// Directory of custom node components (<type>.wasm).
+    #[arg(long)]
+    pub plugins: Option<PathBuf>,
+    /// Deploy the bundled example workflows and print how to call them.
+    #[arg(long)]
+    pub demo: bool,
+    /// Origin for printed webhook URLs, e.g. https://hooks.example.com (default: http://<listen>).
+    #[arg(long)]
+    pub public_url: Option<String>,
+    /// Bearer token of the admin API (without one it answers loopback clients only).
+    #[arg(long, env = "HOOKFLOW_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Largest accepted request body: bytes or a unit (1048576, 1MiB, 512KiB).
+    #[arg(long, default_value = "1MiB", value_parser = parse_size)]
+    pub body_limit: usize,
+    /// How long a sync caller waits for its workflow's answer (30s, 500ms, 2m).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub sync_timeout: Duration,
+    /// How many async executions run at once; 0 stores them without running them.
+    #[arg(long, default_value_t = 4)]
+    pub workers: usize,
+    /// Most sync executions running at once; more requests get 503 with Retry-After. Each may
+    /// hold one of tokio's 512 blocking threads while it waits for a node instance, so keep it
+    /// well below that (the blocking threads also run async executions).
+    #[arg(long, default_value_t = 256, value_parser = parse_sync_inflight)]
+    pub max_sync_inflight: usize,
+    /// Most async executions queued or running (those waiting in a delay not counted); more
+    /// requests get 503 with Retry-After. A workflow's `options.maxQueued` sets its own share.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_queue: usize,
+    /// Most async executions waiting in a delay; while it is reached, requests to workflows
+    /// holding a delay node get 503 with Retry-After.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_delayed: usize,
+    /// A secret that templates read as `{{$secrets.NAME}}`, e.g. `STRIPE_KEY=sk_live_...`
+    /// (also `HOOKFLOW_SECRET_<NAME>` in the environment). Nodes get the value; records, logs
+    /// and the admin API show `********` in its place. Repeatable.
+    #[arg(long = "secret", value_name = "NAME=VALUE")]
+    pub secrets: Vec<String>,
+    /// A file of secrets, one `NAME=VALUE` a line (blank lines and `#` comments skipped).
+    #[arg(long, value_name = "FILE")]
+    pub secrets_file: Option<PathBuf>,
+    /// Most jobs one execution may record; past it the execution ends `error`, naming the limit.
+    /// A workflow's `options.maxJobs` overrides it.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_jobs: usize,
+    /// Most recorded JSON (job inputs and outputs) of one execution (16MiB); a workflow's
+    /// `options.maxRecordBytes` overrides it. A single value over 256KiB is recorded truncated.
+    #[arg(long, default_value = "16MiB", value_parser = parse_size)]
+    pub max_record: usize,
+    /// Most node time of one async execution, delays not counted (1h); a workflow's
+    /// `options.maxRunTimeMs` overrides it.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub max_run_time: Duration,
+    /// Most open client connections; more wait in the listen backlog until one closes. Lowered
+    /// to the open-file limit (ulimit -n) less 64 descriptors kept for the engine itself.
+    #[arg(long, default_value_t = 4096)]
+    pub max_connections: usize,
+    /// How long a client may take to send a request's head (after connecting or after its
+    /// last answer), then its body, and to read each answer.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub read_timeout: Duration,
+    /// Time budget of one node call.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub node_timeout: Duration,
+    /// Memory limit of one node instance.
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    pub node_memory: usize,
+    /// Let nodes of a type send HTTP requests to these hosts, e.g.
+    /// `http-request=api.example.com,*.stripe.com,10.0.0.5:8080` (host = its scheme's default
+    /// port; host:port; host:* = any port; *.domain = its subdomains; [::1]:8080). Repeatable.
+    /// Default: no network.
+    #[arg(long, value_name = "TYPE=HOST,...", value_parser = parse_outbound_grant)]
+    pub allow_outbound: Vec<(String, Vec<HostPattern>)>,
+    /// Show nodes of a type these environment variables of hookflow's own, e.g.
+    /// `http-request=API_TOKEN`. Repeatable. Default: none.
+    #[arg(long, value_name = "TYPE=NAME,...", value_parser = parse_env_grant)]
+    pub allow_env: Vec<(String, Vec<String>)>,
+    /// Time budget of one call of a node type, instead of --node-timeout, e.g.
+    /// `my-node=5s`. Repeatable. `http-request` has 60s unless set here.
+    #[arg(long, value_name = "TYPE=DURATION", value_parser = parse_type_timeout)]
+    pub node_timeout_for: Vec<(String, Duration)>,
+    /// Delete finished executions this many days after they were created (default: keep all).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep_executions_days: Option<u32>,
+    /// Log lines as human-readable text or as one JSON object per line (levels: RUST_LOG).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How `serve` writes its log (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `2026-11-29T18:00:00Z  INFO execution{id=01K..}: message`.
+    Text,
+    /// One JSON object per line, with the execution id in its `span` field.
+    Json,
+}
+
+/// `hookflow parse` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ParseCommand {
+    /// Paths of an example query: a full URL, or just its query part, with or without `?`.
+    #[command(
+        after_help = "Example:\n  hookflow parse query 'http://localhost:13000/api/webhook:trigger/abc?query[0][a]=1&query[1]=x'"
+    )]
+    Query {
+        /// The example URL or query string.
+        example: String,
+    },
+    /// Paths of an example JSON body.
+    #[command(after_help = "Example:\n  hookflow parse body '{\"a\": 1, \"b\": {\"c\": 2}}'")]
+    Body {
+        /// The example JSON.
+        example: String,
+    },
+}
+
+/// Languages `plugin new` can start a project in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    /// Rust, with the vendored `hookflow-node` SDK.
+    Rust,
+    /// Python, built with componentize-py.
+    Python,
+    /// JavaScript, built with componentize-js.
+    Js,
+}
+
+/// `--max-sync-inflight`: 1 to 480, below tokio's 512 blocking threads.
+fn parse_sync_inflight(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(count) if (1..=480).contains(&count) => Ok(count),
+        _ => Err("expected 1 to 480: each sync execution may hold one of 512 blocking threads".into()),
+    }
+}
+
+/// `1048576`, `512KiB`, `1MiB`, `1GiB`, `10kB`, `2MB` → bytes.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: usize =
+        digits.parse().map_err(|_| format!("{text:?} is not a size such as 1048576, 512KiB or 1MiB"))?;
+    let multiplier: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" | "k" => 1 << 10,
+        "mib" | "m" => 1 << 20,
+        "gib" | "g" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        other => return Err(format!("unknown size unit {other:?}; use B, KiB, MiB, GiB, kB, MB or GB")),
+    };
+    number.checked_mul(multiplier).ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// Splits `TYPE=VALUE`, checking the node type's name.
+fn split_grant(text: &str) -> Result<(String, &str), String> {
+    let (node_type, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: expected TYPE=VALUE, e.g. http-request=api.example.com"))?;
+    let node_type = node_type.trim();
+    if !is_valid_type_name(node_type) {
+        return Err(format!("{node_type:?} is not a node type name"));
+    }
+    Ok((node_type.to_string(), value))
+}
+
+/// `http-request=api.example.com,127.0.0.1:*` → the type and its host patterns.
+pub fn parse_outbound_grant(text: &str) -> Result<(String, Vec<HostPattern>), String> {
+    let (node_type, hosts) = split_grant(text)?;
+    let hosts = hosts.split(',').map(|host| host.parse().map_err(|e: HostPatternError| e.to_string()));
+    Ok((node_type, hosts.collect::<Result<_, _>>()?))
+}
+
+/// `http-request=API_TOKEN,REGION` → the type and the variable names.
+pub fn parse_env_grant(text: &str) -> Result<(String, Vec<String>), String> {
+    let (node_type, names) = split_grant(text)?;
+    let names: Vec<String> = names.split(',').map(|name| name.trim().to_string()).collect();
+    if let Some(bad) = names.iter().find(|name| name.is_empty() || name.contains('=')) {
+        return Err(format!("{bad:?} is not an environment variable name"));
+    }
+    Ok((node_type, names))
+}
+
+/// `my-node=5s` → the type and its time budget.
+pub fn parse_type_timeout(text: &str) -> Result<(String, Duration), String> {
+    let (node_type, duration) = split_grant(text)?;
+    Ok((node_type, parse_duration(duration)?))
+}
+
+/// `30s`, `500ms`, `2m` → a duration.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{text:?} is not a duration such as 30s, 500ms or 2m: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("2 MB"), Ok(2_000_000));
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("1 parsec").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("soon").is_err());
+    }
+}

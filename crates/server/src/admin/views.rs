@@ -1,0 +1,163 @@
+//! The shapes the admin API answers with (DESIGN §3.7), as typed values: the handlers build
+//! them, serde writes them, and the OpenAPI document is derived from them.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use hookflow_plugin::Plugin;
+pub use hookflow_workflow::SECRET_MASK as MASK;
+use hookflow_workflow::Workflow;
+use hookflow_workflow::timestamp::Timestamp;
+
+/// A page of a listing.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Listing<T> {
+    /// The items of this page.
+    pub items: Vec<T>,
+    /// Pass as `?cursor=` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A deployed workflow: its definition (secrets masked) and its bookkeeping.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowView {
+    /// The definition, with passwords and signing secrets replaced by `********`.
+    #[serde(flatten)]
+    pub definition: Workflow,
+    /// Starts at 1; each change adds one.
+    pub version: u64,
+    /// The full webhook URL (built from `--public-url` when given).
+    pub url: String,
+    /// When version 1 was stored.
+    pub created_at: Option<Timestamp>,
+    /// When the current version was stored.
+    pub updated_at: Option<Timestamp>,
+    /// The workflow's newest execution, if it has run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_execution: Option<LastExecution>,
+}
+
+/// A workflow's newest execution, as its listing shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastExecution {
+    /// Its id (a ULID; its time is when it was created).
+    pub id: String,
+    /// Its status.
+    pub status: String,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+impl WorkflowView {
+    /// The view of a definition, with its secrets masked.
+    pub fn masked(definition: &Workflow, version: u64, url: String) -> WorkflowView {
+        WorkflowView {
+            definition: masked(definition),
+            version,
+            url,
+            created_at: None,
+            updated_at: None,
+            last_execution: None,
+        }
+    }
+}
+
+/// A definition with its passwords and signing secrets replaced by [`MASK`].
+pub fn masked(definition: &Workflow) -> Workflow {
+    let mut definition = definition.clone();
+    if let Some(auth) = &mut definition.trigger.basic_auth {
+        auth.password = MASK.into();
+    }
+    if let Some(signature) = &mut definition.trigger.signature {
+        signature.secrets_mut().iter_mut().for_each(|secret| *secret = MASK.into());
+    }
+    definition
+}
+
+/// One stored version of a workflow.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionView {
+    /// The version number.
+    pub version: u64,
+    /// Whether it is the version new requests run on.
+    pub current: bool,
+    /// Its definition, secrets masked.
+    pub definition: Workflow,
+}
+
+/// An installed node type.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginView {
+    /// The node type name workflows use in `type`.
+    pub name: String,
+    /// Whether it is embedded in the binary (built-ins cannot be replaced or deleted).
+    pub builtin: bool,
+    /// SHA-256 of the component bytes, hex.
+    pub digest: String,
+    /// The version the component declares.
+    pub version: String,
+    /// JSON Schema of the node's `config`.
+    pub config_schema: Value,
+    /// Names of the branches the node may pick.
+    pub branches: Vec<String>,
+    /// Whether the node may answer the HTTP caller.
+    pub may_respond: bool,
+}
+
+impl From<&Plugin> for PluginView {
+    fn from(plugin: &Plugin) -> PluginView {
+        PluginView {
+            name: plugin.name.clone(),
+            builtin: plugin.builtin,
+            digest: plugin.digest.clone(),
+            version: plugin.info.version.clone(),
+            config_schema: plugin.info.config_schema.clone(),
+            branches: plugin.info.branches.clone(),
+            may_respond: plugin.info.may_respond,
+        }
+    }
+}
+
+/// `{"example": ...}`: any JSON for `/api/parse/body`.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+pub struct Example {
+    /// The example.
+    pub example: Value,
+}
+
+/// `{"example": "<URL or query string>"}` for `/api/parse/query` (read as an [`Example`]).
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code, reason = "describes the body /api/parse/query takes; only read by the schema derive")]
+pub struct QueryExample {
+    /// A full URL, or its query part with or without `?`.
+    pub example: String,
+}
+
+/// The variables an example offers, as the trigger's `request` lists take them.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PathList {
+    /// `[{"key": "a"}, {"key": "b"}, {"key": "b.c"}]`.
+    pub paths: Vec<PathEntry>,
+}
+
+/// One path of an example.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PathEntry {
+    /// The path, e.g. `items[0].sku`.
+    pub key: String,
+}
+
+/// A health probe's answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok` (liveness) or `ready` (readiness).
+    pub status: String,
+    /// How many node types are installed (readiness only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugins: Option<usize>,
+}

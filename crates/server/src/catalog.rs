@@ -1,0 +1,302 @@
+//! The deployed workflows: for each key, the current version compiled into a plan, ready for the
+//! trigger's hot path; older versions compiled on demand for executions that started on them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use hookflow_plugin::PluginHost;
+use hookflow_store::{Store, StoreError, WorkflowRecord};
+use hookflow_workflow::timestamp::Timestamp;
+use hookflow_workflow::{
+    ExecutionLimits, NodeKind, Plan, PlanNode, Reply, ValidationError, Workflow, compile, is_valid_key,
+};
+
+/// Length of a generated workflow key.
+const GENERATED_KEY_LEN: usize = 16;
+
+/// A workflow version ready to run.
+#[derive(Debug)]
+pub struct Deployed {
+    /// The webhook key.
+    pub key: String,
+    /// The version the plan was compiled from.
+    pub version: u64,
+    /// The compiled definition.
+    pub plan: Plan,
+    /// The answer to an accepted async request (`trigger.response`, default `200 ok`).
+    pub accept_reply: Reply,
+    /// Whether a sync execution runs on the request's own thread: a short plan of quick
+    /// built-ins (see [`PluginHost::is_quick`]) without a sync deadline.
+    pub runs_inline: bool,
+    /// Whether the plan holds a `delay` node (its async requests count against `--max-delayed`).
+    pub has_delay: bool,
+}
+
+/// The most nodes a plan run on the request's thread may have.
+const MAX_INLINE_NODES: usize = 16;
+
+impl Deployed {
+    fn new(key: String, version: u64, mut plan: Plan, host: &PluginHost, limits: ExecutionLimits) -> Deployed {
+        plan.limits = limits.for_workflow(&plan.workflow.options);
+        plan.secrets = host.secrets().clone();
+        let accept_reply = plan.workflow.trigger.response.clone().unwrap_or_default().reply();
+        let quick = plan.count_nodes_if(&|node| host.is_quick(&node.node_type));
+        let runs_inline = plan.workflow.sync
+            && plan.workflow.trigger.sync_deadline_ms.is_none()
+            && quick.is_some_and(|count| count <= MAX_INLINE_NODES);
+        let has_delay = plan.count_nodes_if(&|node| node.kind != NodeKind::Delay).is_none();
+        Deployed { key, version, plan, accept_reply, runs_inline, has_delay }
+    }
+
+    /// The definition.
+    pub fn workflow(&self) -> &Workflow {
+        &self.plan.workflow
+    }
+}
+
+/// Why a definition was not deployed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// The definition is invalid.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A workflow with that key exists already.
+    #[error("a workflow with the key {0:?} exists already")]
+    Exists(String),
+    /// No workflow has that key.
+    #[error("no workflow has the key {0:?}")]
+    Missing(String),
+    /// The workflow changed since the version a replacement was made from.
+    #[error("workflow {key:?} is at version {current}, not {expected}, since another change")]
+    Stale {
+        /// The workflow key.
+        key: String,
+        /// The version the replacement was made from.
+        expected: u64,
+        /// The stored version.
+        current: u64,
+    },
+    /// A new version would turn a sync workflow async or the other way round.
+    #[error("sync: whether workflow {0:?} is sync is fixed when it is created; create a new workflow instead")]
+    SyncChanged(String),
+}
+
+/// What `deploy` may do with the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeployMode {
+    /// Create or update (start-up files).
+    Upsert,
+    /// Create only: an existing key is a conflict.
+    Create,
+    /// Replace only: the key must exist.
+    Replace,
+    /// Replace only the given version: a change made since is not overwritten.
+    ReplaceVersion(u64),
+}
+
+/// Deployed workflows by key.
+pub struct Catalog {
+    store: Store,
+    host: Arc<PluginHost>,
+    /// The server's per-execution limits, which a workflow's options may override.
+    limits: ExecutionLimits,
+    current: RwLock<HashMap<String, Arc<Deployed>>>,
+    /// Plans of versions that are no longer current, for executions still running on them.
+    older: Mutex<HashMap<(String, u64), Arc<Deployed>>>,
+    /// Held by each change (deploy, remove) for its read-modify-write of the stored record, so
+    /// two changes never compute the same next version.
+    changing: tokio::sync::Mutex<()>,
+}
+
+impl Catalog {
+    /// Deploys every stored workflow. One that no longer compiles (a node type was removed) is
+    /// reported and left out.
+    pub fn load(store: Store, host: Arc<PluginHost>, limits: ExecutionLimits) -> Result<Catalog, StoreError> {
+        let catalog = Catalog {
+            store,
+            host,
+            limits,
+            current: RwLock::default(),
+            older: Mutex::default(),
+            changing: tokio::sync::Mutex::default(),
+        };
+        for record in catalog.store.workflows()? {
+            let key = record.definition.key.clone().unwrap_or_default();
+            match compile(&record.definition, catalog.host.as_ref()) {
+                Ok(plan) => {
+                    catalog.publish(Deployed::new(key, record.version, plan, &catalog.host, catalog.limits));
+                }
+                Err(error) => tracing::error!(workflow = %key, "stored workflow left out: {error}"),
+            }
+        }
+        Ok(catalog)
+    }
+
+    /// The current version of a workflow.
+    pub fn get(&self, key: &str) -> Option<Arc<Deployed>> {
+        self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(key).cloned()
+    }
+
+    /// Every deployed workflow, by key.
+    pub fn all(&self) -> Vec<Arc<Deployed>> {
+        let current = self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut all: Vec<_> = current.values().cloned().collect();
+        all.sort_by(|a, b| a.key.cmp(&b.key));
+        all
+    }
+
+    /// A given version of a workflow: the current one, or an older one from the store.
+    pub fn version(&self, key: &str, version: u64) -> Result<Option<Arc<Deployed>>, DeployError> {
+        if let Some(current) = self.get(key).filter(|current| current.version == version) {
+            return Ok(Some(current));
+        }
+        let cache_key = (key.to_string(), version);
+        if let Some(older) = self.older.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&cache_key) {
+            return Ok(Some(older.clone()));
+        }
+        let Some(definition) = self.store.workflow_version(key, version)? else {
+            return Ok(None);
+        };
+        let plan = compile(&definition, self.host.as_ref())?;
+        let deployed = Arc::new(Deployed::new(key.to_string(), version, plan, &self.host, self.limits));
+        self.older.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(cache_key, deployed.clone());
+        Ok(Some(deployed))
+    }
+
+    /// Validates and stores a definition, and makes it current. A definition without a key gets
+    /// a generated one — or, when it comes from a file (`source`), the key that file was given
+    /// before. An unchanged definition keeps its version.
+    pub async fn deploy(
+        &self,
+        definition: Workflow,
+        source: Option<&str>,
+        mode: DeployMode,
+    ) -> Result<Arc<Deployed>, DeployError> {
+        let _changing = self.changing.lock().await;
+        self.deploy_held(definition, source, mode).await
+    }
+
+    /// Enables or disables a workflow (a new version); the change is atomic with respect to
+    /// other changes of the workflow.
+    pub async fn set_enabled(&self, key: &str, enabled: bool) -> Result<Arc<Deployed>, DeployError> {
+        let _changing = self.changing.lock().await;
+        let current = self.get(key).ok_or_else(|| DeployError::Missing(key.to_string()))?;
+        let mut definition = current.workflow().clone();
+        definition.enabled = enabled;
+        self.deploy_held(definition, None, DeployMode::Replace).await
+    }
+
+    /// [`Catalog::deploy`], with `changing` held by the caller.
+    async fn deploy_held(
+        &self,
+        mut definition: Workflow,
+        source: Option<&str>,
+        mode: DeployMode,
+    ) -> Result<Arc<Deployed>, DeployError> {
+        let previous_from_source = source.and_then(|source| {
+            self.store.workflows().ok()?.into_iter().find(|record| record.source.as_deref() == Some(source))
+        });
+        if definition.key.is_none() {
+            let key = previous_from_source.as_ref().and_then(|record| record.definition.key.clone());
+            definition.key = Some(key.unwrap_or_else(generate_key));
+        }
+        let plan = compile(&definition, self.host.as_ref())?;
+        let key = definition.key.clone().unwrap_or_default();
+        debug_assert!(is_valid_key(&key));
+
+        let stored = self.store.workflow(&key)?;
+        match (mode, &stored) {
+            (DeployMode::Create, Some(_)) => return Err(DeployError::Exists(key)),
+            (DeployMode::Replace | DeployMode::ReplaceVersion(_), None) => return Err(DeployError::Missing(key)),
+            (DeployMode::ReplaceVersion(expected), Some(stored)) if stored.version != expected => {
+                return Err(DeployError::Stale { key, expected, current: stored.version });
+            }
+            (_, Some(stored)) if stored.definition.sync != definition.sync => {
+                return Err(DeployError::SyncChanged(key));
+            }
+            _ => {}
+        }
+        let now = Timestamp::now();
+        let record = match stored {
+            Some(stored) if stored.definition == definition => stored,
+            Some(stored) => WorkflowRecord {
+                definition,
+                version: stored.version + 1,
+                created_at: stored.created_at,
+                updated_at: now,
+                source: source.map(str::to_string),
+            },
+            // A key used before (and deleted) goes on from its last version, so a version
+            // number always names one definition.
+            None => WorkflowRecord {
+                version: self.store.workflow_versions(&key)?.last().map_or(1, |(last, _)| last + 1),
+                definition,
+                created_at: now,
+                updated_at: now,
+                source: source.map(str::to_string),
+            },
+        };
+        self.store.put_workflow(&record).await?;
+        let deployed = Deployed::new(key, record.version, plan, &self.host, self.limits);
+        Ok(self.publish(deployed))
+    }
+
+    /// Every stored version of a workflow, oldest first.
+    pub fn versions(&self, key: &str) -> Result<Vec<(u64, Workflow)>, StoreError> {
+        self.store.workflow_versions(key)
+    }
+
+    /// Keys of the enabled workflows whose current version uses a node type.
+    pub fn users_of(&self, node_type: &str) -> Vec<String> {
+        fn uses(nodes: &[PlanNode], node_type: &str) -> bool {
+            nodes.iter().any(|node| node.node_type == node_type || node.branches.values().any(|b| uses(b, node_type)))
+        }
+        self.all()
+            .into_iter()
+            .filter(|deployed| deployed.workflow().enabled && uses(&deployed.plan.nodes, node_type))
+            .map(|deployed| deployed.key.clone())
+            .collect()
+    }
+
+    /// The stored record of a workflow (timestamps, source).
+    pub fn record(&self, key: &str) -> Result<Option<WorkflowRecord>, StoreError> {
+        self.store.workflow(key)
+    }
+
+    /// Removes a workflow: its URL answers 404 from now on.
+    pub async fn remove(&self, key: &str) -> Result<(), DeployError> {
+        let _changing = self.changing.lock().await;
+        if self.get(key).is_none() {
+            return Err(DeployError::Missing(key.to_string()));
+        }
+        self.store.delete_workflow(key).await?;
+        self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(key);
+        Ok(())
+    }
+
+    fn publish(&self, deployed: Deployed) -> Arc<Deployed> {
+        let deployed = Arc::new(deployed);
+        let mut current = self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        current.insert(deployed.key.clone(), deployed.clone());
+        deployed
+    }
+}
+
+/// A fresh unguessable workflow key: `[0-9a-z]`, from the operating system's CSPRNG.
+pub fn generate_key() -> String {
+    const ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut key = String::with_capacity(GENERATED_KEY_LEN);
+    while key.len() < GENERATED_KEY_LEN {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes)
+            .unwrap_or_else(|error| panic!("the operating system's random source failed: {error}"));
+        // 252 is the largest multiple of 36 that fits a byte: rejecting above it keeps every
+        // character equally likely.
+        let wanted = GENERATED_KEY_LEN - key.len();
+        key.extend(bytes.iter().filter(|b| **b < 252).map(|b| char::from(ALPHABET[usize::from(b % 36)])).take(wanted));
+    }
+    key
+}

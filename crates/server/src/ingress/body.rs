@@ -1,0 +1,96 @@
+//! Request bodies: read under the size limit while streaming, then parsed by content type —
+//! JSON (`application/json` and any `+json` type), form-urlencoded (like the query), an empty
+//! body as `null`, anything else refused.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, header};
+use http_body_util::BodyExt;
+use serde_json::Value;
+
+use super::query::parse_query;
+use crate::api_error::{ApiError, ErrorCode};
+use hookflow_workflow::{MAX_NESTING, nests_deeper_than};
+
+/// The most a declared `Content-Length` reserves before the bytes arrive.
+const INITIAL_BUFFER: usize = 64 * 1024;
+
+/// Reads the whole body within `timeout`, failing with 413 as soon as it passes `limit` bytes.
+pub async fn read_limited(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Vec<u8>, ApiError> {
+    tokio::time::timeout(timeout, read_all(headers, body, limit)).await.unwrap_or_else(|_| {
+        Err(ApiError::new(
+            ErrorCode::RequestTimeout,
+            format!("the body did not arrive within {}", humantime::format_duration(timeout)),
+        ))
+    })
+}
+
+async fn read_all(headers: &HeaderMap, mut body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let too_large =
+        || ApiError::new(ErrorCode::PayloadTooLarge, format!("the body is larger than the limit of {limit} bytes"));
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    if declared.is_some_and(|length: u64| length > limit as u64) {
+        return Err(too_large());
+    }
+    // A declared length is only a claim: never allocate more than this up front.
+    let mut bytes = Vec::with_capacity(declared.map_or(0, |length| length.min(INITIAL_BUFFER as u64) as usize));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::new(ErrorCode::InvalidBody, format!("cannot read the body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > limit {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(bytes)
+}
+
+/// Parses a body by its `Content-Type`.
+pub fn parse_body(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, ApiError> {
+    if bytes.is_empty() {
+        return Ok(Value::Null);
+    }
+    let Some(content_type) = headers.get(header::CONTENT_TYPE) else {
+        return Err(unsupported("a body needs a Content-Type"));
+    };
+    let essence = content_type.to_str().unwrap_or_default().split(';').next().unwrap_or_default().trim();
+    let essence = essence.to_ascii_lowercase();
+    let text = || {
+        std::str::from_utf8(bytes)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidBody, format!("the body is not UTF-8: {e}")))
+    };
+    if is_json(&essence) {
+        let text = text()?;
+        // Checked before parsing, so every record built from the body reads back.
+        if nests_deeper_than(text.as_bytes(), MAX_NESTING) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidBody,
+                format!("the JSON body is nested too deeply (more than {MAX_NESTING} levels)"),
+            ));
+        }
+        serde_json::from_str(text)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidJson, format!("the body is not valid JSON: {e}")))
+    } else if essence == "application/x-www-form-urlencoded" {
+        Ok(parse_query(text()?))
+    } else {
+        Err(unsupported(&format!("Content-Type {essence:?} is not supported")))
+    }
+}
+
+fn is_json(essence: &str) -> bool {
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+fn unsupported(what: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::UnsupportedMediaType,
+        format!("{what}; send application/json (or any +json type) or application/x-www-form-urlencoded"),
+    )
+}

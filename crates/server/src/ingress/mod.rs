@@ -1,0 +1,191 @@
+//! The webhook trigger: `POST /api/webhook:trigger/{key}`. Checks, in order, the key (404), the
+//! method (405), the body size (413, while streaming), Basic auth (401), the signature on the raw
+//! body (401) and the content type and syntax of the body (415, 400); turns the request into trigger data
+//! `{"headers", "query", "body"}`; hands it to dispatch; answers (DESIGN §3.1).
+
+mod auth;
+mod body;
+mod query;
+mod signature;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, Method, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use serde_json::{Map, Value};
+
+pub use auth::constant_time_eq;
+pub use body::parse_body;
+pub use query::{parse_query, parse_query_example};
+pub use signature::parse_stripe_header;
+
+use crate::api_error::{ApiError, EXECUTION_HEADER, ErrorCode, reply_into_response};
+use crate::catalog::{Catalog, Deployed};
+use crate::dispatch::{Dispatcher, RESULT_PATH};
+use crate::metrics::metrics;
+use hookflow_workflow::template::{parse_value_path, select};
+use hookflow_workflow::{Idempotency, Variable};
+
+/// The route of the trigger endpoint.
+pub const TRIGGER_PATH: &str = "/api/webhook:trigger/";
+
+/// What the trigger endpoint needs.
+pub struct Ingress {
+    /// Deployed workflows.
+    pub catalog: Arc<Catalog>,
+    /// Runs executions.
+    pub dispatcher: Arc<Dispatcher>,
+    /// Largest accepted body, in bytes.
+    pub body_limit: usize,
+    /// How long the body may take to arrive.
+    pub read_timeout: Duration,
+}
+
+/// The trigger routes.
+pub fn router(ingress: Arc<Ingress>) -> Router {
+    Router::new()
+        .route(&format!("{TRIGGER_PATH}{{key}}"), any(trigger))
+        .route(&format!("{RESULT_PATH}{{id}}"), get(result))
+        .layer(axum::middleware::map_response(guard_answer))
+        .with_state(ingress)
+}
+
+/// Headers a node may not set: the connection's framing and hop-by-hop headers belong to the
+/// server (a node's `Content-Length` would let a pipelined next answer start inside the body).
+const SERVER_OWNED_HEADERS: [&str; 7] =
+    ["content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te", "trailer"];
+
+/// What every webhook answer gets on its way out: framing and hop-by-hop headers a node set are
+/// dropped (hyper frames the body itself; a 413 says `Connection: close`, as the unread body
+/// ends the connection), `X-Content-Type-Options: nosniff` is added, and an
+/// HTML answer is sandboxed (`Content-Security-Policy: sandbox`), so a page built from caller
+/// data cannot run script on the console's origin.
+async fn guard_answer(mut response: Response) -> Response {
+    let too_large = response.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE;
+    let headers = response.headers_mut();
+    for name in SERVER_OWNED_HEADERS {
+        headers.remove(name);
+    }
+    if too_large {
+        // The engine's own 413 comes before the body is read: the connection ends with it.
+        headers.insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    }
+    let proxy: Vec<header::HeaderName> =
+        headers.keys().filter(|name| name.as_str().starts_with("proxy-")).cloned().collect();
+    for name in proxy {
+        headers.remove(name);
+    }
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
+    let html = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.trim_start().to_ascii_lowercase().starts_with("text/html"));
+    if html {
+        headers.insert(header::CONTENT_SECURITY_POLICY, header::HeaderValue::from_static("sandbox"));
+    }
+    response
+}
+
+async fn trigger(State(ingress): State<Arc<Ingress>>, Path(key): Path<String>, request: Request) -> Response {
+    let deployed = ingress.catalog.get(&key);
+    // Unknown keys share one label, so probing cannot grow the metrics without bound.
+    let label = if deployed.is_some() { key.as_str() } else { "(unknown)" };
+    let response = match deployed.filter(|deployed| deployed.workflow().enabled) {
+        Some(deployed) => handle(&ingress, deployed, request).await.unwrap_or_else(IntoResponse::into_response),
+        None => ApiError::new(ErrorCode::NotFound, format!("no enabled webhook has the key {key:?}")).into_response(),
+    };
+    metrics().request(label, response.status().as_u16());
+    response
+}
+
+async fn handle(ingress: &Ingress, deployed: Arc<Deployed>, request: Request) -> Result<Response, ApiError> {
+    if request.method() != Method::POST {
+        return Err(ApiError::new(
+            ErrorCode::MethodNotAllowed,
+            format!("webhooks accept POST only, not {}", request.method()),
+        )
+        .with_header(header::ALLOW, "POST"));
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = body::read_limited(&parts.headers, body, ingress.body_limit, ingress.read_timeout).await?;
+    let trigger = &deployed.workflow().trigger;
+    auth::check_basic_auth(&parts.headers, trigger.basic_auth.as_ref())?;
+    signature::check_signature(&parts.headers, &bytes, trigger.signature.as_ref())?;
+    let body = body::parse_body(&parts.headers, &bytes)?;
+    let query = parts.uri.query().map_or_else(|| Value::Object(Map::new()), parse_query);
+    let headers = captured_headers(&parts.headers, &trigger.request.headers);
+    let idempotency_key = trigger.idempotency.as_ref().and_then(|spec| idempotency_key(spec, &parts.headers, &body));
+    let data = serde_json::json!({ "headers": headers, "query": query, "body": body });
+    let answer = if deployed.workflow().sync {
+        ingress.dispatcher.dispatch(deployed, data, idempotency_key).await
+    } else {
+        // Queued on a task of its own: a caller that hangs up cannot drop the request between
+        // taking its idempotency key and the commit (a repeat would then queue it twice).
+        let dispatcher = ingress.dispatcher.clone();
+        let queued = tokio::spawn(async move { dispatcher.dispatch(deployed, data, idempotency_key).await });
+        queued.await.map_err(|_| ApiError::new(ErrorCode::Internal, "the request could not be queued; retry"))?
+    };
+    Ok(reply_into_response(answer.reply))
+}
+
+/// `GET /api/webhook:result/{id}`: the answer of a sync execution whose caller got `202`,
+/// authorised like its trigger.
+async fn result(State(ingress): State<Arc<Ingress>>, Path(id): Path<String>, request: Request) -> Response {
+    let not_found = || ApiError::new(ErrorCode::NotFound, format!("no execution {id:?}")).into_response();
+    let execution = match ingress.dispatcher.store().execution(&id) {
+        Ok(Some(execution)) => execution,
+        Ok(None) => return not_found(),
+        Err(error) => return ApiError::new(ErrorCode::Internal, error.to_string()).into_response(),
+    };
+    let Some(deployed) = ingress.catalog.get(&execution.workflow).filter(|d| d.workflow().sync) else {
+        return not_found();
+    };
+    if let Err(error) = auth::check_basic_auth(request.headers(), deployed.workflow().trigger.basic_auth.as_ref()) {
+        return error.into_response();
+    }
+    match ingress.dispatcher.result(&execution) {
+        Ok(reply) => reply_into_response(reply.with_header(EXECUTION_HEADER, &execution.id)),
+        Err(error) => ApiError::new(ErrorCode::Internal, error.to_string()).into_response(),
+    }
+}
+
+/// The request's idempotency key: the configured header, or the value at the body path (a
+/// string or a number); `None` when the request has none.
+fn idempotency_key(spec: &Idempotency, headers: &HeaderMap, body: &Value) -> Option<String> {
+    if let Some(name) = &spec.header {
+        return headers
+            .get(name.as_str())?
+            .to_str()
+            .ok()
+            .map(str::trim)
+            .filter(|key| !key.is_empty())
+            .map(str::to_string);
+    }
+    let path = parse_value_path(spec.body_path.as_deref()?).ok()?;
+    match select(body, &path) {
+        Value::String(key) if !key.is_empty() => Some(key),
+        Value::Number(number) => Some(number.to_string()),
+        _ => None,
+    }
+}
+
+/// The configured headers of the request, by lower-case name; several values join with `, `.
+fn captured_headers(headers: &HeaderMap, wanted: &[Variable]) -> Value {
+    let mut captured = Map::new();
+    for variable in wanted {
+        let name = variable.key.to_ascii_lowercase();
+        let values: Vec<String> = headers
+            .get_all(name.as_str())
+            .iter()
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+            .collect();
+        if !values.is_empty() {
+            captured.insert(name, Value::String(values.join(", ")));
+        }
+    }
+    Value::Object(captured)
+}

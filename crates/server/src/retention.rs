@@ -1,0 +1,90 @@
+//! Background retention: deletes executions older than `--keep-executions-days` that are no
+//! longer running (never one on the async queue) and forgets expired idempotency keys. Runs in small batches through the store's writer, so ingress
+//! writes interleave with it and never wait behind a long deletion.
+
+use std::time::Duration;
+
+use hookflow_store::{Store, StoreError};
+use hookflow_workflow::timestamp::Timestamp;
+
+/// Most records deleted in one commit.
+const BATCH: usize = 500;
+
+/// What retention keeps and how often it looks.
+#[derive(Debug, Clone)]
+pub struct RetentionConfig {
+    /// How long finished executions are kept after they were created; `None` keeps them forever.
+    pub keep_executions: Option<Duration>,
+    /// Time between two sweeps (the first runs at start).
+    pub interval: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig { keep_executions: None, interval: Duration::from_secs(60) }
+    }
+}
+
+/// What one sweep deleted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    /// Finished executions past the retention period.
+    pub executions: usize,
+    /// Expired idempotency keys.
+    pub idempotency_keys: usize,
+}
+
+/// Sweeps every `interval` until the task is aborted.
+pub async fn run(store: Store, config: RetentionConfig) {
+    loop {
+        match sweep(&store, config.keep_executions).await {
+            Ok(swept) if swept != Swept::default() => tracing::info!(
+                executions = swept.executions,
+                idempotency_keys = swept.idempotency_keys,
+                "retention: deleted expired records"
+            ),
+            Ok(_) => {}
+            Err(error) => tracing::error!("retention sweep failed: {error}"),
+        }
+        tokio::time::sleep(config.interval).await;
+    }
+}
+
+/// One sweep: deletes what has expired, batch by batch.
+pub async fn sweep(store: &Store, keep_executions: Option<Duration>) -> Result<Swept, StoreError> {
+    let mut swept = Swept::default();
+    let now = Timestamp::now();
+    if let Some(keep) = keep_executions {
+        let keep_ms = u64::try_from(keep.as_millis()).unwrap_or(u64::MAX);
+        let cutoff = Timestamp(now.0.saturating_sub(keep_ms));
+        let mut after: Option<String> = None;
+        loop {
+            let (reader, from) = (store.clone(), after.clone());
+            let ids = blocking(move || reader.settled_before(cutoff, from.as_deref(), BATCH)).await?;
+            let Some(last) = ids.last().cloned() else { break };
+            store.delete_executions(&ids).await.map_err(|_| StoreError::Closed)??;
+            swept.executions += ids.len();
+            after = Some(last);
+        }
+    }
+    let mut after: Option<(String, String)> = None;
+    loop {
+        let (reader, from) = (store.clone(), after.clone());
+        let keys = blocking(move || {
+            reader.expired_idempotency_keys(now, from.as_ref().map(|(w, k)| (w.as_str(), k.as_str())), BATCH)
+        })
+        .await?;
+        let Some(last) = keys.last().cloned() else { break };
+        store.delete_idempotency_keys(&keys).await.map_err(|_| StoreError::Closed)??;
+        swept.idempotency_keys += keys.len();
+        after = Some(last);
+    }
+    Ok(swept)
+}
+
+/// Runs a store read on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    read: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(read).await.map_err(|_| StoreError::Closed)?
+}

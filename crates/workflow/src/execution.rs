@@ -1,0 +1,188 @@
+//! Execution records: one run of a workflow for one request, and its jobs (DESIGN §4.1).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::timestamp::Timestamp;
+
+/// One run of a workflow for one request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct Execution {
+    /// Sortable unique id (a ULID).
+    pub id: String,
+    /// The workflow's key.
+    pub workflow: String,
+    /// The workflow version the execution runs against.
+    pub version: u64,
+    /// Where the execution stands.
+    pub status: ExecutionStatus,
+    /// The trigger data: `{"headers", "query", "body"}`.
+    pub trigger: Value,
+    /// When the request was accepted.
+    pub created_at: Timestamp,
+    /// When the execution ended.
+    pub finished_at: Option<Timestamp>,
+    /// One entry per node run, in order.
+    pub jobs: Vec<Job>,
+    /// Why the execution ended `error` when no single node is to blame (a limit of DESIGN §7
+    /// named, such as `execution exceeded --max-jobs (10000)`), or why its record is `unreadable`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A ULID greater than every one this process made before (random bits counted up within a
+/// millisecond; a fresh random one in the unlikely case they overflow).
+fn next_id() -> ulid::Ulid {
+    static IDS: std::sync::Mutex<ulid::Generator> = std::sync::Mutex::new(ulid::Generator::new());
+    let mut ids = IDS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    ids.generate().unwrap_or_else(|_| ulid::Ulid::new())
+}
+
+impl Execution {
+    /// A new `queued` execution with a fresh id, created now (the id's time is `created_at`, so
+    /// a time range is a range of ids; ids made by one process increase, so "newest first" holds
+    /// within a millisecond too).
+    pub fn new(workflow: &str, version: u64, trigger: Value) -> Execution {
+        let id = next_id();
+        Execution {
+            id: id.to_string(),
+            workflow: workflow.to_string(),
+            version,
+            status: ExecutionStatus::Queued,
+            trigger,
+            created_at: Timestamp(id.timestamp_ms()),
+            finished_at: None,
+            jobs: Vec::new(),
+            error: None,
+        }
+    }
+
+    /// What a listing shows for a stored record that does not decode: its id, the time in its
+    /// id, status `unreadable` and why; such a record can be deleted.
+    pub fn unreadable(id: &str, reason: String) -> Execution {
+        let created_at = ulid::Ulid::from_string(id).map_or(Timestamp(0), |ulid| Timestamp(ulid.timestamp_ms()));
+        Execution {
+            id: id.to_string(),
+            workflow: String::new(),
+            version: 0,
+            status: ExecutionStatus::Unreadable,
+            trigger: Value::Null,
+            created_at,
+            finished_at: None,
+            jobs: Vec::new(),
+            error: Some(reason),
+        }
+    }
+}
+
+/// One node run within an execution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    /// The node's key.
+    pub node_key: String,
+    /// The node's type.
+    #[serde(rename = "type")]
+    pub node_type: String,
+    /// How the run ended.
+    pub status: JobStatus,
+    /// The node's config with templates resolved.
+    pub input: Value,
+    /// The node's output (`null` when it produced none).
+    pub output: Value,
+    /// Why the run failed, when it did.
+    pub error: Option<String>,
+    /// When the call started.
+    pub started_at: Timestamp,
+    /// When the call returned.
+    pub finished_at: Timestamp,
+    /// Where the execution went after this job; lets a resumed execution replay it.
+    #[serde(default, skip_serializing_if = "Next::is_continue")]
+    pub next: Next,
+}
+
+/// Where an execution went after a job.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Next {
+    /// On to the next node (also after a failed job, whose status ends the execution).
+    #[default]
+    Continue,
+    /// Into the named branch.
+    Branch(String),
+    /// The node ended the execution.
+    End,
+}
+
+impl Next {
+    fn is_continue(&self) -> bool {
+        *self == Next::Continue
+    }
+}
+
+/// Execution statuses, as NocoBase names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutionStatus {
+    /// Accepted, waiting for a worker.
+    Queued,
+    /// Running.
+    Started,
+    /// Ended successfully.
+    Resolved,
+    /// Ended by a deliberate failure (a rejecting condition, an `end` with failure).
+    Failed,
+    /// Ended because a node errored or trapped.
+    Error,
+    /// Ended because a time limit ran out.
+    Aborted,
+    /// Ended by an operator.
+    Canceled,
+    /// Its stored record does not decode; it can only be deleted.
+    Unreadable,
+}
+
+impl ExecutionStatus {
+    /// Whether the execution has ended.
+    pub fn is_final(self) -> bool {
+        !matches!(self, ExecutionStatus::Queued | ExecutionStatus::Started)
+    }
+
+    /// The lower-case name used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionStatus::Queued => "queued",
+            ExecutionStatus::Started => "started",
+            ExecutionStatus::Resolved => "resolved",
+            ExecutionStatus::Failed => "failed",
+            ExecutionStatus::Error => "error",
+            ExecutionStatus::Aborted => "aborted",
+            ExecutionStatus::Canceled => "canceled",
+            ExecutionStatus::Unreadable => "unreadable",
+        }
+    }
+}
+
+/// Job statuses, as NocoBase names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    /// Not finished.
+    Pending,
+    /// Ran successfully.
+    Resolved,
+    /// Ended the execution deliberately as failed.
+    Failed,
+    /// Errored or trapped.
+    Error,
+    /// Ran past its time budget.
+    Aborted,
+    /// Stopped by an operator.
+    Canceled,
+}

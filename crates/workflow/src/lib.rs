@@ -1,0 +1,29 @@
+//! Workflows: the definition model, validation into a runnable plan, templates, execution
+//! records and the executor. Pure logic: nodes are called through [`NodeRunner`]; nothing here
+//! touches the network, the disk or wasmtime.
+
+mod example;
+mod execution;
+mod executor;
+mod limits;
+mod model;
+mod node;
+mod plan;
+mod secrets;
+pub mod template;
+pub mod timestamp;
+
+pub use example::example_paths;
+pub use execution::{Execution, ExecutionStatus, Job, JobStatus, Next};
+pub use executor::{Observer, Ran, caller_reply, execute};
+pub use limits::{ExecutionLimits, MAX_NESTING, MAX_RECORDED_VALUE, nesting_of, nests_deeper_than, recorded};
+pub use model::{
+    BasicAuth, HeaderSpec, Idempotency, Node, Options, RequestSpec, SECRET_MASK, Signature, SignatureEncoding, Trigger,
+    TriggerResponse, Variable, Workflow, standard_webhooks_key,
+};
+pub use node::{Directive, EndStatus, NodeCall, NodeFailure, NodeInfo, NodeOutcome, NodeRunner, Reply};
+pub use plan::{
+    Fault, NodeKind, Plan, PlanNode, ValidationError, compile, is_header_name, is_header_value, is_valid_key,
+    parse_workflow,
+};
+pub use secrets::{SecretError, Secrets};

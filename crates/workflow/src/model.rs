@@ -1,0 +1,323 @@
+//! The workflow definition as operators write it (DESIGN §3.2), in serde form.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::node::Reply;
+
+/// A workflow definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct Workflow {
+    /// The webhook key; generated when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// A human title.
+    #[serde(default)]
+    pub title: String,
+    /// Whether the webhook URL accepts requests.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Whether the caller waits for the execution (and its Response node).
+    #[serde(default)]
+    pub sync: bool,
+    /// How requests are accepted and parsed.
+    #[serde(default)]
+    pub trigger: Trigger,
+    /// The top-level chain of nodes.
+    #[serde(default)]
+    pub nodes: Vec<Node>,
+    /// Execution-history options.
+    #[serde(default)]
+    pub options: Options,
+}
+
+/// The webhook trigger's configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct Trigger {
+    /// HTTP Basic credentials a caller must present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuth>,
+    /// Which parts of the request the operator expects.
+    #[serde(default)]
+    pub request: RequestSpec,
+    /// The answer of an asynchronous workflow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<TriggerResponse>,
+    /// How requests prove they come from the sender (checked on the raw body).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<Signature>,
+    /// Where a request's idempotency key comes from; a repeated key starts no second execution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency: Option<Idempotency>,
+    /// Sync workflows: past this many milliseconds the caller gets `202` and a `Location` to poll
+    /// while the execution goes on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_deadline_ms: Option<u64>,
+}
+
+/// Where an idempotency key comes from (exactly one of `header` and `bodyPath`) and how long it
+/// is remembered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Idempotency {
+    /// A request header, e.g. `Idempotency-Key` or `webhook-id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    /// A path in the JSON body, e.g. `id` or `data.object.id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_path: Option<String>,
+    /// How long a key is remembered (default one day).
+    #[serde(default = "default_idempotency_ttl")]
+    pub ttl_seconds: u64,
+}
+
+fn default_idempotency_ttl() -> u64 {
+    86_400
+}
+
+/// A webhook signature scheme (DESIGN §3.7). Several secrets may be valid at once (rotation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "type", rename_all_fields = "camelCase", deny_unknown_fields)]
+pub enum Signature {
+    /// HMAC-SHA256 of the raw body in one header, e.g. GitHub's `X-Hub-Signature-256: sha256=<hex>`.
+    #[serde(rename = "hmac-sha256")]
+    HmacSha256 {
+        /// The header holding the signature.
+        header: String,
+        /// Text before the signature in the header (e.g. `sha256=`).
+        #[serde(default)]
+        prefix: String,
+        /// How the signature is written.
+        #[serde(default)]
+        encoding: SignatureEncoding,
+        /// Accepted secrets.
+        secrets: Vec<String>,
+    },
+    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>` over
+    /// `id.timestamp.body`, with `whsec_<base64>` secrets.
+    #[serde(rename = "standard-webhooks")]
+    StandardWebhooks {
+        /// Accepted secrets (`whsec_...`).
+        secrets: Vec<String>,
+        /// How far the timestamp may be from now, in seconds (default 300).
+        #[serde(default = "default_tolerance", rename = "toleranceSeconds")]
+        tolerance_seconds: u64,
+    },
+    /// Stripe: `Stripe-Signature: t=<time>,v1=<hex>` over `time.body`.
+    #[serde(rename = "stripe")]
+    Stripe {
+        /// Accepted endpoint secrets (`whsec_...`).
+        secrets: Vec<String>,
+        /// How far the timestamp may be from now, in seconds (default 300).
+        #[serde(default = "default_tolerance", rename = "toleranceSeconds")]
+        tolerance_seconds: u64,
+    },
+}
+
+impl Signature {
+    /// The accepted secrets.
+    pub fn secrets(&self) -> &[String] {
+        match self {
+            Signature::HmacSha256 { secrets, .. }
+            | Signature::StandardWebhooks { secrets, .. }
+            | Signature::Stripe { secrets, .. } => secrets,
+        }
+    }
+
+    /// The accepted secrets, to change.
+    pub fn secrets_mut(&mut self) -> &mut Vec<String> {
+        match self {
+            Signature::HmacSha256 { secrets, .. }
+            | Signature::StandardWebhooks { secrets, .. }
+            | Signature::Stripe { secrets, .. } => secrets,
+        }
+    }
+}
+
+/// How an HMAC signature is written in its header.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureEncoding {
+    /// Lower- or upper-case hexadecimal.
+    #[default]
+    Hex,
+    /// Standard base64.
+    Base64,
+}
+
+/// A secret of the Standard Webhooks form `whsec_<base64>` as key bytes.
+pub fn standard_webhooks_key(secret: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(secret.strip_prefix("whsec_").unwrap_or(secret)).ok()
+}
+
+fn default_tolerance() -> u64 {
+    300
+}
+
+/// HTTP Basic credentials (RFC 7617).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    /// The user name.
+    pub username: String,
+    /// The password.
+    pub password: String,
+}
+
+/// The request parts the trigger captures or documents.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RequestSpec {
+    /// Header names to capture.
+    #[serde(default)]
+    pub headers: Vec<Variable>,
+    /// Query paths the operator expects.
+    #[serde(default)]
+    pub query: Vec<Variable>,
+    /// Body paths the operator expects.
+    #[serde(default)]
+    pub body: Vec<Variable>,
+}
+
+/// One configured request variable: a path (or header name) and its display name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Variable {
+    /// The path, or the header name.
+    pub key: String,
+    /// The display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+}
+
+/// The configured answer of an asynchronous workflow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TriggerResponse {
+    /// Status code (default 200).
+    #[serde(default = "ok_status")]
+    pub status_code: u16,
+    /// Response headers.
+    #[serde(default)]
+    pub headers: Vec<HeaderSpec>,
+    /// The body: a string is sent as text, anything else as JSON (default `"ok"`).
+    #[serde(default = "ok_body")]
+    pub body: Value,
+}
+
+impl TriggerResponse {
+    /// The HTTP answer: a string body is sent as `text/plain; charset=utf-8`, anything else as
+    /// JSON, unless a `Content-Type` header is configured (the Response node's rule).
+    pub fn reply(&self) -> Reply {
+        let mut headers: Vec<(String, String)> =
+            self.headers.iter().map(|header| (header.name.clone(), header.value.clone())).collect();
+        let has_content_type = headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+        let (content_type, body) = match &self.body {
+            Value::Null => (None, Vec::new()),
+            Value::String(text) => (Some("text/plain; charset=utf-8"), text.clone().into_bytes()),
+            other => (Some("application/json"), other.to_string().into_bytes()),
+        };
+        if let Some(content_type) = content_type.filter(|_| !has_content_type) {
+            headers.push(("content-type".into(), content_type.into()));
+        }
+        Reply { status: self.status_code, headers, body }
+    }
+}
+
+impl Default for TriggerResponse {
+    fn default() -> Self {
+        Self { status_code: ok_status(), headers: Vec::new(), body: ok_body() }
+    }
+}
+
+/// One configured response header.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct HeaderSpec {
+    /// Header name.
+    pub name: String,
+    /// Header value.
+    pub value: String,
+}
+
+/// What stands in for a secret in answers, records and logs; never accepted as a secret itself.
+pub const SECRET_MASK: &str = "********";
+
+/// Workflow options (NocoBase keeps history settings here).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct Options {
+    /// Execution statuses whose records are deleted once finished.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delete_execution_on_status: Vec<String>,
+    /// Most jobs one execution records (default `--max-jobs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_jobs: Option<u64>,
+    /// Most bytes of recorded JSON one execution holds (default `--max-record`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_record_bytes: Option<u64>,
+    /// Most node time of one async execution, in milliseconds (default `--max-run-time`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_run_time_ms: Option<u64>,
+    /// Most async executions of this workflow queued or running (default `--max-queue`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queued: Option<u64>,
+    /// Most async executions of this workflow running at once (default: as many as workers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    pub max_concurrency: Option<u64>,
+}
+
+/// One node of a chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    /// Unique within the workflow; names the node's output in `$jobsMapByNodeKey`.
+    pub key: String,
+    /// The node type (a plugin name).
+    #[serde(rename = "type")]
+    pub node_type: String,
+    /// A human title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// The node's config; may hold templates.
+    #[serde(default = "empty_object")]
+    pub config: Value,
+    /// Named sub-chains the node may pick.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(no_recursion))]
+    pub branches: BTreeMap<String, Vec<Node>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn ok_status() -> u16 {
+    200
+}
+
+fn ok_body() -> Value {
+    Value::String("ok".into())
+}
+
+fn empty_object() -> Value {
+    Value::Object(serde_json::Map::new())
+}
