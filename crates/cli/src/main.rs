@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use clap::Parser as _;
 use hookflow_plugin::HostConfig;
 use hookflow_server::dispatch::DispatchConfig;
-use hookflow_server::ingress::parse_query_example;
+use hookflow_server::http::ingress::parse_query_example;
 use hookflow_server::server::{Server, ServerConfig};
 use hookflow_workflow::{ExecutionLimits, Secrets, example_paths};
 use serde_json::{Value, json};

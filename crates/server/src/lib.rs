@@ -4,12 +4,9 @@
 //!
 //! The map of the code is `ARCHITECTURE.md` at the repository root.
 
-pub mod admin;
-pub mod api_error;
 pub mod catalog;
 pub mod dispatch;
-pub mod ingress;
-pub mod listener;
+pub mod http;
 pub mod metrics;
 pub mod reload;
 pub mod retention;

@@ -14,12 +14,12 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::admin::{self, Admin};
-use crate::api_error::{ApiError, ErrorCode};
 use crate::catalog::{Catalog, DeployError, DeployMode};
 use crate::dispatch::{DispatchConfig, Dispatcher};
-use crate::ingress::{self, Ingress, TRIGGER_PATH};
-use crate::listener::{self, ListenerConfig};
+use crate::http::admin::{self, Admin};
+use crate::http::api_error::{ApiError, ErrorCode};
+use crate::http::ingress::{self, Ingress, TRIGGER_PATH};
+use crate::http::listener::{self, ListenerConfig};
 use crate::metrics::ProcessMetrics;
 use crate::reload::{self, Watched};
 use crate::retention::{self, RetentionConfig};

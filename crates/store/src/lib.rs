@@ -9,6 +9,7 @@
 //! durable by the next fsync or the flush at shutdown. Reads run on the caller's thread against a
 //! snapshot.
 
+mod record;
 mod writer;
 
 use std::ops::Bound;
@@ -20,6 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use hookflow_workflow::timestamp::Timestamp;
 use hookflow_workflow::{Execution, ExecutionStatus, Job, Reply, Workflow};
+pub use record::FORMAT_VERSION;
+use record::{ExecutionRecord, JobRecord, ReplyRecord};
 use writer::{Op, Writer};
 
 /// Workflow key → current [`WorkflowRecord`] (JSON).
@@ -122,28 +125,64 @@ const PAST_EVERY_ID: &str = "~";
 /// Hears when a write has committed.
 pub type Committed = tokio::sync::oneshot::Receiver<Result<(), StoreError>>;
 
-/// A storage failure.
+/// What a failure below the store was (the database's own error), kept as the source of a
+/// [`StoreError`] for the log; no backend's types cross the storage boundary.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
+
+/// A storage failure. Its text is for the log: clients get a stable code and a message written
+/// for them, never this.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The database file could not be opened or created.
-    #[error("cannot open the database {path}: {reason}")]
+    #[error("cannot open the database {}: {source}", path.display())]
     Open {
         /// The file.
-        path: String,
-        /// redb's explanation.
-        reason: String,
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: Cause,
     },
-    /// A read or write failed.
-    #[error("storage failure: {0}")]
-    Storage(String),
+    /// A read transaction failed.
+    #[error("cannot read the database: {0}")]
+    Read(#[source] Cause),
+    /// A write transaction failed; nothing of it was written.
+    #[error("cannot write the database: {0}")]
+    Write(#[source] Cause),
     /// A stored record does not decode.
-    #[error("corrupt record in {table}: {reason}")]
+    #[error("corrupt record in {table}: {source}")]
     Corrupt {
         /// The table.
         table: &'static str,
         /// The decoding error.
-        reason: String,
+        #[source]
+        source: Cause,
+    },
+    /// An index names an execution whose record is missing.
+    #[error("execution {id} is indexed but has no record")]
+    Dangling {
+        /// The execution.
+        id: String,
+    },
+    /// A record could not be encoded; nothing was written.
+    #[error("cannot encode a record for {table}: {source}")]
+    Encode {
+        /// The table.
+        table: &'static str,
+        /// The encoding error.
+        #[source]
+        source: Cause,
+    },
+    /// The database was written by a newer hookflow, in a format this one cannot read.
+    #[error(
+        "the database {} is in format {found}, newer than this hookflow reads ({FORMAT_VERSION}): run the newer version",
+        path.display()
+    )]
+    NewerFormat {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The format it records.
+        found: u64,
     },
     /// The writer thread is gone (the store is shutting down).
     #[error("the store is closed")]
@@ -151,14 +190,28 @@ pub enum StoreError {
     /// A write failed (disk full, I/O error) and the database is being reopened; nothing was
     /// written. It is retried at least every [`RECOVERY_INTERVAL`].
     #[error("the store cannot write since a write failed ({0}); retrying")]
-    Unavailable(String),
+    Unavailable(#[source] Arc<StoreError>),
+}
+
+impl StoreError {
+    /// Whether the store refuses writes for now and will take them again once it recovers
+    /// (a failed write, or shutting down), as opposed to a failure of this one operation.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::Closed)
+    }
 }
 
 /// How often a store whose write failed tries to reopen its database and write again.
 pub const RECOVERY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
-fn storage(error: impl std::fmt::Display) -> StoreError {
-    StoreError::Storage(error.to_string())
+/// A failed read, its redb error kept as the source.
+fn read_failed(error: impl Into<redb::Error>) -> StoreError {
+    StoreError::Read(Arc::new(error.into()))
+}
+
+/// A failed write, its redb error kept as the source.
+fn write_failed(error: impl Into<redb::Error>) -> StoreError {
+    StoreError::Write(Arc::new(error.into()))
 }
 
 /// The database handle; cheap to clone.
@@ -174,7 +227,7 @@ struct Shared {
     /// `None` while it is being reopened.
     db: std::sync::RwLock<Option<Arc<Database>>>,
     /// Why the last write failed, until a write succeeds again.
-    failure: std::sync::Mutex<Option<String>>,
+    failure: std::sync::Mutex<Option<Arc<StoreError>>>,
     /// Told how long each commit took.
     observer: Option<Arc<dyn CommitObserver>>,
 }
@@ -188,15 +241,20 @@ pub trait CommitObserver: Send + Sync {
 impl Shared {
     fn db(&self) -> Result<Arc<Database>, StoreError> {
         let db = self.db.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
-        db.ok_or_else(|| StoreError::Unavailable(self.failure().unwrap_or_default()))
+        db.ok_or_else(|| self.unavailable())
     }
 
-    fn failure(&self) -> Option<String> {
+    fn failure(&self) -> Option<Arc<StoreError>> {
         self.failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
-    fn set_failure(&self, failure: Option<String>) {
-        *self.failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = failure;
+    fn set_failure(&self, failure: Option<StoreError>) {
+        *self.failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = failure.map(Arc::new);
+    }
+
+    /// The error a write gets while the store recovers from `failure`.
+    fn unavailable(&self) -> StoreError {
+        StoreError::Unavailable(self.failure().unwrap_or_else(|| Arc::new(StoreError::Closed)))
     }
 
     /// Drops the database and opens it again (redb refuses every write after a failed one).
@@ -212,7 +270,7 @@ impl Shared {
 
 fn open_database(path: &Path) -> Result<Database, StoreError> {
     let db = Database::builder().set_cache_size(CACHE_BYTES).create(path);
-    db.map_err(|e| StoreError::Open { path: path.display().to_string(), reason: e.to_string() })
+    db.map_err(|e| StoreError::Open { path: path.to_path_buf(), source: Arc::new(e) })
 }
 
 /// redb's page cache. Its default, 1 GiB, let a server's memory grow with every execution it
@@ -227,35 +285,57 @@ impl Store {
 
     /// [`Store::open`], telling `observer` how long each commit takes.
     pub fn open_observed(path: &Path, observer: Option<Arc<dyn CommitObserver>>) -> Result<Store, StoreError> {
-        let open_error = |reason: String| StoreError::Open { path: path.display().to_string(), reason };
+        let open_error = |error: std::io::Error| StoreError::Open { path: path.to_path_buf(), source: Arc::new(error) };
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| open_error(e.to_string()))?;
+            std::fs::create_dir_all(parent).map_err(open_error)?;
         }
         let db = Arc::new(open_database(path)?);
         // Create every table once, so readers never meet a missing one.
-        let txn = db.begin_write().map_err(storage)?;
-        txn.open_table(WORKFLOWS).map_err(storage)?;
-        txn.open_table(WORKFLOW_VERSIONS).map_err(storage)?;
-        txn.open_table(EXECUTIONS).map_err(storage)?;
-        txn.open_table(JOBS).map_err(storage)?;
-        txn.open_table(QUEUE).map_err(storage)?;
-        txn.open_table(IDEMPOTENCY).map_err(storage)?;
-        txn.open_table(REPLIES).map_err(storage)?;
+        let txn = db.begin_write().map_err(write_failed)?;
+        txn.open_table(WORKFLOWS).map_err(write_failed)?;
+        txn.open_table(WORKFLOW_VERSIONS).map_err(write_failed)?;
+        txn.open_table(EXECUTIONS).map_err(write_failed)?;
+        txn.open_table(JOBS).map_err(write_failed)?;
+        txn.open_table(QUEUE).map_err(write_failed)?;
+        txn.open_table(IDEMPOTENCY).map_err(write_failed)?;
+        txn.open_table(REPLIES).map_err(write_failed)?;
+        check_format(&txn, path)?;
         index_existing(&txn)?;
-        txn.commit().map_err(storage)?;
+        txn.commit().map_err(write_failed)?;
         let shared = Arc::new(Shared {
             path: path.to_path_buf(),
             db: std::sync::RwLock::new(Some(db)),
             failure: std::sync::Mutex::default(),
             observer,
         });
-        let writer = Writer::start(shared.clone()).map_err(|e| open_error(e.to_string()))?;
+        let writer = Writer::start(shared.clone()).map_err(open_error)?;
         Ok(Store { shared, writer })
     }
 
+    /// Hands `ops` to the writer without waiting; a record that could not be encoded is logged
+    /// with its execution and nothing of it is written.
+    fn submit(&self, execution_id: &str, ops: Result<Vec<Op>, StoreError>, durable: bool) {
+        match ops {
+            Ok(ops) => self.writer.write(ops, durable),
+            Err(error) => tracing::error!(execution = execution_id, "not written: {error}"),
+        }
+    }
+
+    /// Hands `ops` to the writer; the receiver hears once they committed (or why not).
+    fn submit_notified(&self, ops: Result<Vec<Op>, StoreError>, durable: bool) -> Committed {
+        match ops {
+            Ok(ops) => self.writer.write_notified(ops, durable),
+            Err(error) => {
+                let (done, committed) = tokio::sync::oneshot::channel();
+                let _ = done.send(Err(error));
+                committed
+            }
+        }
+    }
+
     /// `Some(why)` while writes fail (the last failure), `None` when the last write succeeded.
-    pub fn write_failure(&self) -> Option<String> {
-        self.shared.failure()
+    pub fn write_failure(&self) -> Option<StoreError> {
+        self.shared.failure().map(|failure| StoreError::Unavailable(failure))
     }
 
     // --- workflows ---
@@ -264,19 +344,23 @@ impl Store {
     pub async fn put_workflow(&self, record: &WorkflowRecord) -> Result<(), StoreError> {
         let key = record.definition.key.clone().unwrap_or_default();
         let ops = vec![
-            Op::PutWorkflow { key: key.clone(), record: encode(record) },
-            Op::PutWorkflowVersion { key, version: record.version, definition: encode(&record.definition) },
+            Op::PutWorkflow { key: key.clone(), record: encode("workflows", record)? },
+            Op::PutWorkflowVersion {
+                key,
+                version: record.version,
+                definition: encode("workflow_versions", &record.definition)?,
+            },
         ];
         self.writer.write_and_wait(ops).await
     }
 
     /// Every stored workflow, by key.
     pub fn workflows(&self) -> Result<Vec<WorkflowRecord>, StoreError> {
-        let txn = self.shared.db()?.begin_read().map_err(storage)?;
-        let table = txn.open_table(WORKFLOWS).map_err(storage)?;
+        let txn = self.shared.db()?.begin_read().map_err(read_failed)?;
+        let table = txn.open_table(WORKFLOWS).map_err(read_failed)?;
         let mut records = Vec::new();
-        for entry in table.iter().map_err(storage)? {
-            let (_, value) = entry.map_err(storage)?;
+        for entry in table.iter().map_err(read_failed)? {
+            let (_, value) = entry.map_err(read_failed)?;
             records.push(decode("workflows", value.value())?);
         }
         Ok(records)
@@ -289,28 +373,28 @@ impl Store {
 
     /// One stored workflow.
     pub fn workflow(&self, key: &str) -> Result<Option<WorkflowRecord>, StoreError> {
-        let txn = self.shared.db()?.begin_read().map_err(storage)?;
-        let table = txn.open_table(WORKFLOWS).map_err(storage)?;
-        let value = table.get(key).map_err(storage)?;
+        let txn = self.shared.db()?.begin_read().map_err(read_failed)?;
+        let table = txn.open_table(WORKFLOWS).map_err(read_failed)?;
+        let value = table.get(key).map_err(read_failed)?;
         value.map(|value| decode("workflows", value.value())).transpose()
     }
 
     /// One version of a workflow's definition.
     pub fn workflow_version(&self, key: &str, version: u64) -> Result<Option<Workflow>, StoreError> {
-        let txn = self.shared.db()?.begin_read().map_err(storage)?;
-        let table = txn.open_table(WORKFLOW_VERSIONS).map_err(storage)?;
-        let value = table.get((key, version)).map_err(storage)?;
+        let txn = self.shared.db()?.begin_read().map_err(read_failed)?;
+        let table = txn.open_table(WORKFLOW_VERSIONS).map_err(read_failed)?;
+        let value = table.get((key, version)).map_err(read_failed)?;
         value.map(|value| decode("workflow_versions", value.value())).transpose()
     }
 
     /// Every stored version of a workflow's definition, oldest first (they outlive the workflow's
     /// deletion, for the executions that ran on them).
     pub fn workflow_versions(&self, key: &str) -> Result<Vec<(u64, Workflow)>, StoreError> {
-        let txn = self.shared.db()?.begin_read().map_err(storage)?;
-        let table = txn.open_table(WORKFLOW_VERSIONS).map_err(storage)?;
+        let txn = self.shared.db()?.begin_read().map_err(read_failed)?;
+        let table = txn.open_table(WORKFLOW_VERSIONS).map_err(read_failed)?;
         let mut versions = Vec::new();
-        for entry in table.range((key, 0)..=(key, u64::MAX)).map_err(storage)? {
-            let (stored, value) = entry.map_err(storage)?;
+        for entry in table.range((key, 0)..=(key, u64::MAX)).map_err(read_failed)? {
+            let (stored, value) = entry.map_err(read_failed)?;
             versions.push((stored.value().1, decode("workflow_versions", value.value())?));
         }
         Ok(versions)
@@ -325,43 +409,48 @@ impl Store {
         execution: &Execution,
         idempotency: Option<IdempotencyEntry<'_>>,
     ) -> Result<(), StoreError> {
-        let mut ops = vec![put_execution(execution), Op::Enqueue { id: execution.id.clone() }];
-        ops.extend(idempotency.map(idempotency_op));
+        let mut ops = vec![put_execution(execution)?, Op::Enqueue { id: execution.id.clone() }];
+        ops.extend(idempotency.map(idempotency_op).transpose()?);
         self.writer.write_and_wait(ops).await
     }
 
     /// Records that a queued execution started (lazy: recovery needs only the queue and the jobs).
     pub fn mark_started(&self, execution: &Execution) {
-        self.writer.write(vec![put_execution(execution)], false);
+        self.submit(&execution.id, put_execution(execution).map(|op| vec![op]), false);
     }
 
     /// Records a finished job of a running async execution (durable; not waited for).
     pub fn record_job(&self, execution_id: &str, index: usize, job: &Job) {
         let index = u32::try_from(index).unwrap_or(u32::MAX);
-        self.writer.write(vec![Op::PutJob { id: execution_id.to_string(), index, record: encode(job) }], true);
+        let op = encode("jobs", &JobRecord::of(job)).map(|record| Op::PutJob {
+            id: execution_id.to_string(),
+            index,
+            record,
+        });
+        self.submit(execution_id, op.map(|op| vec![op]), true);
     }
 
     /// Records a finished async execution with all its jobs (or deletes it, when it is not to be
     /// kept) and takes it off the queue, in one transaction (durable; not waited for): once it is
     /// on disk the execution never runs again.
     pub fn record_finished(&self, execution: &Execution, keep: bool) {
-        self.writer.write(finish_ops(execution, keep), true);
+        self.submit(&execution.id, finish_ops(execution, keep), true);
     }
 
     /// Records an execution canceled while queued and takes it off the queue, unless it has left
     /// the queue by then (a worker finished it first): durable, not waited for.
     pub fn record_canceled(&self, execution: &Execution) {
-        let op = Op::CancelQueued {
+        let op = encode("executions", &ExecutionRecord::of(execution)).map(|record| Op::CancelQueued {
             id: execution.id.clone(),
             workflow: execution.workflow.clone(),
-            record: encode(execution),
-        };
-        self.writer.write(vec![op], true);
+            record,
+        });
+        self.submit(&execution.id, op.map(|op| vec![op]), true);
     }
 
     /// Records a running sync execution, so it can be polled (lazy).
     pub fn record_sync_start(&self, execution: &Execution) {
-        self.writer.write(vec![put_execution(execution)], false);
+        self.submit(&execution.id, put_execution(execution).map(|op| vec![op]), false);
     }
 
     /// Takes an execution off the queue without touching its record (durable; not waited for).
@@ -380,26 +469,27 @@ impl Store {
         reply: Option<&Reply>,
         idempotency: Option<IdempotencyEntry<'_>>,
     ) -> Committed {
-        let mut ops = finish_ops(execution, keep);
-        ops.extend(reply.map(|reply| Op::PutReply { id: execution.id.clone(), record: encode(reply) }));
-        let durable = idempotency.is_some();
-        ops.extend(idempotency.map(idempotency_op));
-        self.writer.write_notified(ops, durable)
+        let ops = (|| {
+            let mut ops = finish_ops(execution, keep)?;
+            ops.extend(reply.map(|reply| reply_op(&execution.id, reply)).transpose()?);
+            ops.extend(idempotency.map(idempotency_op).transpose()?);
+            Ok(ops)
+        })();
+        self.submit_notified(ops, idempotency.is_some())
     }
 
     /// Keeps the answer a sync caller is about to get, under its idempotency key; the receiver
     /// hears once both are on disk.
     pub fn record_reply(&self, execution_id: &str, reply: &Reply, idempotency: IdempotencyEntry<'_>) -> Committed {
-        let ops =
-            vec![Op::PutReply { id: execution_id.to_string(), record: encode(reply) }, idempotency_op(idempotency)];
-        self.writer.write_notified(ops, true)
+        let ops = reply_op(execution_id, reply).and_then(|reply| Ok(vec![reply, idempotency_op(idempotency)?]));
+        self.submit_notified(ops, true)
     }
 
     /// What a remembered idempotency key points at, unless it has expired.
     pub fn idempotency(&self, workflow: &str, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
-        let txn = self.shared.db()?.begin_read().map_err(storage)?;
-        let table = txn.open_table(IDEMPOTENCY).map_err(storage)?;
-        let Some(value) = table.get((workflow, key)).map_err(storage)? else {
+        let txn = self.shared.db()?.begin_read().map_err(read_failed)?;
+        let table = txn.open_table(IDEMPOTENCY).map_err(read_failed)?;
+        let Some(value) = table.get((workflow, key)).map_err(read_failed)? else {
             return Ok(None);
         };
         let record: IdempotencyRecord = decode("idempotency", value.value())?;
@@ -408,10 +498,10 @@ impl Store {
 
     /// The answer a sync execution's caller got, when it was kept.
     pub fn reply(&self, execution_id: &str) -> Result<Option<Reply>, StoreError> {
-        let txn = self.shared.db()?.begin_read().map_err(storage)?;
-        let table = txn.open_table(REPLIES).map_err(storage)?;
-        let value = table.get(execution_id).map_err(storage)?;
-        value.map(|value| decode("replies", value.value())).transpose()
+        let txn = self.shared.db()?.begin_read().map_err(read_failed)?;
+        let table = txn.open_table(REPLIES).map_err(read_failed)?;
+        let value = table.get(execution_id).map_err(read_failed)?;
+        value.map(|value| decode("replies", value.value()).map(ReplyRecord::into_reply)).transpose()
     }
 
     /// Waits until every write issued before the call is durable.
@@ -421,23 +511,23 @@ impl Store {
 
     /// One execution with its jobs.
     pub fn execution(&self, id: &str) -> Result<Option<Execution>, StoreError> {
-        let txn = self.shared.db()?.begin_read().map_err(storage)?;
-        let executions = txn.open_table(EXECUTIONS).map_err(storage)?;
-        let Some(value) = executions.get(id).map_err(storage)? else {
+        let txn = self.shared.db()?.begin_read().map_err(read_failed)?;
+        let executions = txn.open_table(EXECUTIONS).map_err(read_failed)?;
+        let Some(value) = executions.get(id).map_err(read_failed)? else {
             return Ok(None);
         };
-        let mut execution: Execution = match decode("executions", value.value()) {
-            Ok(execution) => execution,
+        let mut execution = match decode("executions", value.value()) {
+            Ok(record) => ExecutionRecord::into_execution(record),
             Err(error) => return Ok(Some(Execution::unreadable(id, error.to_string()))),
         };
         // Jobs recorded one by one while it runs are newer than the whole record (which may hold
         // a delay job as `pending` that has since resolved): each replaces the one at its index.
-        let jobs = txn.open_table(JOBS).map_err(storage)?;
-        for entry in jobs.range((id, 0)..=(id, u32::MAX)).map_err(storage)? {
-            let (key, value) = entry.map_err(storage)?;
+        let jobs = txn.open_table(JOBS).map_err(read_failed)?;
+        for entry in jobs.range((id, 0)..=(id, u32::MAX)).map_err(read_failed)? {
+            let (key, value) = entry.map_err(read_failed)?;
             let index = usize::try_from(key.value().1).unwrap_or(usize::MAX);
             let job = match decode("jobs", value.value()) {
-                Ok(job) => job,
+                Ok(record) => JobRecord::into_job(record),
                 Err(error) => return Ok(Some(Execution::unreadable(id, format!("job {index}: {error}")))),
             };
             match execution.jobs.get_mut(index) {
@@ -456,8 +546,8 @@ impl Store {
         before: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Execution>, StoreError> {
-        let txn = self.shared.db()?.begin_read().map_err(storage)?;
-        let table = txn.open_table(EXECUTIONS).map_err(storage)?;
+        let txn = self.shared.db()?.begin_read().map_err(read_failed)?;
+        let table = txn.open_table(EXECUTIONS).map_err(read_failed)?;
         // Ids sort by creation time: the time range and the cursor narrow the range of ids read.
         let lowest = filter.since.map(first_id_at).unwrap_or_default();
         let until = filter.until.map(first_id_at);
@@ -473,8 +563,8 @@ impl Store {
         let mut take = |id: &str, value: Option<&[u8]>| {
             // One record that does not decode never hides the others.
             let execution = value.map_or_else(
-                || Err(StoreError::Corrupt { table: "executions", reason: "indexed but missing".into() }),
-                |value| decode::<Execution>("executions", value),
+                || Err(StoreError::Dangling { id: id.to_string() }),
+                |value| decode("executions", value).map(ExecutionRecord::into_execution),
             );
             let execution = execution.unwrap_or_else(|error| Execution::unreadable(id, error.to_string()));
             if filter.matches(&execution) {
@@ -486,27 +576,29 @@ impl Store {
         let status = filter.status.filter(|status| *status != ExecutionStatus::Unreadable).map(ExecutionStatus::as_str);
         match (filter.workflow.as_deref(), status) {
             (Some(workflow), Some(status)) => {
-                let index = txn.open_table(BY_WORKFLOW_STATUS).map_err(storage)?;
-                for entry in index.range((workflow, status, low)..(workflow, status, high)).map_err(storage)?.rev() {
-                    let id = entry.map_err(storage)?.0.value().2.to_string();
-                    if !take(&id, table.get(id.as_str()).map_err(storage)?.as_ref().map(|v| v.value())) {
+                let index = txn.open_table(BY_WORKFLOW_STATUS).map_err(read_failed)?;
+                for entry in index.range((workflow, status, low)..(workflow, status, high)).map_err(read_failed)?.rev()
+                {
+                    let id = entry.map_err(read_failed)?.0.value().2.to_string();
+                    if !take(&id, table.get(id.as_str()).map_err(read_failed)?.as_ref().map(|v| v.value())) {
                         break;
                     }
                 }
             }
             (Some(key), None) | (None, Some(key)) => {
-                let index =
-                    txn.open_table(if filter.workflow.is_some() { BY_WORKFLOW } else { BY_STATUS }).map_err(storage)?;
-                for entry in index.range((key, low)..(key, high)).map_err(storage)?.rev() {
-                    let id = entry.map_err(storage)?.0.value().1.to_string();
-                    if !take(&id, table.get(id.as_str()).map_err(storage)?.as_ref().map(|v| v.value())) {
+                let index = txn
+                    .open_table(if filter.workflow.is_some() { BY_WORKFLOW } else { BY_STATUS })
+                    .map_err(read_failed)?;
+                for entry in index.range((key, low)..(key, high)).map_err(read_failed)?.rev() {
+                    let id = entry.map_err(read_failed)?.0.value().1.to_string();
+                    if !take(&id, table.get(id.as_str()).map_err(read_failed)?.as_ref().map(|v| v.value())) {
                         break;
                     }
                 }
             }
             (None, None) => {
-                for entry in table.range(low..high).map_err(storage)?.rev() {
-                    let (id, value) = entry.map_err(storage)?;
+                for entry in table.range(low..high).map_err(read_failed)?.rev() {
+                    let (id, value) = entry.map_err(read_failed)?;
                     if !take(id.value(), Some(value.value())) {
                         break;
                     }
@@ -518,15 +610,16 @@ impl Store {
 
     /// The newest execution of a workflow, as `(id, status)`, from the index.
     pub fn last_execution(&self, workflow: &str) -> Result<Option<(String, String)>, StoreError> {
-        let txn = self.shared.db()?.begin_read().map_err(storage)?;
-        let by_workflow = txn.open_table(BY_WORKFLOW).map_err(storage)?;
-        let Some(entry) = by_workflow.range((workflow, "")..(workflow, PAST_EVERY_ID)).map_err(storage)?.next_back()
+        let txn = self.shared.db()?.begin_read().map_err(read_failed)?;
+        let by_workflow = txn.open_table(BY_WORKFLOW).map_err(read_failed)?;
+        let Some(entry) =
+            by_workflow.range((workflow, "")..(workflow, PAST_EVERY_ID)).map_err(read_failed)?.next_back()
         else {
             return Ok(None);
         };
-        let id = entry.map_err(storage)?.0.value().1.to_string();
-        let indexed = txn.open_table(INDEXED).map_err(storage)?;
-        let status = indexed.get(id.as_str()).map_err(storage)?.map(|guard| guard.value().1.to_string());
+        let id = entry.map_err(read_failed)?.0.value().1.to_string();
+        let indexed = txn.open_table(INDEXED).map_err(read_failed)?;
+        let status = indexed.get(id.as_str()).map_err(read_failed)?.map(|guard| guard.value().1.to_string());
         Ok(Some((id, status.unwrap_or_else(|| "unreadable".into()))))
     }
 
@@ -539,18 +632,18 @@ impl Store {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
-        let txn = self.shared.db()?.begin_read().map_err(storage)?;
-        let executions = txn.open_table(EXECUTIONS).map_err(storage)?;
-        let queue = txn.open_table(QUEUE).map_err(storage)?;
+        let txn = self.shared.db()?.begin_read().map_err(read_failed)?;
+        let executions = txn.open_table(EXECUTIONS).map_err(read_failed)?;
+        let queue = txn.open_table(QUEUE).map_err(read_failed)?;
         let end = first_id_at(cutoff);
         let range = match after {
             Some(after) => executions.range::<&str>((Bound::Excluded(after), Bound::Excluded(end.as_str()))),
             None => executions.range(..end.as_str()),
         };
         let mut ids = Vec::new();
-        for entry in range.map_err(storage)? {
-            let (id, _) = entry.map_err(storage)?;
-            if queue.get(id.value()).map_err(storage)?.is_none() {
+        for entry in range.map_err(read_failed)? {
+            let (id, _) = entry.map_err(read_failed)?;
+            if queue.get(id.value()).map_err(read_failed)?.is_none() {
                 ids.push(id.value().to_string());
                 if ids.len() == limit {
                     break;
@@ -586,15 +679,15 @@ impl Store {
         after: Option<(&str, &str)>,
         limit: usize,
     ) -> Result<Vec<(String, String)>, StoreError> {
-        let txn = self.shared.db()?.begin_read().map_err(storage)?;
-        let table = txn.open_table(IDEMPOTENCY).map_err(storage)?;
+        let txn = self.shared.db()?.begin_read().map_err(read_failed)?;
+        let table = txn.open_table(IDEMPOTENCY).map_err(read_failed)?;
         let range = match after {
             Some(after) => table.range::<(&str, &str)>((Bound::Excluded(after), Bound::Unbounded)),
             None => table.range::<(&str, &str)>(..),
         };
         let mut expired = Vec::new();
-        for entry in range.map_err(storage)? {
-            let (key, value) = entry.map_err(storage)?;
+        for entry in range.map_err(read_failed)? {
+            let (key, value) = entry.map_err(read_failed)?;
             let record: IdempotencyRecord = decode("idempotency", value.value())?;
             if record.expires_at <= now {
                 let (workflow, key) = key.value();
@@ -618,22 +711,22 @@ impl Store {
 
     /// Whether an async execution is still on the queue (not finished).
     pub fn is_queued(&self, id: &str) -> Result<bool, StoreError> {
-        let txn = self.shared.db()?.begin_read().map_err(storage)?;
-        let table = txn.open_table(QUEUE).map_err(storage)?;
-        Ok(table.get(id).map_err(storage)?.is_some())
+        let txn = self.shared.db()?.begin_read().map_err(read_failed)?;
+        let table = txn.open_table(QUEUE).map_err(read_failed)?;
+        Ok(table.get(id).map_err(read_failed)?.is_some())
     }
 
     /// Every queued or unfinished async execution, oldest first, with its workflow's key (read
     /// from the index, not the record; empty for an unreadable record).
     pub fn queued(&self) -> Result<Vec<(String, String)>, StoreError> {
-        let txn = self.shared.db()?.begin_read().map_err(storage)?;
-        let table = txn.open_table(QUEUE).map_err(storage)?;
-        let indexed = txn.open_table(INDEXED).map_err(storage)?;
+        let txn = self.shared.db()?.begin_read().map_err(read_failed)?;
+        let table = txn.open_table(QUEUE).map_err(read_failed)?;
+        let indexed = txn.open_table(INDEXED).map_err(read_failed)?;
         let mut queued = Vec::new();
-        for entry in table.iter().map_err(storage)? {
-            let (id, _) = entry.map_err(storage)?;
+        for entry in table.iter().map_err(read_failed)? {
+            let (id, _) = entry.map_err(read_failed)?;
             let id = id.value().to_string();
-            let workflow = indexed.get(id.as_str()).map_err(storage)?.map(|entry| entry.value().0.to_string());
+            let workflow = indexed.get(id.as_str()).map_err(read_failed)?.map(|entry| entry.value().0.to_string());
             queued.push((id, workflow.unwrap_or_default()));
         }
         Ok(queued)
@@ -641,66 +734,90 @@ impl Store {
 }
 
 /// Writes an execution's record and its index entries.
-fn put_execution(execution: &Execution) -> Op {
-    Op::PutExecution {
+fn put_execution(execution: &Execution) -> Result<Op, StoreError> {
+    Ok(Op::PutExecution {
         id: execution.id.clone(),
         workflow: execution.workflow.clone(),
         status: execution.status.as_str(),
-        record: encode(execution),
+        record: encode("executions", &ExecutionRecord::of(execution))?,
+    })
+}
+
+/// Keeps the answer a sync execution's caller got.
+fn reply_op(execution_id: &str, reply: &Reply) -> Result<Op, StoreError> {
+    Ok(Op::PutReply { id: execution_id.to_string(), record: encode("replies", &ReplyRecord::of(reply))? })
+}
+
+/// Records [`FORMAT_VERSION`] in a new database (or one written before formats were numbered,
+/// which is format 1); refuses one of a newer format.
+fn check_format(txn: &redb::WriteTransaction, path: &Path) -> Result<(), StoreError> {
+    let mut meta = txn.open_table(META).map_err(write_failed)?;
+    let found = meta.get(FORMAT_KEY).map_err(write_failed)?.map(|value| value.value());
+    match found {
+        Some(found) if found > FORMAT_VERSION => Err(StoreError::NewerFormat { path: path.to_path_buf(), found }),
+        Some(found) if found == FORMAT_VERSION => Ok(()),
+        // Older formats would be migrated here; format 1 is the first.
+        _ => meta.insert(FORMAT_KEY, FORMAT_VERSION).map(drop).map_err(write_failed),
     }
 }
 
+/// The `meta` entry holding the database's format.
+const FORMAT_KEY: &str = "format_version";
+
 /// Indexes every stored execution once (a database written before the indexes existed).
 fn index_existing(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
-    let mut meta = txn.open_table(META).map_err(storage)?;
+    let mut meta = txn.open_table(META).map_err(write_failed)?;
     let mut index = writer::Index::open(txn)?;
-    if meta.get("execution_index").map_err(storage)?.is_some() {
+    if meta.get("execution_index").map_err(write_failed)?.is_some() {
         return Ok(());
     }
-    let executions = txn.open_table(EXECUTIONS).map_err(storage)?;
+    let executions = txn.open_table(EXECUTIONS).map_err(write_failed)?;
     let mut count = 0usize;
-    for entry in executions.iter().map_err(storage)? {
-        let (id, value) = entry.map_err(storage)?;
+    for entry in executions.iter().map_err(write_failed)? {
+        let (id, value) = entry.map_err(write_failed)?;
         // An undecodable record is indexed under no workflow as `unreadable`.
-        let (workflow, status) = match decode::<Execution>("executions", value.value()) {
-            Ok(execution) => (execution.workflow, execution.status.as_str()),
+        let (workflow, status) = match decode::<ExecutionRecord>("executions", value.value()) {
+            Ok(record) => {
+                let (workflow, status) = record.index_entry();
+                (workflow.to_string(), status.as_str())
+            }
             Err(_) => (String::new(), "unreadable"),
         };
         index.put(id.value(), &workflow, status)?;
         count += 1;
     }
-    meta.insert("execution_index", 1).map_err(storage)?;
+    meta.insert("execution_index", 1).map_err(write_failed)?;
     if count > 0 {
         tracing::info!("indexed {count} stored executions by workflow and status");
     }
     Ok(())
 }
 
-fn idempotency_op(entry: IdempotencyEntry<'_>) -> Op {
-    Op::PutIdempotency {
+fn idempotency_op(entry: IdempotencyEntry<'_>) -> Result<Op, StoreError> {
+    Ok(Op::PutIdempotency {
         workflow: entry.workflow.to_string(),
         key: entry.key.to_string(),
-        record: encode(entry.record),
-    }
+        record: encode("idempotency", entry.record)?,
+    })
 }
 
 /// The whole record of a finished execution (or, when it is not to be kept, its deletion)
 /// replaces its job-by-job progress and its queue entry.
-fn finish_ops(execution: &Execution, keep: bool) -> Vec<Op> {
+fn finish_ops(execution: &Execution, keep: bool) -> Result<Vec<Op>, StoreError> {
     let id = execution.id.clone();
-    let record = if keep { put_execution(execution) } else { Op::DeleteExecution { id: id.clone() } };
-    vec![record, Op::DeleteJobs { id: id.clone() }, Op::Dequeue { id }]
+    let record = if keep { put_execution(execution)? } else { Op::DeleteExecution { id: id.clone() } };
+    Ok(vec![record, Op::DeleteJobs { id: id.clone() }, Op::Dequeue { id }])
 }
 
-fn encode(value: &impl Serialize) -> Vec<u8> {
-    // Serialising our own records (string keys, no non-finite floats) cannot fail.
-    serde_json::to_vec(value).unwrap_or_default()
+/// A record's bytes for `table`.
+fn encode(table: &'static str, value: &impl Serialize) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|error| StoreError::Encode { table, source: Arc::new(error) })
 }
 
 /// Decodes a record whatever its nesting: serde_json's recursion limit is lifted and the stack
 /// grows on the heap as needed, so everything [`encode`] wrote reads back.
 fn decode<T: for<'de> Deserialize<'de>>(table: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
-    let corrupt = |e: serde_json::Error| StoreError::Corrupt { table, reason: e.to_string() };
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt { table, source: Arc::new(e) };
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     deserializer.disable_recursion_limit();
     let value = T::deserialize(serde_stacker::Deserializer::new(&mut deserializer)).map_err(corrupt)?;

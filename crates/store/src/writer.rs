@@ -21,7 +21,7 @@ use hookflow_workflow::ExecutionStatus;
 
 use super::{
     BY_STATUS, BY_WORKFLOW, BY_WORKFLOW_STATUS, EXECUTIONS, IDEMPOTENCY, INDEXED, JOBS, QUEUE, RECOVERY_INTERVAL,
-    REPLIES, Shared, StoreError, WORKFLOW_VERSIONS, WORKFLOWS, storage,
+    REPLIES, Shared, StoreError, WORKFLOW_VERSIONS, WORKFLOWS, write_failed,
 };
 
 /// Most requests folded into one transaction.
@@ -156,8 +156,7 @@ fn run(shared: &Shared, incoming: &Receiver<Request>) {
             batch.push(next);
         }
         if shared.failure().is_some() && !recover(shared, &mut kept) {
-            let error = StoreError::Unavailable(shared.failure().unwrap_or_default());
-            answer(batch, &Err(error), &mut kept);
+            answer(batch, &Err(shared.unavailable()), &mut kept);
             continue;
         }
         let durable = batch.iter().any(|request| request.durable);
@@ -168,7 +167,7 @@ fn run(shared: &Shared, incoming: &Receiver<Request>) {
         }
         if let Err(error) = &result {
             tracing::error!("store commit of {} writes failed: {error}", batch.len());
-            shared.set_failure(Some(error.to_string()));
+            shared.set_failure(Some(error.clone()));
         }
         answer(batch, &result, &mut kept);
     }
@@ -205,25 +204,28 @@ fn recover(shared: &Shared, kept: &mut Vec<Request>) -> bool {
         }
         Err(error) => {
             tracing::warn!("store: still cannot write: {error}");
-            shared.set_failure(Some(error.to_string()));
+            // While the database is closed for reopening, the failure stays the one that caused it.
+            if !matches!(error, StoreError::Unavailable(_)) {
+                shared.set_failure(Some(error));
+            }
             false
         }
     }
 }
 
 fn commit(db: &Database, batch: &[Request], durable: bool) -> Result<(), StoreError> {
-    let mut txn = db.begin_write().map_err(storage)?;
+    let mut txn = db.begin_write().map_err(write_failed)?;
     if !durable {
-        txn.set_durability(Durability::None).map_err(storage)?;
+        txn.set_durability(Durability::None).map_err(write_failed)?;
     }
     {
-        let mut workflows = txn.open_table(WORKFLOWS).map_err(storage)?;
-        let mut versions = txn.open_table(WORKFLOW_VERSIONS).map_err(storage)?;
-        let mut executions = txn.open_table(EXECUTIONS).map_err(storage)?;
-        let mut jobs = txn.open_table(JOBS).map_err(storage)?;
-        let mut queue = txn.open_table(QUEUE).map_err(storage)?;
-        let mut idempotency = txn.open_table(IDEMPOTENCY).map_err(storage)?;
-        let mut replies = txn.open_table(REPLIES).map_err(storage)?;
+        let mut workflows = txn.open_table(WORKFLOWS).map_err(write_failed)?;
+        let mut versions = txn.open_table(WORKFLOW_VERSIONS).map_err(write_failed)?;
+        let mut executions = txn.open_table(EXECUTIONS).map_err(write_failed)?;
+        let mut jobs = txn.open_table(JOBS).map_err(write_failed)?;
+        let mut queue = txn.open_table(QUEUE).map_err(write_failed)?;
+        let mut idempotency = txn.open_table(IDEMPOTENCY).map_err(write_failed)?;
+        let mut replies = txn.open_table(REPLIES).map_err(write_failed)?;
         let mut index = Index::open(&txn)?;
         for op in batch.iter().flat_map(|request| &request.ops) {
             match op {
@@ -253,7 +255,7 @@ fn commit(db: &Database, batch: &[Request], durable: bool) -> Result<(), StoreEr
                     idempotency.remove((workflow.as_str(), key.as_str())).map(drop)
                 }
                 Op::CancelQueued { id, workflow, record } => {
-                    let was_queued = queue.remove(id.as_str()).map_err(storage)?.is_some();
+                    let was_queued = queue.remove(id.as_str()).map_err(write_failed)?.is_some();
                     if was_queued {
                         index.put(id, workflow, ExecutionStatus::Canceled.as_str())?;
                         executions.insert(id.as_str(), record.as_slice()).map(drop)
@@ -262,10 +264,10 @@ fn commit(db: &Database, batch: &[Request], durable: bool) -> Result<(), StoreEr
                     }
                 }
             }
-            .map_err(storage)?;
+            .map_err(write_failed)?;
         }
     }
-    txn.commit().map_err(storage)
+    txn.commit().map_err(write_failed)
 }
 
 /// The execution indexes of one write transaction: by workflow, by status, by both, and what
@@ -281,10 +283,10 @@ impl<'txn> Index<'txn> {
     /// Opens the index tables in `txn`.
     pub fn open(txn: &'txn redb::WriteTransaction) -> Result<Index<'txn>, StoreError> {
         Ok(Index {
-            by_workflow: txn.open_table(BY_WORKFLOW).map_err(storage)?,
-            by_status: txn.open_table(BY_STATUS).map_err(storage)?,
-            by_workflow_status: txn.open_table(BY_WORKFLOW_STATUS).map_err(storage)?,
-            indexed: txn.open_table(INDEXED).map_err(storage)?,
+            by_workflow: txn.open_table(BY_WORKFLOW).map_err(write_failed)?,
+            by_status: txn.open_table(BY_STATUS).map_err(write_failed)?,
+            by_workflow_status: txn.open_table(BY_WORKFLOW_STATUS).map_err(write_failed)?,
+            indexed: txn.open_table(INDEXED).map_err(write_failed)?,
         })
     }
 
@@ -295,29 +297,29 @@ impl<'txn> Index<'txn> {
             return Ok(());
         }
         if let Some((old_workflow, old_status)) = before {
-            self.by_status.remove((old_status.as_str(), id)).map_err(storage)?;
-            self.by_workflow_status.remove((old_workflow.as_str(), old_status.as_str(), id)).map_err(storage)?;
-            self.by_workflow.remove((old_workflow.as_str(), id)).map_err(storage)?;
+            self.by_status.remove((old_status.as_str(), id)).map_err(write_failed)?;
+            self.by_workflow_status.remove((old_workflow.as_str(), old_status.as_str(), id)).map_err(write_failed)?;
+            self.by_workflow.remove((old_workflow.as_str(), id)).map_err(write_failed)?;
         }
-        self.by_workflow.insert((workflow, id), ()).map_err(storage)?;
-        self.by_status.insert((status, id), ()).map_err(storage)?;
-        self.by_workflow_status.insert((workflow, status, id), ()).map_err(storage)?;
-        self.indexed.insert(id, (workflow, status)).map_err(storage)?;
+        self.by_workflow.insert((workflow, id), ()).map_err(write_failed)?;
+        self.by_status.insert((status, id), ()).map_err(write_failed)?;
+        self.by_workflow_status.insert((workflow, status, id), ()).map_err(write_failed)?;
+        self.indexed.insert(id, (workflow, status)).map_err(write_failed)?;
         Ok(())
     }
 
     /// Forgets an execution's index entries.
     pub fn remove(&mut self, id: &str) -> Result<(), StoreError> {
         let Some((workflow, status)) = self.indexed(id)? else { return Ok(()) };
-        self.by_workflow.remove((workflow.as_str(), id)).map_err(storage)?;
-        self.by_status.remove((status.as_str(), id)).map_err(storage)?;
-        self.by_workflow_status.remove((workflow.as_str(), status.as_str(), id)).map_err(storage)?;
-        self.indexed.remove(id).map_err(storage)?;
+        self.by_workflow.remove((workflow.as_str(), id)).map_err(write_failed)?;
+        self.by_status.remove((status.as_str(), id)).map_err(write_failed)?;
+        self.by_workflow_status.remove((workflow.as_str(), status.as_str(), id)).map_err(write_failed)?;
+        self.indexed.remove(id).map_err(write_failed)?;
         Ok(())
     }
 
     fn indexed(&self, id: &str) -> Result<Option<(String, String)>, StoreError> {
-        let entry = self.indexed.get(id).map_err(storage)?;
+        let entry = self.indexed.get(id).map_err(write_failed)?;
         Ok(entry.map(|guard| {
             let (workflow, status) = guard.value();
             (workflow.to_string(), status.to_string())

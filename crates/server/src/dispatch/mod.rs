@@ -16,8 +16,8 @@ use serde_json::Value;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tracing::Instrument as _;
 
-use crate::api_error::{ApiError, EXECUTION_HEADER, ErrorCode};
 use crate::catalog::{Catalog, Deployed};
+use crate::http::api_error::{ApiError, EXECUTION_HEADER, ErrorCode};
 use crate::metrics::metrics;
 use hookflow_plugin::{PluginHost, run_on_runtime_thread};
 use hookflow_store::{IdempotencyEntry, IdempotencyRecord, Store, StoreError};

@@ -4,7 +4,7 @@ use axum::http::{HeaderMap, header};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::api_error::{ApiError, ErrorCode};
+use crate::http::api_error::{ApiError, ErrorCode};
 use hookflow_workflow::BasicAuth;
 
 /// Checks the request's credentials against the configured ones; `None` configured lets all in.

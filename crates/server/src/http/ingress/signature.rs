@@ -12,7 +12,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::auth::constant_time_eq;
-use crate::api_error::{ApiError, ErrorCode};
+use crate::http::api_error::{ApiError, ErrorCode};
 use hookflow_workflow::timestamp::Timestamp;
 use hookflow_workflow::{Signature, SignatureEncoding, standard_webhooks_key};
 

@@ -25,10 +25,10 @@ use axum::routing::{get, post, put};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api_error::{ApiError, ErrorCode};
 use crate::catalog::{Catalog, DeployError, Deployed};
 use crate::dispatch::Dispatcher;
-use crate::ingress::constant_time_eq;
+use crate::http::api_error::{ApiError, ErrorCode};
+use crate::http::ingress::constant_time_eq;
 use crate::metrics::metrics;
 use hookflow_plugin::PluginHost;
 use hookflow_store::Store;

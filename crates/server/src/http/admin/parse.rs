@@ -7,8 +7,8 @@ use serde_json::Value;
 use super::BodyText;
 use super::openapi::ErrorBody;
 use super::views::{Example, PathEntry, PathList, QueryExample};
-use crate::api_error::{ApiError, ErrorCode};
-use crate::ingress::parse_query_example;
+use crate::http::api_error::{ApiError, ErrorCode};
+use crate::http::ingress::parse_query_example;
 use hookflow_workflow::example_paths;
 
 /// Paths of an example query: a full URL, or its query part with or without `?`.

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::openapi::ErrorBody;
 use super::views::Listing;
 use super::{Admin, ApiPath, ApiQuery, Page, deployed, internal};
-use crate::api_error::{ApiError, ErrorCode};
+use crate::http::api_error::{ApiError, ErrorCode};
 use hookflow_store::ExecutionFilter;
 use hookflow_workflow::timestamp::Timestamp;
 use hookflow_workflow::{Execution, ExecutionStatus};

@@ -9,9 +9,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use super::openapi::ErrorBody;
 use super::views::{LastExecution, Listing, MASK, VersionView, WorkflowView, masked};
 use super::{Admin, ApiPath, ApiQuery, BodyText, Page, deploy_error, deployed, internal};
-use crate::api_error::{ApiError, ErrorCode};
 use crate::catalog::{DeployError, DeployMode, Deployed};
-use crate::ingress::TRIGGER_PATH;
+use crate::http::api_error::{ApiError, ErrorCode};
+use crate::http::ingress::TRIGGER_PATH;
 use hookflow_workflow::timestamp::Timestamp;
 use hookflow_workflow::{Workflow, parse_workflow};
 

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use super::openapi::ErrorBody;
 use super::views::{Listing, PluginView};
 use super::{Admin, ApiPath, internal};
-use crate::api_error::{ApiError, ErrorCode};
+use crate::http::api_error::{ApiError, ErrorCode};
 use hookflow_plugin::LoadError;
 
 /// Lists the installed node types, built-in and uploaded.

@@ -10,7 +10,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 
 use super::query::parse_query;
-use crate::api_error::{ApiError, ErrorCode};
+use crate::http::api_error::{ApiError, ErrorCode};
 use hookflow_workflow::{MAX_NESTING, nests_deeper_than};
 
 /// The most a declared `Content-Length` reserves before the bytes arrive.

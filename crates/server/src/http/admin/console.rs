@@ -7,9 +7,9 @@ use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 
-const INDEX_HTML: &str = include_str!("../../console/index.html");
-const APP_JS: &str = include_str!("../../console/app.js");
-const STYLE_CSS: &str = include_str!("../../console/style.css");
+const INDEX_HTML: &str = include_str!("../../../console/index.html");
+const APP_JS: &str = include_str!("../../../console/app.js");
+const STYLE_CSS: &str = include_str!("../../../console/style.css");
 
 /// Nothing from elsewhere, no framing.
 const POLICY: &str = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'";

@@ -23,9 +23,9 @@ pub use body::parse_body;
 pub use query::{parse_query, parse_query_example};
 pub use signature::parse_stripe_header;
 
-use crate::api_error::{ApiError, EXECUTION_HEADER, ErrorCode, reply_into_response};
 use crate::catalog::{Catalog, Deployed};
 use crate::dispatch::{Dispatcher, RESULT_PATH};
+use crate::http::api_error::{ApiError, EXECUTION_HEADER, ErrorCode, reply_into_response};
 use crate::metrics::metrics;
 use hookflow_workflow::template::{parse_value_path, select};
 use hookflow_workflow::{Idempotency, Variable};

@@ -1,0 +1,162 @@
+//! The on-disk records: what the values of the execution, job and reply tables hold (JSON).
+//! They are the store's own types, apart from the domain types and the admin API's views, so a
+//! change to either cannot change the file format unnoticed; `tests/golden.rs` reads a database
+//! written in each format this version still reads.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use hookflow_workflow::timestamp::Timestamp;
+use hookflow_workflow::{Execution, ExecutionStatus, Job, JobStatus, Next, Reply};
+
+/// The format of the database this version writes, kept in its `meta` table. A database of a
+/// newer format is refused at open (so an older hookflow never misreads it); one without the
+/// entry was written before the format was numbered, in format 1.
+pub const FORMAT_VERSION: u64 = 1;
+
+/// An execution with the jobs it had when last written whole (table `executions`).
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ExecutionRecord<'a> {
+    id: Cow<'a, str>,
+    workflow: Cow<'a, str>,
+    version: u64,
+    status: ExecutionStatus,
+    trigger: Cow<'a, Value>,
+    created_at: Timestamp,
+    finished_at: Option<Timestamp>,
+    jobs: Vec<JobRecord<'a>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<Cow<'a, str>>,
+}
+
+impl<'a> ExecutionRecord<'a> {
+    /// The record of `execution`, borrowing from it.
+    pub(crate) fn of(execution: &'a Execution) -> ExecutionRecord<'a> {
+        ExecutionRecord {
+            id: Cow::Borrowed(&execution.id),
+            workflow: Cow::Borrowed(&execution.workflow),
+            version: execution.version,
+            status: execution.status,
+            trigger: Cow::Borrowed(&execution.trigger),
+            created_at: execution.created_at,
+            finished_at: execution.finished_at,
+            jobs: execution.jobs.iter().map(JobRecord::of).collect(),
+            error: execution.error.as_deref().map(Cow::Borrowed),
+        }
+    }
+
+    /// The workflow and status it is indexed under.
+    pub(crate) fn index_entry(&self) -> (&str, ExecutionStatus) {
+        (&self.workflow, self.status)
+    }
+
+    /// The execution it records.
+    pub(crate) fn into_execution(self) -> Execution {
+        Execution {
+            id: self.id.into_owned(),
+            workflow: self.workflow.into_owned(),
+            version: self.version,
+            status: self.status,
+            trigger: self.trigger.into_owned(),
+            created_at: self.created_at,
+            finished_at: self.finished_at,
+            jobs: self.jobs.into_iter().map(JobRecord::into_job).collect(),
+            error: self.error.map(Cow::into_owned),
+        }
+    }
+}
+
+/// One node run (table `jobs` while its execution runs, and inside [`ExecutionRecord`]).
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct JobRecord<'a> {
+    node_key: Cow<'a, str>,
+    #[serde(rename = "type")]
+    node_type: Cow<'a, str>,
+    status: JobStatus,
+    input: Cow<'a, Value>,
+    output: Cow<'a, Value>,
+    error: Option<Cow<'a, str>>,
+    started_at: Timestamp,
+    finished_at: Timestamp,
+    #[serde(default, skip_serializing_if = "goes_on")]
+    next: Cow<'a, Next>,
+}
+
+fn goes_on(next: &Cow<'_, Next>) -> bool {
+    **next == Next::Continue
+}
+
+impl<'a> JobRecord<'a> {
+    /// The record of `job`, borrowing from it.
+    pub(crate) fn of(job: &'a Job) -> JobRecord<'a> {
+        JobRecord {
+            node_key: Cow::Borrowed(&job.node_key),
+            node_type: Cow::Borrowed(&job.node_type),
+            status: job.status,
+            input: Cow::Borrowed(&job.input),
+            output: Cow::Borrowed(&job.output),
+            error: job.error.as_deref().map(Cow::Borrowed),
+            started_at: job.started_at,
+            finished_at: job.finished_at,
+            next: Cow::Borrowed(&job.next),
+        }
+    }
+
+    /// The job it records.
+    pub(crate) fn into_job(self) -> Job {
+        Job {
+            node_key: self.node_key.into_owned(),
+            node_type: self.node_type.into_owned(),
+            status: self.status,
+            input: self.input.into_owned(),
+            output: self.output.into_owned(),
+            error: self.error.map(Cow::into_owned),
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            next: self.next.into_owned(),
+        }
+    }
+}
+
+/// The HTTP answer a sync caller got (table `replies`), its body in base64.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct ReplyRecord<'a> {
+    status: u16,
+    headers: Cow<'a, [(String, String)]>,
+    #[serde(with = "base64_bytes")]
+    body: Cow<'a, [u8]>,
+}
+
+impl<'a> ReplyRecord<'a> {
+    /// The record of `reply`, borrowing from it.
+    pub(crate) fn of(reply: &'a Reply) -> ReplyRecord<'a> {
+        ReplyRecord { status: reply.status, headers: Cow::Borrowed(&reply.headers), body: Cow::Borrowed(&reply.body) }
+    }
+
+    /// The reply it records.
+    pub(crate) fn into_reply(self) -> Reply {
+        Reply { status: self.status, headers: self.headers.into_owned(), body: self.body.into_owned() }
+    }
+}
+
+/// Bytes as a base64 string in JSON.
+mod base64_bytes {
+    use std::borrow::Cow;
+
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Cow<'static, [u8]>, D::Error> {
+        let text = Cow::<str>::deserialize(deserializer)?;
+        STANDARD.decode(text.as_bytes()).map(Cow::Owned).map_err(serde::de::Error::custom)
+    }
+}
