@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use axum::http::{HeaderMap, HeaderValue, header};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use hookflow_plugin::{BUILTIN_NODES, HostConfig, PluginHost};
-use hookflow_server::ingress::{parse_body, parse_query};
+use hookflow_server::http::ingress::{parse_body, parse_query};
 use hookflow_store::Store;
 use hookflow_workflow::template::{Scope, Template};
 use hookflow_workflow::{Execution, NodeCall, NodeRunner};
@@ -96,7 +96,8 @@ fn commits(c: &mut Criterion) {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
     let trigger = json!({"headers": {}, "query": {}, "body": {"status": "paid", "order": 42}});
-    let execution = || Execution::new("bench", 1, trigger.clone());
+    let ids = hookflow_workflow::ExecutionIds::default();
+    let execution = || Execution::new(ids.next(), "bench", 1, trigger.clone());
     let mut group = c.benchmark_group("redb: durable enqueue (fsync)");
     group.throughput(Throughput::Elements(1));
     group.bench_function("one execution per commit", |b| {

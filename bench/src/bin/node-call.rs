@@ -47,8 +47,9 @@ fn main() {
     let workflow = parse_workflow(&definition.to_string()).unwrap_or_else(|e| panic!("{e}"));
     let plan = compile(&workflow, &host).unwrap_or_else(|e| panic!("{e}"));
     let trigger = json!({"headers": {}, "query": {}, "body": {"status": "paid", "order": 42}});
+    let ids = hookflow_workflow::ExecutionIds::default();
     let per_execution = time(iterations / 2, || {
-        let mut execution = Execution::new("demo-payment", 1, trigger.clone());
+        let mut execution = Execution::new(ids.next(), "demo-payment", 1, trigger.clone());
         execute(&host, &plan, &mut execution, &mut ());
         assert_eq!(execution.jobs.len(), 2, "{execution:#?}");
     });

@@ -48,29 +48,41 @@ const WARM_MAX_CALLS: u32 = 10_000;
 /// A warm instance whose linear memory grew past this is dropped after its call.
 const WARM_MAX_MEMORY: usize = 4 << 20;
 
-/// Instance slots kept for calls made on async runtime threads ([`run_on_runtime_thread`]): such a
-/// call must never wait for a slot, since the calls holding them may need those very threads.
-/// Per available core (tokio runs one runtime thread per core), with a margin.
+/// Instance slots kept for calls made on async runtime threads ([`Placement::RuntimeThread`]):
+/// such a call must never wait for a slot, since the calls holding them may need those very
+/// threads. Per available core (tokio runs one runtime thread per core), with a margin.
 const RUNTIME_THREAD_SLOTS_PER_CORE: usize = 2;
 
-thread_local! {
-    /// Set while this thread runs node calls for [`run_on_runtime_thread`].
-    static ON_RUNTIME_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+/// Where node calls are made from, which decides the instance slots they take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// A thread that may block (tokio's blocking pool, a plain thread): a call waits for a free
+    /// slot, at most until its deadline.
+    BlockingThread,
+    /// An async runtime thread (quick built-ins of a sync execution): a call takes a slot kept
+    /// for such threads and never waits for one while those last.
+    RuntimeThread,
 }
 
-/// Runs `work` (which calls nodes) on an async runtime thread: its node calls take slots of
-/// their own instead of waiting with the blocking threads' calls for a free one.
-pub fn run_on_runtime_thread<T>(work: impl FnOnce() -> T) -> T {
-    /// Clears the flag however `work` ends.
-    struct Reset;
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            ON_RUNTIME_THREAD.with(|flag| flag.set(false));
-        }
+/// The host as the executor's [`NodeRunner`], for calls made from one [`Placement`].
+#[derive(Clone, Copy)]
+pub struct Runner<'a> {
+    host: &'a PluginHost,
+    placement: Placement,
+}
+
+impl NodeRunner for Runner<'_> {
+    fn describe(&self, node_type: &str) -> Option<Arc<NodeInfo>> {
+        self.host.describe(node_type)
     }
-    ON_RUNTIME_THREAD.with(|flag| flag.set(true));
-    let _reset = Reset;
-    work()
+
+    fn run(&self, node_type: &str, call: &NodeCall<'_>) -> Result<NodeOutcome, NodeFailure> {
+        let plugin = self
+            .host
+            .plugin(node_type)
+            .ok_or_else(|| NodeFailure::Error(format!("node type {node_type:?} is not installed")))?;
+        self.host.call(&plugin, call, self.placement)
+    }
 }
 
 /// How often the epoch advances; the granularity of node time budgets.
@@ -392,20 +404,29 @@ impl PluginHost {
         self.config.grants.get(node_type).and_then(|grant| grant.time_budget).unwrap_or(self.config.time_budget)
     }
 
-    fn call(&self, plugin: &Plugin, call: &NodeCall<'_>) -> Result<NodeOutcome, NodeFailure> {
+    /// The host as a [`NodeRunner`] for calls made from `placement`.
+    pub fn runner(&self, placement: Placement) -> Runner<'_> {
+        Runner { host: self, placement }
+    }
+
+    fn call(&self, plugin: &Plugin, call: &NodeCall<'_>, placement: Placement) -> Result<NodeOutcome, NodeFailure> {
         let started = Instant::now();
-        let outcome = self.call_in_sandbox(plugin, call);
+        let outcome = self.call_in_sandbox(plugin, call, placement);
         if let Some(observer) = &self.config.observer {
             observer.node_call(&plugin.name, started.elapsed());
         }
         outcome
     }
 
-    fn call_in_sandbox(&self, plugin: &Plugin, call: &NodeCall<'_>) -> Result<NodeOutcome, NodeFailure> {
-        let slot = if ON_RUNTIME_THREAD.with(std::cell::Cell::get) {
-            self.slots.acquire_for_runtime_thread(call.deadline)
-        } else {
-            self.slots.acquire(call.deadline)
+    fn call_in_sandbox(
+        &self,
+        plugin: &Plugin,
+        call: &NodeCall<'_>,
+        placement: Placement,
+    ) -> Result<NodeOutcome, NodeFailure> {
+        let slot = match placement {
+            Placement::RuntimeThread => self.slots.acquire_for_runtime_thread(call.deadline),
+            Placement::BlockingThread => self.slots.acquire(call.deadline),
         };
         let Some(_slot) = slot else {
             return Err(NodeFailure::Timeout(format!(
@@ -456,16 +477,14 @@ impl PluginHost {
     }
 }
 
+/// Calls from a thread that may block ([`Placement::BlockingThread`]).
 impl NodeRunner for PluginHost {
     fn describe(&self, node_type: &str) -> Option<Arc<NodeInfo>> {
         self.plugin(node_type).map(|plugin| plugin.info.clone())
     }
 
     fn run(&self, node_type: &str, call: &NodeCall<'_>) -> Result<NodeOutcome, NodeFailure> {
-        let plugin = self
-            .plugin(node_type)
-            .ok_or_else(|| NodeFailure::Error(format!("node type {node_type:?} is not installed")))?;
-        self.call(&plugin, call)
+        self.runner(Placement::BlockingThread).run(node_type, call)
     }
 }
 

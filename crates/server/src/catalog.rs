@@ -8,7 +8,7 @@ use hookflow_plugin::PluginHost;
 use hookflow_store::{Store, StoreError, WorkflowRecord};
 use hookflow_workflow::timestamp::Timestamp;
 use hookflow_workflow::{
-    ExecutionLimits, NodeKind, Plan, PlanNode, Reply, ValidationError, Workflow, compile, is_valid_key,
+    ExecutionLimits, NodeKind, Plan, PlanNode, Reply, ValidationError, Workflow, compile, is_valid_key, parse_workflow,
 };
 
 /// Length of a generated workflow key.
@@ -164,6 +164,13 @@ impl Catalog {
         let deployed = Arc::new(Deployed::new(key.to_string(), version, plan, &self.host, self.limits));
         self.older.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(cache_key, deployed.clone());
         Ok(Some(deployed))
+    }
+
+    /// Parses a definition read from `source` (a `--workflows` file, a `--demo` workflow) and
+    /// deploys it, creating or replacing its workflow.
+    pub async fn deploy_source(&self, source: &str, json: &str) -> Result<Arc<Deployed>, DeployError> {
+        let definition = parse_workflow(json)?;
+        self.deploy(definition, Some(source), DeployMode::Upsert).await
     }
 
     /// Validates and stores a definition, and makes it current. A definition without a key gets

@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::catalog::{Catalog, DeployMode};
+use crate::catalog::Catalog;
 use hookflow_plugin::PluginHost;
-use hookflow_workflow::parse_workflow;
 
 /// How often the directories are looked at.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -52,12 +51,7 @@ pub async fn watch(watched: Watched, catalog: Arc<Catalog>, host: Arc<PluginHost
         for path in changed(&workflows, &now) {
             let source = path.display().to_string();
             let deployed = match std::fs::read_to_string(&path) {
-                Ok(json) => match parse_workflow(&json) {
-                    Ok(definition) => {
-                        catalog.deploy(definition, Some(&source), DeployMode::Upsert).await.map_err(|e| e.to_string())
-                    }
-                    Err(invalid) => Err(invalid.to_string()),
-                },
+                Ok(json) => catalog.deploy_source(&source, &json).await.map_err(|e| e.to_string()),
                 Err(error) => Err(error.to_string()),
             };
             match deployed {

@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::catalog::{Catalog, DeployError, DeployMode};
+use crate::catalog::Catalog;
 use crate::dispatch::{DispatchConfig, Dispatcher};
 use crate::http::admin::{self, Admin};
 use crate::http::api_error::{ApiError, ErrorCode};
@@ -25,7 +25,7 @@ use crate::reload::{self, Watched};
 use crate::retention::{self, RetentionConfig};
 use hookflow_plugin::{HostConfig, LoadError, PluginHost};
 use hookflow_store::{Store, StoreError};
-use hookflow_workflow::{ExecutionLimits, parse_workflow};
+use hookflow_workflow::ExecutionLimits;
 
 /// The example workflows `--demo` deploys: `(file name, definition)`.
 pub const DEMO_WORKFLOWS: &[(&str, &str)] = &[
@@ -182,11 +182,7 @@ impl Server {
             sources.extend(read_definitions(dir, &mut refused)?);
         }
         for (source, json) in sources {
-            let deployed = match parse_workflow(&json) {
-                Ok(definition) => catalog.deploy(definition, Some(&source), DeployMode::Upsert).await,
-                Err(invalid) => Err(DeployError::Invalid(invalid)),
-            };
-            if let Err(error) = deployed {
+            if let Err(error) = catalog.deploy_source(&source, &json).await {
                 refused.push(format!("{source}: {error}"));
             }
         }

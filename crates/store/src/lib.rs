@@ -335,7 +335,7 @@ impl Store {
 
     /// `Some(why)` while writes fail (the last failure), `None` when the last write succeeded.
     pub fn write_failure(&self) -> Option<StoreError> {
-        self.shared.failure().map(|failure| StoreError::Unavailable(failure))
+        self.shared.failure().map(StoreError::Unavailable)
     }
 
     // --- workflows ---
@@ -831,6 +831,9 @@ mod tests {
 
     use super::*;
 
+    /// Ids of the executions the tests make.
+    static IDS: std::sync::LazyLock<hookflow_workflow::ExecutionIds> = std::sync::LazyLock::new(Default::default);
+
     fn fresh_store(name: &str) -> (Store, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("hookflow-store-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -840,7 +843,7 @@ mod tests {
     #[tokio::test]
     async fn a_cancel_applies_only_while_the_execution_is_queued() {
         let (store, _dir) = fresh_store("cancel-queued");
-        let mut queued = Execution::new("w", 1, serde_json::json!({}));
+        let mut queued = Execution::new(IDS.next(), "w", 1, serde_json::json!({}));
         store.enqueue(&queued, None).await.unwrap();
         queued.status = ExecutionStatus::Canceled;
         store.record_canceled(&queued);
@@ -849,7 +852,7 @@ mod tests {
         assert!(!store.is_queued(&queued.id).unwrap());
 
         // A worker finished it before the cancel's write: the finished record stays.
-        let mut finished = Execution::new("w", 1, serde_json::json!({}));
+        let mut finished = Execution::new(IDS.next(), "w", 1, serde_json::json!({}));
         store.enqueue(&finished, None).await.unwrap();
         finished.status = ExecutionStatus::Resolved;
         store.record_finished(&finished, true);
@@ -866,7 +869,7 @@ mod tests {
     #[tokio::test]
     async fn a_record_that_does_not_decode_is_listed_unreadable_and_can_be_deleted() {
         let (store, dir) = fresh_store("unreadable");
-        let good = Execution::new("w", 1, serde_json::json!({"body": 1}));
+        let good = Execution::new(IDS.next(), "w", 1, serde_json::json!({"body": 1}));
         store.enqueue(&good, None).await.unwrap();
         let broken = ulid::Ulid::new().to_string();
         let ops = vec![
@@ -904,7 +907,8 @@ mod tests {
         let (store, dir) = fresh_store("index");
         let mut made = Vec::new();
         for n in 0..30 {
-            let mut execution = Execution::new(if n % 3 == 0 { "rare" } else { "common" }, 1, serde_json::json!(n));
+            let mut execution =
+                Execution::new(IDS.next(), if n % 3 == 0 { "rare" } else { "common" }, 1, serde_json::json!(n));
             store.enqueue(&execution, None).await.unwrap();
             if n % 2 == 0 {
                 execution.status = ExecutionStatus::Started;
@@ -959,7 +963,7 @@ mod tests {
         for _ in 0..300 {
             deep = serde_json::Value::Array(vec![deep]);
         }
-        let execution = Execution::new("w", 1, deep.clone());
+        let execution = Execution::new(IDS.next(), "w", 1, deep.clone());
         store.enqueue(&execution, None).await.unwrap();
         assert_eq!(store.execution(&execution.id).unwrap().unwrap().trigger, deep);
         drop(store);

@@ -86,8 +86,8 @@ pub(crate) struct JobRecord<'a> {
     next: Cow<'a, Next>,
 }
 
-fn goes_on(next: &Cow<'_, Next>) -> bool {
-    **next == Next::Continue
+fn goes_on(next: &Next) -> bool {
+    *next == Next::Continue
 }
 
 impl<'a> JobRecord<'a> {

@@ -59,7 +59,7 @@ fn contents() -> Contents {
     let execution = |id: &str, version, created_at| Execution {
         id: id.into(),
         created_at: Timestamp(created_at),
-        ..Execution::new("orders", version, trigger.clone())
+        ..Execution::new(id.parse().unwrap(), "orders", version, trigger.clone())
     };
     let job = |node_key: &str, node_type: &str, status, started_at, next| Job {
         node_key: node_key.into(),
@@ -133,7 +133,7 @@ fn copy_of(golden: &str, test: &str) -> PathBuf {
 fn a_database_of_format_1_reads_back_whole() {
     let store = Store::open(&copy_of("format-1.redb", "reads")).unwrap();
     let expected = contents();
-    assert_eq!(store.workflows().unwrap(), [expected.v2.clone()]);
+    assert_eq!(store.workflows().unwrap(), std::slice::from_ref(&expected.v2));
     assert_eq!(store.workflow_version("orders", 1).unwrap(), Some(expected.v1.definition.clone()));
     assert_eq!(store.workflow_version("orders", 2).unwrap(), Some(expected.v2.definition.clone()));
     assert_eq!(store.execution(&expected.resolved.id).unwrap().as_ref(), Some(&expected.resolved));
@@ -145,7 +145,7 @@ fn a_database_of_format_1_reads_back_whole() {
     assert_eq!(store.queued().unwrap(), [(waiting.id.clone(), "orders".to_string())]);
     let errors = ExecutionFilter { status: Some(ExecutionStatus::Error), ..ExecutionFilter::default() };
     let listed: Vec<String> = store.executions(&errors, None, 10).unwrap().into_iter().map(|e| e.id).collect();
-    assert_eq!(listed, [expected.failed.id.clone()], "the status index reads back too");
+    assert_eq!(listed, std::slice::from_ref(&expected.failed.id), "the status index reads back too");
 }
 
 #[test]

@@ -32,20 +32,26 @@ pub struct Execution {
     pub error: Option<String>,
 }
 
-/// A ULID greater than every one this process made before (random bits counted up within a
-/// millisecond; a fresh random one in the unlikely case they overflow).
-fn next_id() -> ulid::Ulid {
-    static IDS: std::sync::Mutex<ulid::Generator> = std::sync::Mutex::new(ulid::Generator::new());
-    let mut ids = IDS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    ids.generate().unwrap_or_else(|_| ulid::Ulid::new())
+/// Where new execution ids come from: ULIDs of the current time, each greater than the one
+/// before (random bits counted up within a millisecond; a fresh random one in the unlikely case
+/// they overflow), so "newest first" holds within a millisecond too.
+#[derive(Default)]
+pub struct ExecutionIds {
+    generator: std::sync::Mutex<ulid::Generator>,
+}
+
+impl ExecutionIds {
+    /// The next id.
+    pub fn next(&self) -> ulid::Ulid {
+        let mut generator = self.generator.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        generator.generate().unwrap_or_else(|_| ulid::Ulid::new())
+    }
 }
 
 impl Execution {
-    /// A new `queued` execution with a fresh id, created now (the id's time is `created_at`, so
-    /// a time range is a range of ids; ids made by one process increase, so "newest first" holds
-    /// within a millisecond too).
-    pub fn new(workflow: &str, version: u64, trigger: Value) -> Execution {
-        let id = next_id();
+    /// A new `queued` execution with the id `id`, created at the id's time (so a time range is
+    /// a range of ids).
+    pub fn new(id: ulid::Ulid, workflow: &str, version: u64, trigger: Value) -> Execution {
         Execution {
             id: id.to_string(),
             workflow: workflow.to_string(),

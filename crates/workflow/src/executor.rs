@@ -12,6 +12,7 @@ use super::node::{Directive, EndStatus, NodeCall, NodeFailure, NodeRunner, Reply
 use super::plan::{NodeKind, Plan, PlanNode};
 use super::secrets::Secrets;
 use super::template::Scope;
+use crate::clock::{Clock, SystemClock};
 use crate::timestamp::Timestamp;
 
 /// Hooks into a running execution: progress reports and interruption.
@@ -48,14 +49,39 @@ pub struct Ran {
     pub wake_at: Option<Timestamp>,
 }
 
-/// Runs `execution` against `plan` until it ends or a `delay` node makes it wait.
-///
-/// An execution that already holds jobs (one resumed after a restart or a delay) replays its
-/// leading resolved jobs — their outputs and where they led — without calling their nodes again,
-/// and runs from the first node that has no resolved job. A `pending` delay job right after them
-/// resolves once its time has come, or makes the execution wait again.
+/// Runs `execution` against `plan` with the system clock: [`Executor::run`].
 pub fn execute(
     runner: &(impl NodeRunner + ?Sized),
+    plan: &Plan,
+    execution: &mut Execution,
+    observer: &mut dyn Observer,
+) -> Ran {
+    Executor { runner, clock: &SystemClock }.run(plan, execution, observer)
+}
+
+/// Runs executions: calls nodes through `runner`, reads the time from `clock`.
+pub struct Executor<'a, R: ?Sized> {
+    /// Calls the nodes.
+    pub runner: &'a R,
+    /// The time of job records, `$system.now`, delays and node deadlines.
+    pub clock: &'a dyn Clock,
+}
+
+impl<R: NodeRunner + ?Sized> Executor<'_, R> {
+    /// Runs `execution` against `plan` until it ends or a `delay` node makes it wait.
+    ///
+    /// An execution that already holds jobs (one resumed after a restart or a delay) replays
+    /// its leading resolved jobs — their outputs and where they led — without calling their
+    /// nodes again, and runs from the first node that has no resolved job. A `pending` delay job
+    /// right after them resolves once its time has come, or makes the execution wait again.
+    pub fn run(&self, plan: &Plan, execution: &mut Execution, observer: &mut dyn Observer) -> Ran {
+        run(self.runner, self.clock, plan, execution, observer)
+    }
+}
+
+fn run(
+    runner: &(impl NodeRunner + ?Sized),
+    clock: &dyn Clock,
     plan: &Plan,
     execution: &mut Execution,
     observer: &mut dyn Observer,
@@ -72,6 +98,7 @@ pub fn execute(
         replay: 0,
         recorded,
         runner,
+        clock,
         observer,
         trigger_json: execution.trigger.to_string(),
         execution_value: json!({ "id": execution.id }),
@@ -91,11 +118,11 @@ pub fn execute(
         None => ExecutionStatus::Resolved,
     };
     execution.status = status;
-    execution.finished_at = Some(Timestamp::now());
+    execution.finished_at = Some(clock.now());
     // A delay that was waiting when an operator canceled the execution.
     for job in execution.jobs.iter_mut().filter(|job| job.status == JobStatus::Pending) {
         job.status = JobStatus::Canceled;
-        job.finished_at = Timestamp::now();
+        job.finished_at = clock.now();
     }
     Ran { reply, wake_at: None }
 }
@@ -126,6 +153,7 @@ struct Run<'a, R: ?Sized> {
     /// Sync executions are bounded by the sync timeout instead of `--max-run-time`.
     sync: bool,
     runner: &'a R,
+    clock: &'a dyn Clock,
     observer: &'a mut dyn Observer,
     execution: &'a mut Execution,
     /// The trigger data serialised once, spliced into every node's context.
@@ -221,9 +249,9 @@ impl<R: NodeRunner + ?Sized> Run<'_, R> {
             None
         };
         if let Some(message) = crossed {
-            return self.exceeded(node, Value::Null, Value::Null, Timestamp::now(), message);
+            return self.exceeded(node, Value::Null, Value::Null, self.clock.now(), message);
         }
-        let started_at = Timestamp::now();
+        let started_at = self.clock.now();
         let system = json!({ "now": started_at.to_string() });
         let scope = Scope {
             context: &self.execution.trigger,
@@ -245,7 +273,7 @@ impl<R: NodeRunner + ?Sized> Run<'_, R> {
         );
         let run_time_left = (!self.sync).then(|| {
             let spent = Duration::from_millis(self.node_time_ms);
-            std::time::Instant::now() + self.plan_limits.max_run_time.saturating_sub(spent)
+            self.clock.instant() + self.plan_limits.max_run_time.saturating_sub(spent)
         });
         let deadline = match (self.observer.deadline(), run_time_left) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -274,7 +302,7 @@ impl<R: NodeRunner + ?Sized> Run<'_, R> {
                         (JobStatus::Failed, output, None, Step::End(ExecutionStatus::Failed))
                     }
                     Ok(Step::Next) if node.kind == NodeKind::Delay => match wake_time(started_at, &output) {
-                        Ok(until) if until > Timestamp::now() => (JobStatus::Pending, output, None, Step::Wait(until)),
+                        Ok(until) if until > self.clock.now() => (JobStatus::Pending, output, None, Step::Wait(until)),
                         Ok(_) => (JobStatus::Resolved, output, None, Step::Next),
                         Err(message) => (JobStatus::Error, output, Some(message), Step::End(ExecutionStatus::Error)),
                     },
@@ -286,7 +314,7 @@ impl<R: NodeRunner + ?Sized> Run<'_, R> {
         if status == JobStatus::Resolved {
             self.remember(node, &output);
         }
-        let finished_at = Timestamp::now();
+        let finished_at = self.clock.now();
         if node.kind != NodeKind::Delay {
             self.node_time_ms += finished_at.0.saturating_sub(started_at.0);
         }
@@ -354,7 +382,7 @@ impl<R: NodeRunner + ?Sized> Run<'_, R> {
             output,
             error: Some(message.clone()),
             started_at,
-            finished_at: Timestamp::now(),
+            finished_at: self.clock.now(),
             next: Next::End,
         };
         self.observer.job_finished(&job);
@@ -378,7 +406,7 @@ impl<R: NodeRunner + ?Sized> Run<'_, R> {
         }
         if job.status == JobStatus::Pending {
             let until = wake_time(job.started_at, &job.output).unwrap_or(job.started_at);
-            let now = Timestamp::now();
+            let now = self.clock.now();
             if until > now {
                 return Some(Step::Wait(until));
             }
@@ -461,3 +489,6 @@ impl std::fmt::Display for JsonText<'_> {
         f.write_str(&text)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -2,6 +2,7 @@
 //! records and the executor. Pure logic: nodes are called through [`NodeRunner`]; nothing here
 //! touches the network, the disk or wasmtime.
 
+mod clock;
 mod example;
 mod execution;
 mod executor;
@@ -13,9 +14,10 @@ mod secrets;
 pub mod template;
 pub mod timestamp;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use example::example_paths;
-pub use execution::{Execution, ExecutionStatus, Job, JobStatus, Next};
-pub use executor::{Observer, Ran, caller_reply, execute};
+pub use execution::{Execution, ExecutionIds, ExecutionStatus, Job, JobStatus, Next};
+pub use executor::{Executor, Observer, Ran, caller_reply, execute};
 pub use limits::{ExecutionLimits, MAX_NESTING, MAX_RECORDED_VALUE, nesting_of, nests_deeper_than, recorded};
 pub use model::{
     BasicAuth, HeaderSpec, Idempotency, Node, Options, RequestSpec, SECRET_MASK, Signature, SignatureEncoding, Trigger,

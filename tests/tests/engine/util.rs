@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{LazyLock, OnceLock};
 use std::time::{Duration, Instant};
 
 use hookflow_plugin::{HostConfig, PluginHost};
@@ -12,6 +12,9 @@ use hookflow_workflow::{
     Execution, ExecutionStatus, Observer, Plan, Reply, caller_reply, compile, execute, parse_workflow,
 };
 use serde_json::Value;
+
+/// Ids of the executions the tests run directly (not through a server).
+pub static IDS: LazyLock<hookflow_workflow::ExecutionIds> = LazyLock::new(Default::default);
 
 /// Where the tests cache compiled components, shared by every test and run.
 pub fn cache_dir() -> PathBuf {
@@ -87,7 +90,7 @@ pub fn run_on(host: &PluginHost, plan: &Plan, trigger: Value) -> Ran {
             self.0.push(reply.clone());
         }
     }
-    let mut execution = Execution::new(plan.workflow.key.as_deref().unwrap_or("test"), 1, trigger);
+    let mut execution = Execution::new(IDS.next(), plan.workflow.key.as_deref().unwrap_or("test"), 1, trigger);
     let mut recorder = Recorder::default();
     let reply = execute(host, plan, &mut execution, &mut recorder).reply;
     let answer = caller_reply(&execution, reply);

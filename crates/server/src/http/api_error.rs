@@ -7,6 +7,7 @@ use axum::http::{HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use hookflow_store::StoreError;
 use hookflow_workflow::{ExecutionStatus, Reply};
 
 /// The machine-readable error codes clients rely on.
@@ -103,6 +104,18 @@ impl ApiError {
     /// An error with a code and a human message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
         ApiError { code, message: message.into(), execution: None, details: Vec::new(), headers: Vec::new() }
+    }
+
+    /// A storage failure as a client sees it: a stable code and a message written for them
+    /// (`what` failed; retry, or the server's log has the cause); the cause goes to the log.
+    pub fn storage(error: &StoreError, what: &str) -> ApiError {
+        tracing::error!("{what}: {error}");
+        if error.is_unavailable() {
+            ApiError::new(ErrorCode::Overloaded, format!("{what}: the store cannot write right now; retry later"))
+                .with_header(axum::http::header::RETRY_AFTER, "5")
+        } else {
+            ApiError::new(ErrorCode::Internal, format!("{what}: the store failed (the server's log has the cause)"))
+        }
     }
 
     /// Names the execution the error is about (`executionId`, `status`, and the

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::openapi::ErrorBody;
 use super::views::Listing;
-use super::{Admin, ApiPath, ApiQuery, Page, deployed, internal};
+use super::{Admin, ApiPath, ApiQuery, Page, deployed, internal, store_failed};
 use crate::http::api_error::{ApiError, ErrorCode};
 use hookflow_store::ExecutionFilter;
 use hookflow_workflow::timestamp::Timestamp;
@@ -67,7 +67,7 @@ pub(super) async fn list(
     let store = admin.store.clone();
     let cursor = query.cursor.clone();
     let listed = tokio::task::spawn_blocking(move || store.executions(&filter, cursor.as_deref(), limit + 1));
-    let mut items = listed.await.map_err(internal)?.map_err(internal)?;
+    let mut items = listed.await.map_err(internal)?.map_err(store_failed)?;
     let next_cursor = (items.len() > limit).then(|| items[limit - 1].id.clone());
     items.truncate(limit);
     items.iter_mut().for_each(|execution| admin.host.secrets().mask_execution(execution));
@@ -113,7 +113,7 @@ pub(super) async fn cancel(
 ) -> Result<Response, ApiError> {
     let execution = stored(&admin, &id)?;
     let status = execution.status;
-    match admin.dispatcher.cancel(execution).await.map_err(internal)? {
+    match admin.dispatcher.cancel(execution).await.map_err(store_failed)? {
         Some(canceled) if canceled.status.is_final() => Ok(Json(masked(&admin, canceled)).into_response()),
         Some(running) => Ok((StatusCode::ACCEPTED, Json(masked(&admin, running))).into_response()),
         None => Err(ApiError::new(
@@ -135,7 +135,7 @@ pub(super) async fn rerun(
 ) -> Result<(StatusCode, Json<Execution>), ApiError> {
     let earlier = stored(&admin, &id)?;
     let deployed = deployed(&admin, &earlier.workflow)?;
-    let rerun = admin.dispatcher.rerun(&deployed, earlier.trigger).await.map_err(internal)?;
+    let rerun = admin.dispatcher.rerun(&deployed, earlier.trigger).await.map_err(store_failed)?;
     Ok((StatusCode::CREATED, Json(masked(&admin, rerun))))
 }
 
@@ -151,7 +151,7 @@ pub(super) async fn delete(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let execution = execution(&admin, &id)?;
-    let queued = admin.store.is_queued(&id).map_err(internal)?;
+    let queued = admin.store.is_queued(&id).map_err(store_failed)?;
     // A sync execution is not queued; past its caller's timeout it no longer runs.
     let running_for = Duration::from_millis(Timestamp::now().0.saturating_sub(execution.created_at.0));
     let sync_over = running_for > admin.dispatcher.sync_timeout() + Duration::from_secs(1);
@@ -164,7 +164,7 @@ pub(super) async fn delete(
         )
         .with_execution(&id, execution.status));
     }
-    admin.store.delete_executions(&[id]).await.map_err(internal)?.map_err(internal)?;
+    admin.store.delete_executions(&[id]).await.map_err(internal)?.map_err(store_failed)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -178,7 +178,7 @@ fn stored(admin: &Admin, id: &str) -> Result<Execution, ApiError> {
     admin
         .store
         .execution(id)
-        .map_err(internal)?
+        .map_err(store_failed)?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no execution {id:?}")))
 }
 

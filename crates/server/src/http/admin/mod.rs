@@ -31,7 +31,7 @@ use crate::http::api_error::{ApiError, ErrorCode};
 use crate::http::ingress::constant_time_eq;
 use crate::metrics::metrics;
 use hookflow_plugin::PluginHost;
-use hookflow_store::Store;
+use hookflow_store::{Store, StoreError};
 
 pub use openapi::openapi_document;
 pub use views::MASK;
@@ -223,16 +223,17 @@ async fn healthz() -> axum::Json<views::Health> {
     (status = 200, description = "Ready to take requests", body = views::Health),
     (status = 503, description = "The store cannot be read, or its last write failed", body = openapi::ErrorBody)))]
 async fn readyz(State(admin): State<Arc<Admin>>) -> Response {
-    if let Some(why) = admin.store.write_failure() {
-        return ApiError::new(ErrorCode::Overloaded, format!("the store cannot write: {why}"))
-            .with_header(header::RETRY_AFTER, "5")
-            .into_response();
+    if let Some(failure) = admin.store.write_failure() {
+        return ApiError::storage(&failure, "not ready").into_response();
     }
     // A point read: answers whether the store can be read without scanning anything.
     match admin.store.is_queued("") {
         Ok(_) => axum::Json(views::Health { status: "ready".into(), plugins: Some(admin.host.plugins().len()) })
             .into_response(),
-        Err(error) => ApiError::new(ErrorCode::Overloaded, format!("store unavailable: {error}")).into_response(),
+        Err(error) => {
+            tracing::error!("not ready: {error}");
+            ApiError::new(ErrorCode::Overloaded, "not ready: the store cannot be read").into_response()
+        }
     }
 }
 
@@ -344,11 +345,18 @@ fn deploy_error(error: DeployError) -> ApiError {
             let fault = json!([{"path": "sync", "message": "fixed when the workflow is created"}]);
             ApiError::new(ErrorCode::ValidationFailed, error.to_string()).with_detail("faults", fault)
         }
-        DeployError::Store(error) => internal(error),
+        DeployError::Store(error) => store_failed(error),
     }
 }
 
+/// A failure of the engine itself: the cause goes to the log; the client hears that it failed.
 fn internal(error: impl std::fmt::Display) -> ApiError {
     tracing::error!("admin API: {error}");
-    ApiError::new(ErrorCode::Internal, error.to_string())
+    ApiError::new(ErrorCode::Internal, "the server failed (its log has the cause)")
+}
+
+/// A storage failure: `503` while the store cannot write, `500` otherwise; the cause goes to
+/// the log.
+fn store_failed(error: StoreError) -> ApiError {
+    ApiError::storage(&error, "the admin API could not read or write the store")
 }

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use super::openapi::ErrorBody;
 use super::views::{LastExecution, Listing, MASK, VersionView, WorkflowView, masked};
-use super::{Admin, ApiPath, ApiQuery, BodyText, Page, deploy_error, deployed, internal};
+use super::{Admin, ApiPath, ApiQuery, BodyText, Page, deploy_error, deployed, store_failed};
 use crate::catalog::{DeployError, DeployMode, Deployed};
 use crate::http::api_error::{ApiError, ErrorCode};
 use crate::http::ingress::TRIGGER_PATH;
@@ -155,7 +155,7 @@ pub(super) async fn versions(
     ApiPath(key): ApiPath<String>,
 ) -> Result<Json<Listing<VersionView>>, ApiError> {
     let current = deployed(&admin, &key)?.version;
-    let versions = admin.catalog.versions(&key).map_err(internal)?;
+    let versions = admin.catalog.versions(&key).map_err(store_failed)?;
     let items = versions
         .into_iter()
         .rev()
@@ -183,7 +183,7 @@ pub(super) async fn restore(
     ApiPath((key, version)): ApiPath<(String, u64)>,
 ) -> Result<Json<WorkflowView>, ApiError> {
     let current = deployed(&admin, &key)?;
-    let versions = admin.catalog.versions(&key).map_err(internal)?;
+    let versions = admin.catalog.versions(&key).map_err(store_failed)?;
     let Some((_, mut definition)) =
         versions.into_iter().find(|(stored, _)| *stored == version && *stored <= current.version)
     else {
@@ -204,10 +204,10 @@ async fn set_enabled(admin: &Admin, key: &str, enabled: bool) -> Result<Json<Wor
 fn view(admin: &Admin, deployed: &Deployed) -> Result<WorkflowView, ApiError> {
     let url = format!("{}{TRIGGER_PATH}{}", admin.origin.trim_end_matches('/'), deployed.key);
     let mut view = WorkflowView::masked(deployed.workflow(), deployed.version, url);
-    let record = admin.catalog.record(&deployed.key).map_err(internal)?;
+    let record = admin.catalog.record(&deployed.key).map_err(store_failed)?;
     view.created_at = record.as_ref().map(|r| r.created_at);
     view.updated_at = record.as_ref().map(|r| r.updated_at);
-    let last = admin.store.last_execution(&deployed.key).map_err(internal)?;
+    let last = admin.store.last_execution(&deployed.key).map_err(store_failed)?;
     view.last_execution = last.map(|(id, status)| {
         let created_at = ulid::Ulid::from_string(&id).map_or(Timestamp(0), |ulid| Timestamp(ulid.timestamp_ms()));
         LastExecution { id, status, created_at }

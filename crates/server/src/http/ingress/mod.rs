@@ -3,6 +3,7 @@
 //! body (401) and the content type and syntax of the body (415, 400); turns the request into trigger data
 //! `{"headers", "query", "body"}`; hands it to dispatch; answers (DESIGN §3.1).
 
+mod answer;
 mod auth;
 mod body;
 mod query;
@@ -25,7 +26,7 @@ pub use signature::parse_stripe_header;
 
 use crate::catalog::{Catalog, Deployed};
 use crate::dispatch::{Dispatcher, RESULT_PATH};
-use crate::http::api_error::{ApiError, EXECUTION_HEADER, ErrorCode, reply_into_response};
+use crate::http::api_error::{ApiError, ErrorCode};
 use crate::metrics::metrics;
 use hookflow_workflow::template::{parse_value_path, select};
 use hookflow_workflow::{Idempotency, Variable};
@@ -120,7 +121,7 @@ async fn handle(ingress: &Ingress, deployed: Arc<Deployed>, request: Request) ->
     let headers = captured_headers(&parts.headers, &trigger.request.headers);
     let idempotency_key = trigger.idempotency.as_ref().and_then(|spec| idempotency_key(spec, &parts.headers, &body));
     let data = serde_json::json!({ "headers": headers, "query": query, "body": body });
-    let answer = if deployed.workflow().sync {
+    let outcome = if deployed.workflow().sync {
         ingress.dispatcher.dispatch(deployed, data, idempotency_key).await
     } else {
         // Queued on a task of its own: a caller that hangs up cannot drop the request between
@@ -129,7 +130,7 @@ async fn handle(ingress: &Ingress, deployed: Arc<Deployed>, request: Request) ->
         let queued = tokio::spawn(async move { dispatcher.dispatch(deployed, data, idempotency_key).await });
         queued.await.map_err(|_| ApiError::new(ErrorCode::Internal, "the request could not be queued; retry"))?
     };
-    Ok(reply_into_response(answer.reply))
+    Ok(answer::respond(outcome))
 }
 
 /// `GET /api/webhook:result/{id}`: the answer of a sync execution whose caller got `202`,
@@ -139,7 +140,7 @@ async fn result(State(ingress): State<Arc<Ingress>>, Path(id): Path<String>, req
     let execution = match ingress.dispatcher.store().execution(&id) {
         Ok(Some(execution)) => execution,
         Ok(None) => return not_found(),
-        Err(error) => return ApiError::new(ErrorCode::Internal, error.to_string()).into_response(),
+        Err(error) => return ApiError::storage(&error, "the execution could not be read").into_response(),
     };
     let Some(deployed) = ingress.catalog.get(&execution.workflow).filter(|d| d.workflow().sync) else {
         return not_found();
@@ -148,8 +149,8 @@ async fn result(State(ingress): State<Arc<Ingress>>, Path(id): Path<String>, req
         return error.into_response();
     }
     match ingress.dispatcher.result(&execution) {
-        Ok(reply) => reply_into_response(reply.with_header(EXECUTION_HEADER, &execution.id)),
-        Err(error) => ApiError::new(ErrorCode::Internal, error.to_string()).into_response(),
+        Ok(outcome) => answer::respond(outcome),
+        Err(error) => ApiError::storage(&error, "the execution's answer could not be read").into_response(),
     }
 }
 
