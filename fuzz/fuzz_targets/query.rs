@@ -3,7 +3,7 @@
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    let parsed = hookflow_server::ingress::parse_query(&text);
+    let parsed = hookflow_server::http::ingress::parse_query(&text);
     assert!(parsed.is_object());
-    let _ = hookflow_server::ingress::parse_query_example(&text);
+    let _ = hookflow_server::http::ingress::parse_query_example(&text);
 });
