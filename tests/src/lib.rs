@@ -2,7 +2,7 @@
 //! share: the test components of `fixtures/` (built by the build script), a raw HTTP client and a
 //! second host in a network namespace.
 
-pub mod http;
+pub use hookflow_test_http as http;
 pub mod netns;
 
 /// Test components built by `build.rs`: `(name, component bytes)` — `misbehave` (a node that

@@ -17,25 +17,19 @@
 //! installed or started is reported as not run, with the reason.
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use hookflow_test_http as http;
 use serde_json::{Value, json};
 
 /// The body every system is sent.
 const BODY: &str = r#"{"status": "paid", "order": 42}"#;
 
 fn main() {
-    let options = match Options::parse(std::env::args().skip(1)) {
-        Ok(options) => options,
-        Err(why) => {
-            eprintln!("harness: {why}");
-            std::process::exit(2);
-        }
-    };
+    let options = <Options as clap::Parser>::parse();
     let scratch = std::env::temp_dir().join(format!("hookflow-bench-{}", std::process::id()));
     let _ = fs::remove_dir_all(&scratch);
     if let Err(error) = fs::create_dir_all(&scratch) {
@@ -57,58 +51,36 @@ fn main() {
 }
 
 /// Command-line options.
+#[derive(clap::Parser)]
+#[command(about = "Runs bench/run's systems under wrk and prints one table")]
 struct Options {
+    /// Where the release binaries are (`hookflow`, `baseline`).
+    #[arg(long)]
     bin_dir: PathBuf,
+    /// The wrk script that posts the demo body and prints one JSON line.
+    #[arg(long, default_value = "bench/wrk/post.lua")]
     wrk_script: PathBuf,
+    /// Where `bench/peers/install` put Node-RED and n8n.
+    #[arg(long, default_value = "peers")]
     peers: PathBuf,
+    /// Also measure Node-RED and n8n on the same flow.
+    #[arg(long)]
     with_peers: bool,
+    /// Seconds of load per row.
+    #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Seconds of load before each row, not measured.
+    #[arg(long, default_value_t = 3)]
     warmup: u64,
+    /// Connection counts, one row each.
+    #[arg(long, value_delimiter = ',', default_value = "32,128")]
     connections: Vec<u32>,
     /// Workflow sizes for the scaling rows (none by default).
+    #[arg(long, value_delimiter = ',')]
     nodes: Vec<u32>,
+    /// Where the JSON report goes.
+    #[arg(long, default_value = "bench-results.json")]
     json: PathBuf,
-}
-
-impl Options {
-    fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
-        let mut options = Options {
-            bin_dir: PathBuf::new(),
-            wrk_script: PathBuf::from("bench/wrk/post.lua"),
-            peers: PathBuf::from("peers"),
-            with_peers: false,
-            seconds: 10,
-            warmup: 3,
-            connections: vec![32, 128],
-            nodes: Vec::new(),
-            json: PathBuf::from("bench-results.json"),
-        };
-        while let Some(flag) = args.next() {
-            let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
-            match flag.as_str() {
-                "--bin-dir" => options.bin_dir = value()?.into(),
-                "--wrk-script" => options.wrk_script = value()?.into(),
-                "--peers" => options.peers = value()?.into(),
-                "--with-peers" => options.with_peers = true,
-                "--seconds" => options.seconds = number(&value()?)?,
-                "--warmup" => options.warmup = number(&value()?)?,
-                "--json" => options.json = value()?.into(),
-                "--connections" => {
-                    options.connections = value()?.split(',').map(number).collect::<Result<_, _>>()?;
-                }
-                "--nodes" => options.nodes = value()?.split(',').map(number).collect::<Result<_, _>>()?,
-                other => return Err(format!("unknown option {other}")),
-            }
-        }
-        if options.bin_dir.as_os_str().is_empty() {
-            return Err("--bin-dir (where the release binaries are) is required".into());
-        }
-        Ok(options)
-    }
-}
-
-fn number<T: std::str::FromStr>(text: &str) -> Result<T, String> {
-    text.trim().parse().map_err(|_| format!("{text:?} is not a number"))
 }
 
 /// A system under test: how to start it and what to load.
@@ -697,23 +669,13 @@ fn free_port() -> Result<u16, String> {
     listener.local_addr().map(|address| address.port()).map_err(|e| e.to_string())
 }
 
-/// One request (a POST carries the demo body) with `Connection: close`; the status and the body
-/// as text.
+/// One request (a POST carries the demo body) that asks to close; the status and the body as
+/// text.
 fn request_once(address: SocketAddr, method: &str, path: &str) -> Result<(u16, String), String> {
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2)).map_err(|e| e.to_string())?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
-    let body = if method == "POST" { BODY } else { "" };
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).map_err(|e| e.to_string())?;
-    let answer = String::from_utf8_lossy(&answer);
-    let status = answer.split_whitespace().nth(1).and_then(|code| code.parse().ok()).ok_or("no HTTP answer")?;
-    let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body).to_string();
-    Ok((status, body))
+    let body = if method == "POST" { BODY.as_bytes() } else { b"" };
+    let request = http::request_bytes(address, method, path, &[("Content-Type", "application/json")], body);
+    let response = http::try_send_raw(address, &request, false)?;
+    Ok((response.status, response.text()))
 }
 
 /// Runs wrk for `seconds` and reads the JSON line `bench/wrk/post.lua` prints.

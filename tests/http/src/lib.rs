@@ -1,6 +1,5 @@
 //! A deliberately small HTTP/1.1 client over a plain `TcpStream`: it sends exactly the bytes a
 //! test asks for (malformed headers, odd methods, chunked bodies) and parses what comes back.
-//! Shared with `engine/tests/cli.rs` through `#[path]`.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
