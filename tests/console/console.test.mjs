@@ -27,7 +27,7 @@ const PLUGIN = process.env.HOOKFLOW_TEST_PLUGIN
 const SCREENSHOTS = process.env.HOOKFLOW_SCREENSHOTS;
 const WAIT = 15_000;
 
-/** A sync workflow whose condition picks a Response node (DESIGN §3.2). */
+/** A sync workflow whose condition picks a Response node. */
 const PAY_CALLBACK = {
   key: 'pay-callback',
   title: 'Payment callback',

@@ -1,4 +1,4 @@
-//! The command line (DESIGN §3.5), as clap definitions.
+//! The command line (docs/operating.md), as clap definitions.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

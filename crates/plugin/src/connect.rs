@@ -1,4 +1,4 @@
-//! Where an outbound request may connect (DESIGN §7): the host is resolved first, every address
+//! Where an outbound request may connect (docs/security.md): the host is resolved first, every address
 //! is checked, and the connection goes to the checked address — so a name that resolves (or
 //! re-resolves, DNS rebinding) to loopback, a private network or a link-local address cannot
 //! reach the engine itself or the operator's network. Such addresses pass only when the grant

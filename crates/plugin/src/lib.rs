@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Trap};
 
 use bindings::{Node, NodePre};
 use hookflow_workflow::{
@@ -84,6 +84,10 @@ impl NodeRunner for Runner<'_> {
         self.host.call(&plugin, call, self.placement)
     }
 }
+
+/// One node instance's wasmtime store: its memory, its sandbox and its deadline (not hookflow's
+/// storage, which this crate never sees).
+type InstanceStore = wasmtime::Store<Sandbox>;
 
 /// How often the epoch advances; the granularity of node time budgets.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -191,7 +195,7 @@ pub struct Plugin {
 
 /// An instantiated node in its store, kept between calls of a built-in.
 struct WarmNode {
-    store: Store<Sandbox>,
+    store: InstanceStore,
     node: Node,
     calls: u32,
 }
@@ -341,7 +345,7 @@ impl PluginHost {
 
         let describe_error = |reason: String| LoadError::Describe { name: name.to_string(), reason };
         let _slot = self.slots.acquire(None);
-        let mut store = self.store("", "", name);
+        let mut store = self.instance_store("", "", name);
         let node = pre.instantiate(&mut store).map_err(|e| describe_error(trap_message(&e)))?;
         let info = node.call_describe(&mut store).map_err(|e| describe_error(trap_message(&e)))?;
         let config_schema = serde_json::from_str(&info.config_schema)
@@ -357,7 +361,7 @@ impl PluginHost {
     }
 
     /// A store for one call of a `node_type` node, under its grant and time budget.
-    fn store(&self, execution_id: &str, node_key: &str, node_type: &str) -> Store<Sandbox> {
+    fn instance_store(&self, execution_id: &str, node_key: &str, node_type: &str) -> InstanceStore {
         let grant = self.config.grants.get(node_type);
         let budget = self.time_budget(node_type);
         let sandbox = Sandbox::new(&SandboxSpec {
@@ -369,7 +373,7 @@ impl PluginHost {
             node_type,
             secrets: &self.config.secrets,
         });
-        let mut store = Store::new(&self.engine, sandbox);
+        let mut store = InstanceStore::new(&self.engine, sandbox);
         store.limiter(|sandbox| sandbox);
         self.arm_deadline(&mut store, node_type);
         store.epoch_deadline_trap();
@@ -377,7 +381,7 @@ impl PluginHost {
     }
 
     /// Sets the store's epoch deadline to the node type's time budget from now.
-    fn arm_deadline(&self, store: &mut Store<Sandbox>, node_type: &str) {
+    fn arm_deadline(&self, store: &mut InstanceStore, node_type: &str) {
         let ticks = self.time_budget(node_type).as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1);
         store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1));
     }
@@ -450,7 +454,7 @@ impl PluginHost {
                 instance
             }
             None => {
-                let mut store = self.store(call.execution_id, call.node_key, &plugin.name);
+                let mut store = self.instance_store(call.execution_id, call.node_key, &plugin.name);
                 let node = plugin.pre.instantiate(&mut store).map_err(failure)?;
                 WarmNode { store, node, calls: 0 }
             }

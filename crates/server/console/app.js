@@ -1,4 +1,4 @@
-// The hookflow web console: a hash-routed page over the admin API (DESIGN §3.6, §3.7).
+// The hookflow web console: a hash-routed page over the admin API (docs/operating.md).
 // No framework and no build step: `h()` builds elements, each screen is an async function that
 // returns one, and every action re-reads what it changed from the API.
 
@@ -363,7 +363,7 @@ function versionsPanel(key, message, showAgain) {
   return section('Versions', list);
 }
 
-/** The webhook URL and its copy button (the seed's first trigger setting). */
+/** The webhook URL and its copy button (the first trigger setting). */
 function urlPanel(url) {
   const input = h('input', { readOnly: true, value: url, 'data-testid': 'webhook-url', onfocus: () => input.select() });
   const copied = h('span', { class: 'muted', 'data-testid': 'copy-status' });

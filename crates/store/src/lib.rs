@@ -63,15 +63,45 @@ pub struct IdempotencyRecord {
     pub expires_at: Timestamp,
 }
 
-/// An idempotency key to remember, within one workflow.
-#[derive(Debug, Clone, Copy)]
-pub struct IdempotencyEntry<'a> {
-    /// The workflow.
+/// An idempotency key, within its workflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdempotencyKey<'a> {
+    /// The workflow's key.
     pub workflow: &'a str,
     /// The key from the request.
     pub key: &'a str,
+}
+
+/// An idempotency key to remember.
+#[derive(Debug, Clone, Copy)]
+pub struct IdempotencyEntry<'a> {
+    /// The key.
+    pub key: IdempotencyKey<'a>,
     /// What it points at.
     pub record: &'a IdempotencyRecord,
+}
+
+/// What becomes of a finished execution's record (a workflow's
+/// `options.deleteExecutionOnStatus` names the statuses that delete it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordFate {
+    /// The record is kept (until retention deletes it).
+    Keep,
+    /// The record is deleted as the execution ends.
+    Delete,
+}
+
+/// A finished sync execution, as [`Store::record_sync_execution`] writes it.
+#[derive(Debug, Clone, Copy)]
+pub struct SyncFinish<'a> {
+    /// The execution.
+    pub execution: &'a Execution,
+    /// Whether its record stays.
+    pub fate: RecordFate,
+    /// The answer its caller got, when it is kept (for idempotent repeats and result polls).
+    pub reply: Option<&'a Reply>,
+    /// Its idempotency key, remembered with the answer.
+    pub idempotency: Option<IdempotencyEntry<'a>>,
 }
 
 /// A stored workflow: the current definition and its bookkeeping.
@@ -433,8 +463,8 @@ impl Store {
     /// Records a finished async execution with all its jobs (or deletes it, when it is not to be
     /// kept) and takes it off the queue, in one transaction (durable; not waited for): once it is
     /// on disk the execution never runs again.
-    pub fn record_finished(&self, execution: &Execution, keep: bool) {
-        self.submit(&execution.id, finish_ops(execution, keep), true);
+    pub fn record_finished(&self, execution: &Execution, fate: RecordFate) {
+        self.submit(&execution.id, finish_ops(execution, fate), true);
     }
 
     /// Records an execution canceled while queued and takes it off the queue, unless it has left
@@ -462,15 +492,10 @@ impl Store {
     /// answer its caller got when that is to be kept and its idempotency key. Lazy (durable at
     /// the next fsync or [`Store::flush`]) without a key; with one, the receiver hears once the
     /// key and its answer are on disk, so the caller is answered only after that.
-    pub fn record_sync_execution(
-        &self,
-        execution: &Execution,
-        keep: bool,
-        reply: Option<&Reply>,
-        idempotency: Option<IdempotencyEntry<'_>>,
-    ) -> Committed {
+    pub fn record_sync_execution(&self, finish: SyncFinish<'_>) -> Committed {
+        let SyncFinish { execution, fate, reply, idempotency } = finish;
         let ops = (|| {
-            let mut ops = finish_ops(execution, keep)?;
+            let mut ops = finish_ops(execution, fate)?;
             ops.extend(reply.map(|reply| reply_op(&execution.id, reply)).transpose()?);
             ops.extend(idempotency.map(idempotency_op).transpose()?);
             Ok(ops)
@@ -486,10 +511,10 @@ impl Store {
     }
 
     /// What a remembered idempotency key points at, unless it has expired.
-    pub fn idempotency(&self, workflow: &str, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+    pub fn idempotency(&self, key: IdempotencyKey<'_>) -> Result<Option<IdempotencyRecord>, StoreError> {
         let txn = self.shared.db()?.begin_read().map_err(read_failed)?;
         let table = txn.open_table(IDEMPOTENCY).map_err(read_failed)?;
-        let Some(value) = table.get((workflow, key)).map_err(read_failed)? else {
+        let Some(value) = table.get((key.workflow, key.key)).map_err(read_failed)? else {
             return Ok(None);
         };
         let record: IdempotencyRecord = decode("idempotency", value.value())?;
@@ -795,17 +820,20 @@ fn index_existing(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
 
 fn idempotency_op(entry: IdempotencyEntry<'_>) -> Result<Op, StoreError> {
     Ok(Op::PutIdempotency {
-        workflow: entry.workflow.to_string(),
-        key: entry.key.to_string(),
+        workflow: entry.key.workflow.to_string(),
+        key: entry.key.key.to_string(),
         record: encode("idempotency", entry.record)?,
     })
 }
 
 /// The whole record of a finished execution (or, when it is not to be kept, its deletion)
 /// replaces its job-by-job progress and its queue entry.
-fn finish_ops(execution: &Execution, keep: bool) -> Result<Vec<Op>, StoreError> {
+fn finish_ops(execution: &Execution, fate: RecordFate) -> Result<Vec<Op>, StoreError> {
     let id = execution.id.clone();
-    let record = if keep { put_execution(execution)? } else { Op::DeleteExecution { id: id.clone() } };
+    let record = match fate {
+        RecordFate::Keep => put_execution(execution)?,
+        RecordFate::Delete => Op::DeleteExecution { id: id.clone() },
+    };
     Ok(vec![record, Op::DeleteJobs { id: id.clone() }, Op::Dequeue { id }])
 }
 
@@ -855,7 +883,7 @@ mod tests {
         let mut finished = Execution::new(IDS.next(), "w", 1, serde_json::json!({}));
         store.enqueue(&finished, None).await.unwrap();
         finished.status = ExecutionStatus::Resolved;
-        store.record_finished(&finished, true);
+        store.record_finished(&finished, RecordFate::Keep);
         let mut late = finished.clone();
         late.status = ExecutionStatus::Canceled;
         store.record_canceled(&late);
@@ -914,7 +942,7 @@ mod tests {
                 execution.status = ExecutionStatus::Started;
                 store.mark_started(&execution);
                 execution.status = ExecutionStatus::Resolved;
-                store.record_finished(&execution, true);
+                store.record_finished(&execution, RecordFate::Keep);
             }
             made.push(execution);
             // Distinct milliseconds keep the ids in creation order.

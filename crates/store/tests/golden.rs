@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use hookflow_store::{
-    ExecutionFilter, FORMAT_VERSION, IdempotencyEntry, IdempotencyRecord, Store, StoreError, WorkflowRecord,
+    ExecutionFilter, FORMAT_VERSION, IdempotencyEntry, IdempotencyKey, IdempotencyRecord, RecordFate, Store,
+    StoreError, SyncFinish, WorkflowRecord,
 };
 use hookflow_workflow::timestamp::Timestamp;
 use hookflow_workflow::{Execution, ExecutionStatus, Job, JobStatus, Next, Reply, Workflow};
@@ -141,7 +142,10 @@ fn a_database_of_format_1_reads_back_whole() {
     let waiting = Execution { jobs: vec![expected.pending.clone()], ..expected.waiting.clone() };
     assert_eq!(store.execution(&waiting.id).unwrap(), Some(waiting.clone()));
     assert_eq!(store.reply(&expected.resolved.id).unwrap(), Some(expected.reply.clone()));
-    assert_eq!(store.idempotency("orders", "evt_1").unwrap(), Some(expected.key.clone()));
+    assert_eq!(
+        store.idempotency(IdempotencyKey { workflow: "orders", key: "evt_1" }).unwrap(),
+        Some(expected.key.clone())
+    );
     assert_eq!(store.queued().unwrap(), [(waiting.id.clone(), "orders".to_string())]);
     let errors = ExecutionFilter { status: Some(ExecutionStatus::Error), ..ExecutionFilter::default() };
     let listed: Vec<String> = store.executions(&errors, None, 10).unwrap().into_iter().map(|e| e.id).collect();
@@ -176,9 +180,16 @@ async fn writes_a_golden_database() {
     let contents = contents();
     store.put_workflow(&contents.v1).await.unwrap();
     store.put_workflow(&contents.v2).await.unwrap();
-    let key = IdempotencyEntry { workflow: "orders", key: "evt_1", record: &contents.key };
-    store.record_sync_execution(&contents.resolved, true, Some(&contents.reply), Some(key)).await.unwrap().unwrap();
-    store.record_sync_execution(&contents.failed, true, None, None).await.unwrap().unwrap();
+    let key = IdempotencyEntry { key: IdempotencyKey { workflow: "orders", key: "evt_1" }, record: &contents.key };
+    let resolved = SyncFinish {
+        execution: &contents.resolved,
+        fate: RecordFate::Keep,
+        reply: Some(&contents.reply),
+        idempotency: Some(key),
+    };
+    store.record_sync_execution(resolved).await.unwrap().unwrap();
+    let failed = SyncFinish { execution: &contents.failed, fate: RecordFate::Keep, reply: None, idempotency: None };
+    store.record_sync_execution(failed).await.unwrap().unwrap();
     let queued = Execution { status: ExecutionStatus::Queued, ..contents.waiting.clone() };
     store.enqueue(&queued, None).await.unwrap();
     store.mark_started(&contents.waiting);

@@ -1,4 +1,4 @@
-//! Execution records: one run of a workflow for one request, and its jobs (DESIGN §4.1).
+//! Execution records: one run of a workflow for one request, and its jobs.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -26,8 +26,8 @@ pub struct Execution {
     pub finished_at: Option<Timestamp>,
     /// One entry per node run, in order.
     pub jobs: Vec<Job>,
-    /// Why the execution ended `error` when no single node is to blame (a limit of DESIGN §7
-    /// named, such as `execution exceeded --max-jobs (10000)`), or why its record is `unreadable`.
+    /// Why the execution ended `error` when no single node is to blame (a limit
+    /// named in it, such as `execution exceeded --max-jobs (10000)`), or why its record is `unreadable`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

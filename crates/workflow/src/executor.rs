@@ -1,6 +1,5 @@
 //! The executor: walks a [`Plan`]'s chain and branches, calling each node through a
-//! [`NodeRunner`], recording one [`Job`] per node run and following each node's directive
-//! (DESIGN §3.2 and §4).
+//! [`NodeRunner`], recording one [`Job`] per node run and following each node's directive.
 
 use std::time::Duration;
 
@@ -127,7 +126,7 @@ fn run(
     Ran { reply, wake_at: None }
 }
 
-/// The answer a sync caller gets (DESIGN §4.4): the Response node's reply, else `200` with
+/// The answer a sync caller gets: the Response node's reply, else `200` with
 /// `{"executionId", "status": "resolved"}` when the execution resolved; `Err` with the status
 /// when it ended otherwise (the caller answers `500 execution_failed`).
 pub fn caller_reply(execution: &Execution, reply: Option<Reply>) -> Result<Reply, ExecutionStatus> {

@@ -1,4 +1,4 @@
-//! What one execution may hold: JSON nesting, jobs, recorded bytes and node time (DESIGN §7),
+//! What one execution may hold: JSON nesting, jobs, recorded bytes and node time,
 //! and how a large job value is recorded (truncated, with a preview).
 
 use std::time::Duration;

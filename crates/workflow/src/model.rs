@@ -1,4 +1,4 @@
-//! The workflow definition as operators write it (DESIGN §3.2), in serde form.
+//! The workflow definition as operators write it (docs/workflows.md), in serde form.
 
 use std::collections::BTreeMap;
 
@@ -82,7 +82,7 @@ fn default_idempotency_ttl() -> u64 {
     86_400
 }
 
-/// A webhook signature scheme (DESIGN §3.7). Several secrets may be valid at once (rotation).
+/// A webhook signature scheme. Several secrets may be valid at once (rotation).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all_fields = "camelCase", deny_unknown_fields)]

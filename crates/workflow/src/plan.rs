@@ -22,7 +22,7 @@ pub struct Plan {
     pub workflow: Workflow,
     /// The compiled top-level chain.
     pub nodes: Vec<PlanNode>,
-    /// What one execution of the plan may hold (DESIGN §7); the catalog applies the server's flags.
+    /// What one execution of the plan may hold; the catalog applies the server's flags.
     pub limits: ExecutionLimits,
     /// What `$secrets` resolves to, and what its records mask; the catalog sets the server's.
     pub secrets: Arc<Secrets>,

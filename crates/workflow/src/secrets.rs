@@ -1,6 +1,6 @@
 //! The operator's secrets (`--secret`, `HOOKFLOW_SECRET_<NAME>`, `--secrets-file`): what
 //! `{{$secrets.NAME}}` resolves to, and the masking that keeps their values out of records,
-//! logs and views (DESIGN §7). Nodes and the caller see the real values.
+//! logs and views. Nodes and the caller see the real values.
 
 use serde_json::{Map, Value};
 

@@ -1,4 +1,4 @@
-//! Templates in node configs (DESIGN §3.3): `{{$context.body.order.id}}` and friends.
+//! Templates in node configs (docs/workflows.md): `{{$context.body.order.id}}` and friends.
 //!
 //! A config is compiled once, when its workflow is loaded, into a [`Template`] tree; resolving it
 //! against an execution's [`Scope`] is then a walk with no parsing.

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::util::{Ran, host, plan, run, run_on};
 
-/// The seed's example: a condition on the body's status, two Response nodes.
+/// The payment example (NocoBase's webhook example): a condition on the body's status, two Response nodes.
 fn payment_workflow() -> Value {
     json!({
         "key": "pay-callback",
@@ -26,7 +26,7 @@ fn payment_workflow() -> Value {
 }
 
 #[test]
-fn seed_example_answers_success_or_failure() {
+fn payment_example_answers_success_or_failure() {
     let plan = plan(payment_workflow());
 
     let paid = run(&plan, json!({"status": "paid", "order": {"id": 42}}));

@@ -1,4 +1,4 @@
-//! DESIGN §7 against the running engine: nesting, per-execution limits, idempotency of failed
+//! The limits of docs/security.md against the running engine: nesting, per-execution limits, idempotency of failed
 //! answers, reply framing, and what the loopback-mode admin API refuses.
 
 use hookflow_tests::http::{self, HttpResponse};

@@ -1,4 +1,4 @@
-//! The webhook trigger over a real socket: every row of DESIGN §3.1, auth, parsing, sync and
+//! The webhook trigger over a real socket: every row of docs/webhook.md, auth, parsing, sync and
 //! async dispatch, restarts.
 
 use std::time::Duration;

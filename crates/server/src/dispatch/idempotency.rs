@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
-use hookflow_store::{IdempotencyEntry, IdempotencyRecord};
+use hookflow_store::{IdempotencyEntry, IdempotencyKey, IdempotencyRecord};
 use hookflow_workflow::timestamp::Timestamp;
 
 use super::{Dispatcher, Outcome, Refusal};
@@ -36,7 +36,7 @@ impl Claim {
 
     /// The key and `record`, to store.
     pub(super) fn entry<'a>(&'a self, record: &'a IdempotencyRecord) -> IdempotencyEntry<'a> {
-        IdempotencyEntry { workflow: &self.workflow, key: &self.key, record }
+        IdempotencyEntry { key: IdempotencyKey { workflow: &self.workflow, key: &self.key }, record }
     }
 }
 
@@ -95,7 +95,8 @@ impl Dispatcher {
     /// The answer a repeated idempotency key gets from the store, if the key is remembered.
     fn first_answer(&self, deployed: &Deployed, key: &str) -> Result<Option<Outcome>, Outcome> {
         let storage = |error| Outcome::Refused(Refusal::Storage(error));
-        let Some(first) = self.store.idempotency(&deployed.key, key).map_err(storage)? else {
+        let Some(first) = self.store.idempotency(IdempotencyKey { workflow: &deployed.key, key }).map_err(storage)?
+        else {
             return Ok(None);
         };
         let execution_id = first.execution_id;

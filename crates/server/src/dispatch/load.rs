@@ -1,5 +1,5 @@
 //! How many async executions each workflow has queued, running and waiting in a delay, and the
-//! limits they are admitted under (DESIGN §7, fairness): `--max-queue` and `options.maxQueued`
+//! limits they are admitted under (fairness, docs/security.md): `--max-queue` and `options.maxQueued`
 //! count executions queued or running, `--max-delayed` those a delay node holds, and
 //! `options.maxConcurrency` bounds how many of one workflow run at once — the rest are parked
 //! until one of them ends, without holding a worker.

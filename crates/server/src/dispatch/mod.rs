@@ -23,7 +23,7 @@ use tokio::sync::{Semaphore, mpsc};
 use crate::catalog::{Catalog, Deployed};
 use crate::metrics::metrics;
 use hookflow_plugin::PluginHost;
-use hookflow_store::{Store, StoreError};
+use hookflow_store::{RecordFate, Store, StoreError};
 use hookflow_workflow::{Execution, ExecutionIds, ExecutionStatus, JobStatus, Reply};
 use idempotency::Claims;
 use load::Load;
@@ -235,6 +235,7 @@ fn finished(execution: &Execution) {
 }
 
 /// Whether a finished execution's record is kept (`options.deleteExecutionOnStatus`).
-fn keeps(deployed: &Deployed, status: ExecutionStatus) -> bool {
-    !deployed.workflow().options.delete_execution_on_status.iter().any(|deleted| deleted == status.as_str())
+fn fate(deployed: &Deployed, status: ExecutionStatus) -> RecordFate {
+    let deleted = deployed.workflow().options.delete_execution_on_status.iter().any(|name| name == status.as_str());
+    if deleted { RecordFate::Delete } else { RecordFate::Keep }
 }

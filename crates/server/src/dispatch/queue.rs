@@ -11,13 +11,13 @@ use tokio::sync::{Mutex, mpsc};
 use tracing::Instrument as _;
 
 use hookflow_plugin::Placement;
-use hookflow_store::{Store, StoreError};
+use hookflow_store::{RecordFate, Store, StoreError};
 use hookflow_workflow::timestamp::Timestamp;
 use hookflow_workflow::{Execution, ExecutionStatus, Job, JobStatus, Observer, execute};
 
 use super::idempotency::Claim;
 use super::load::Admission;
-use super::{Dispatcher, Outcome, Refusal, finished, keeps};
+use super::{Dispatcher, Outcome, Refusal, fate, finished};
 use crate::catalog::Deployed;
 use crate::metrics::metrics;
 
@@ -131,7 +131,7 @@ impl Dispatcher {
             return Left::Finished(workflow);
         }
         if execution.status.is_final() {
-            self.store.record_finished(&execution, true);
+            self.store.record_finished(&execution, RecordFate::Keep);
             return Left::Finished(workflow);
         }
         let deployed = match self.catalog.version(&execution.workflow, execution.version) {
@@ -145,7 +145,7 @@ impl Dispatcher {
                 execution.status = ExecutionStatus::Error;
                 execution.error = Some(format!("cannot run: {why}"));
                 execution.finished_at = Some(Timestamp::now());
-                self.store.record_finished(&execution, true);
+                self.store.record_finished(&execution, RecordFate::Keep);
                 return Left::Finished(workflow);
             }
         };
@@ -179,7 +179,7 @@ impl Dispatcher {
                 Some(wake_at) => tracing::debug!(until = %wake_at, "execution waits"),
                 None => {
                     finished(&execution);
-                    store.record_finished(&execution, keeps(&deployed, execution.status));
+                    store.record_finished(&execution, fate(&deployed, execution.status));
                     // A cancel that came after its last node has nothing left to stop.
                     canceled.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&execution.id);
                 }

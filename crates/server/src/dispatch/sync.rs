@@ -9,11 +9,11 @@ use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 use hookflow_plugin::Placement;
-use hookflow_store::{IdempotencyEntry, IdempotencyRecord, Store, StoreError};
+use hookflow_store::{IdempotencyEntry, IdempotencyKey, IdempotencyRecord, Store, StoreError, SyncFinish};
 use hookflow_workflow::{Execution, ExecutionStatus, Observer, Reply, caller_reply, execute};
 
 use super::idempotency::Claim;
-use super::{Dispatcher, Outcome, Refusal, SLOT_WAIT_MARGIN, execution_span, finished, keeps};
+use super::{Dispatcher, Outcome, Refusal, SLOT_WAIT_MARGIN, execution_span, fate, finished};
 use crate::catalog::Deployed;
 
 impl Dispatcher {
@@ -86,8 +86,12 @@ impl Dispatcher {
             // Queued for writing before the caller hears back, so a shutdown that waits for
             // in-flight requests and then flushes the store cannot lose the record.
             finished(&execution);
-            let keep = keeps(&deployed, execution.status);
-            let committed = store.record_sync_execution(&execution, keep, answer.filter(|_| keep_reply), entry);
+            let committed = store.record_sync_execution(SyncFinish {
+                execution: &execution,
+                fate: fate(&deployed, execution.status),
+                reply: answer.filter(|_| keep_reply),
+                idempotency: entry,
+            });
             // With an idempotency key, the caller hears back (and the key is released) only once
             // a repeat can find the stored answer.
             if let Some(claim) = claim {
@@ -179,7 +183,8 @@ impl Observer for SyncObserver {
     fn replied(&mut self, reply: &Reply, ends: bool) {
         let Some(answer) = self.answer.take() else { return };
         if let Some(kept) = self.kept.as_ref().filter(|_| reply.status < 500) {
-            let entry = IdempotencyEntry { workflow: &kept.workflow, key: &kept.key, record: &kept.record };
+            let key = IdempotencyKey { workflow: &kept.workflow, key: &kept.key };
+            let entry = IdempotencyEntry { key, record: &kept.record };
             wait_for_commit(kept.store.record_reply(&self.execution_id, reply, entry), &self.execution_id);
         }
         if ends {

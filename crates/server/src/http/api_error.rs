@@ -1,6 +1,6 @@
 //! The one JSON error shape of every HTTP answer that is an error:
 //! `{"error": {"code": "...", "message": "..."}}`, plus `executionId` and `status` when the error
-//! is about an execution (DESIGN §3.7).
+//! is about an execution (docs/webhook.md lists the codes).
 
 use axum::body::Body;
 use axum::http::{HeaderName, StatusCode};

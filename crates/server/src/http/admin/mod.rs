@@ -1,4 +1,4 @@
-//! The admin API (DESIGN §3.6): workflows, executions, parse-from-example, plugins, health,
+//! The admin API: workflows, executions, parse-from-example, plugins, health,
 //! metrics and the OpenAPI document that describes it all.
 //! JSON in and out; `Authorization: Bearer <token>` when a token is configured, otherwise
 //! loopback clients only. Secrets are never returned: passwords and signing secrets are masked,
@@ -223,8 +223,11 @@ async fn healthz() -> axum::Json<views::Health> {
     (status = 200, description = "Ready to take requests", body = views::Health),
     (status = 503, description = "The store cannot be read, or its last write failed", body = openapi::ErrorBody)))]
 async fn readyz(State(admin): State<Arc<Admin>>) -> Response {
-    if let Some(failure) = admin.store.write_failure() {
-        return ApiError::storage(&failure, "not ready").into_response();
+    // The writer logged the failure; a load balancer's polls need not log it again.
+    if admin.store.write_failure().is_some() {
+        return ApiError::new(ErrorCode::Overloaded, "not ready: the store cannot write right now; retry later")
+            .with_header(header::RETRY_AFTER, "5")
+            .into_response();
     }
     // A point read: answers whether the store can be read without scanning anything.
     match admin.store.is_queued("") {

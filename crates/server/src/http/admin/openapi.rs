@@ -10,7 +10,7 @@ use utoipa::{Modify, OpenApi};
 use super::{executions, parse, plugins, views, workflows};
 use hookflow_workflow::{Execution, Fault, Workflow};
 
-/// The shape of every error answer (DESIGN §3.7).
+/// The shape of every error answer.
 #[derive(utoipa::ToSchema)]
 pub struct ErrorBody {
     /// The error.

@@ -1,4 +1,4 @@
-//! `/api/parse/query` and `/api/parse/body`: the seed's "parse" button, turning an example
+//! `/api/parse/query` and `/api/parse/body`: the console's "parse" button, turning an example
 //! request into the path list of a trigger's request configuration.
 
 use axum::Json;

@@ -1,4 +1,4 @@
-//! The shapes the admin API answers with (DESIGN §3.7), as typed values: the handlers build
+//! The shapes the admin API answers with (docs/operating.md), as typed values: the handlers build
 //! them, serde writes them, and the OpenAPI document is derived from them.
 
 use serde::Serialize;

@@ -1,7 +1,7 @@
 //! The webhook trigger: `POST /api/webhook:trigger/{key}`. Checks, in order, the key (404), the
 //! method (405), the body size (413, while streaming), Basic auth (401), the signature on the raw
 //! body (401) and the content type and syntax of the body (415, 400); turns the request into trigger data
-//! `{"headers", "query", "body"}`; hands it to dispatch; answers (DESIGN §3.1).
+//! `{"headers", "query", "body"}`; hands it to dispatch; answers (docs/webhook.md).
 
 mod answer;
 mod auth;

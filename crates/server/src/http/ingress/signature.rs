@@ -18,7 +18,7 @@ use hookflow_workflow::{Signature, SignatureEncoding, standard_webhooks_key};
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// The most candidate signatures read from one header (DESIGN: at most 8).
+/// The most candidate signatures read from one header.
 pub const MAX_CANDIDATES: usize = 8;
 
 /// Checks the request's signature; `None` configured lets all in.
