@@ -2,7 +2,7 @@
 //! writes a Rust file listing them as `(name, include_bytes!(...))` pairs, so the crate whose
 //! build script calls it embeds them.
 //!
-//! Used by `engine/build.rs` (the built-in nodes of `plugins/`) and `tests/build.rs` (the
+//! Used by `crates/plugin/build.rs` (the built-in nodes of `plugins/`) and `tests/build.rs` (the
 //! misbehaving test components of `tests/fixtures/`).
 
 use std::env;

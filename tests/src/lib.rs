@@ -1,4 +1,4 @@
-//! Black-box tests of the hookflow engine live in `tests/engine/`; this library holds what they
+//! Black-box tests of the hookflow engine live in `tests/tests/engine/`; this library holds what they
 //! share: the test components of `fixtures/` (built by the build script), a raw HTTP client and a
 //! second host in a network namespace.
 
@@ -17,4 +17,14 @@ pub fn fixture(name: &str) -> &'static [u8] {
         .find(|(fixture, _)| *fixture == name)
         .map(|(_, wasm)| *wasm)
         .unwrap_or_else(|| panic!("no fixture component named {name:?}"))
+}
+
+/// Waits for `future` on a runtime of its own: for a test thread reading the store (whose reads
+/// are async) outside any runtime.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|error| panic!("a runtime for the test: {error}"))
+        .block_on(future)
 }

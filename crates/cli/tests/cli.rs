@@ -80,7 +80,7 @@ fn serve_demo_answers_and_stops_cleanly_on_sigterm() {
     assert_eq!(serve.terminate(), Some(0));
     // The sync execution's record, written off the hot path, survived the shutdown.
     let store = Store::open(&data.join("hookflow.redb")).unwrap();
-    assert_eq!(store.execution(&id).unwrap().unwrap().status, ExecutionStatus::Resolved);
+    assert_eq!(hookflow_tests::block_on(store.execution(&id)).unwrap().unwrap().status, ExecutionStatus::Resolved);
 }
 
 #[test]
@@ -109,7 +109,8 @@ fn async_requests_acknowledged_without_workers_run_after_a_process_restart() {
         std::thread::sleep(Duration::from_millis(300));
         assert_eq!(serve.terminate(), Some(0));
         let store = Store::open(&data.join("hookflow.redb")).unwrap();
-        let statuses: Vec<_> = ids.iter().map(|id| store.execution(id).unwrap().unwrap().status).collect();
+        let statuses: Vec<_> =
+            ids.iter().map(|id| hookflow_tests::block_on(store.execution(id)).unwrap().unwrap().status).collect();
         if statuses.iter().all(|status| *status == ExecutionStatus::Resolved) {
             break;
         }
@@ -125,7 +126,8 @@ fn run_to_completion(data: &Path, args: &[&str], endpoints: usize, ids: &[String
         std::thread::sleep(Duration::from_millis(500));
         assert_eq!(serve.terminate(), Some(0));
         let store = Store::open(&data.join("hookflow.redb")).unwrap();
-        let executions: Vec<Option<Execution>> = ids.iter().map(|id| store.execution(id).unwrap()).collect();
+        let executions: Vec<Option<Execution>> =
+            ids.iter().map(|id| hookflow_tests::block_on(store.execution(id)).unwrap()).collect();
         if executions.iter().all(|e| e.as_ref().is_some_and(|e| e.status == ExecutionStatus::Resolved)) {
             return executions.into_iter().flatten().collect();
         }

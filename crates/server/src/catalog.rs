@@ -114,7 +114,7 @@ pub struct Catalog {
 impl Catalog {
     /// Deploys every stored workflow. One that no longer compiles (a node type was removed) is
     /// reported and left out.
-    pub fn load(store: Store, host: Arc<PluginHost>, limits: ExecutionLimits) -> Result<Catalog, StoreError> {
+    pub async fn load(store: Store, host: Arc<PluginHost>, limits: ExecutionLimits) -> Result<Catalog, StoreError> {
         let catalog = Catalog {
             store,
             host,
@@ -123,7 +123,7 @@ impl Catalog {
             older: Mutex::default(),
             changing: tokio::sync::Mutex::default(),
         };
-        for record in catalog.store.workflows()? {
+        for record in catalog.store.workflows().await? {
             let key = record.definition.key.clone().unwrap_or_default();
             match compile(&record.definition, catalog.host.as_ref()) {
                 Ok(plan) => {
@@ -149,7 +149,7 @@ impl Catalog {
     }
 
     /// A given version of a workflow: the current one, or an older one from the store.
-    pub fn version(&self, key: &str, version: u64) -> Result<Option<Arc<Deployed>>, DeployError> {
+    pub async fn version(&self, key: &str, version: u64) -> Result<Option<Arc<Deployed>>, DeployError> {
         if let Some(current) = self.get(key).filter(|current| current.version == version) {
             return Ok(Some(current));
         }
@@ -157,7 +157,7 @@ impl Catalog {
         if let Some(older) = self.older.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&cache_key) {
             return Ok(Some(older.clone()));
         }
-        let Some(definition) = self.store.workflow_version(key, version)? else {
+        let Some(definition) = self.store.workflow_version(key, version).await? else {
             return Ok(None);
         };
         let plan = compile(&definition, self.host.as_ref())?;
@@ -203,9 +203,15 @@ impl Catalog {
         source: Option<&str>,
         mode: DeployMode,
     ) -> Result<Arc<Deployed>, DeployError> {
-        let previous_from_source = source.and_then(|source| {
-            self.store.workflows().ok()?.into_iter().find(|record| record.source.as_deref() == Some(source))
-        });
+        let previous_from_source = match source {
+            Some(source) => self
+                .store
+                .workflows()
+                .await
+                .ok()
+                .and_then(|records| records.into_iter().find(|record| record.source.as_deref() == Some(source))),
+            None => None,
+        };
         if definition.key.is_none() {
             let key = previous_from_source.as_ref().and_then(|record| record.definition.key.clone());
             definition.key = Some(key.unwrap_or_else(generate_key));
@@ -214,7 +220,7 @@ impl Catalog {
         let key = definition.key.clone().unwrap_or_default();
         debug_assert!(is_valid_key(&key));
 
-        let stored = self.store.workflow(&key)?;
+        let stored = self.store.workflow(&key).await?;
         match (mode, &stored) {
             (DeployMode::Create, Some(_)) => return Err(DeployError::Exists(key)),
             (DeployMode::Replace | DeployMode::ReplaceVersion(_), None) => return Err(DeployError::Missing(key)),
@@ -239,7 +245,7 @@ impl Catalog {
             // A key used before (and deleted) goes on from its last version, so a version
             // number always names one definition.
             None => WorkflowRecord {
-                version: self.store.workflow_versions(&key)?.last().map_or(1, |(last, _)| last + 1),
+                version: self.store.workflow_versions(&key).await?.last().map_or(1, |(last, _)| last + 1),
                 definition,
                 created_at: now,
                 updated_at: now,
@@ -252,8 +258,8 @@ impl Catalog {
     }
 
     /// Every stored version of a workflow, oldest first.
-    pub fn versions(&self, key: &str) -> Result<Vec<(u64, Workflow)>, StoreError> {
-        self.store.workflow_versions(key)
+    pub async fn versions(&self, key: &str) -> Result<Vec<(u64, Workflow)>, StoreError> {
+        self.store.workflow_versions(key).await
     }
 
     /// Keys of the enabled workflows whose current version uses a node type.
@@ -269,8 +275,8 @@ impl Catalog {
     }
 
     /// The stored record of a workflow (timestamps, source).
-    pub fn record(&self, key: &str) -> Result<Option<WorkflowRecord>, StoreError> {
-        self.store.workflow(key)
+    pub async fn record(&self, key: &str) -> Result<Option<WorkflowRecord>, StoreError> {
+        self.store.workflow(key).await
     }
 
     /// Removes a workflow: its URL answers 404 from now on.

@@ -59,8 +59,7 @@ pub async fn sweep(store: &Store, keep_executions: Option<Duration>) -> Result<S
         let cutoff = Timestamp(now.0.saturating_sub(keep_ms));
         let mut after: Option<String> = None;
         loop {
-            let (reader, from) = (store.clone(), after.clone());
-            let ids = blocking(move || reader.settled_before(cutoff, from.as_deref(), BATCH)).await?;
+            let ids = store.settled_before(cutoff, after.as_deref(), BATCH).await?;
             let Some(last) = ids.last().cloned() else { break };
             store.delete_executions(&ids).await.map_err(|_| StoreError::Closed)??;
             swept.executions += ids.len();
@@ -69,22 +68,12 @@ pub async fn sweep(store: &Store, keep_executions: Option<Duration>) -> Result<S
     }
     let mut after: Option<(String, String)> = None;
     loop {
-        let (reader, from) = (store.clone(), after.clone());
-        let keys = blocking(move || {
-            reader.expired_idempotency_keys(now, from.as_ref().map(|(w, k)| (w.as_str(), k.as_str())), BATCH)
-        })
-        .await?;
+        let from = after.as_ref().map(|(workflow, key)| (workflow.as_str(), key.as_str()));
+        let keys = store.expired_idempotency_keys(now, from, BATCH).await?;
         let Some(last) = keys.last().cloned() else { break };
         store.delete_idempotency_keys(&keys).await.map_err(|_| StoreError::Closed)??;
         swept.idempotency_keys += keys.len();
         after = Some(last);
     }
     Ok(swept)
-}
-
-/// Runs a store read on the blocking pool.
-async fn blocking<T: Send + 'static>(
-    read: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(read).await.map_err(|_| StoreError::Closed)?
 }

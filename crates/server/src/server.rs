@@ -173,7 +173,7 @@ impl Server {
         let store = Store::open_observed(&database, Some(Arc::new(ProcessMetrics)))?;
         restrict_to_owner(&database, 0o600)
             .map_err(|source| ServerError::DataDir { path: database.clone(), source })?;
-        let catalog = Arc::new(Catalog::load(store.clone(), host.clone(), config.execution_limits)?);
+        let catalog = Arc::new(Catalog::load(store.clone(), host.clone(), config.execution_limits).await?);
         let mut sources: Vec<(String, String)> = Vec::new();
         if config.demo {
             sources.extend(DEMO_WORKFLOWS.iter().map(|(name, json)| (format!("demo:{name}"), json.to_string())));
@@ -190,7 +190,7 @@ impl Server {
             tracing::error!("refused: {line}");
         }
 
-        let dispatcher = Dispatcher::start(host.clone(), store.clone(), catalog.clone(), &config.dispatch)?;
+        let dispatcher = Dispatcher::start(host.clone(), store.clone(), catalog.clone(), &config.dispatch).await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| ServerError::Listen { address: config.listen, source })?;

@@ -342,6 +342,15 @@ impl Store {
         Ok(Store { shared, writer })
     }
 
+    /// Runs a read that may scan many records on a blocking thread, off the async runtime.
+    async fn off_thread<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || read(&store)).await.map_err(|_| StoreError::Closed)?
+    }
+
     /// Hands `ops` to the writer without waiting; a record that could not be encoded is logged
     /// with its execution and nothing of it is written.
     fn submit(&self, execution_id: &str, ops: Result<Vec<Op>, StoreError>, durable: bool) {
@@ -385,7 +394,7 @@ impl Store {
     }
 
     /// Every stored workflow, by key.
-    pub fn workflows(&self) -> Result<Vec<WorkflowRecord>, StoreError> {
+    pub async fn workflows(&self) -> Result<Vec<WorkflowRecord>, StoreError> {
         let txn = self.shared.db()?.begin_read().map_err(read_failed)?;
         let table = txn.open_table(WORKFLOWS).map_err(read_failed)?;
         let mut records = Vec::new();
@@ -402,7 +411,7 @@ impl Store {
     }
 
     /// One stored workflow.
-    pub fn workflow(&self, key: &str) -> Result<Option<WorkflowRecord>, StoreError> {
+    pub async fn workflow(&self, key: &str) -> Result<Option<WorkflowRecord>, StoreError> {
         let txn = self.shared.db()?.begin_read().map_err(read_failed)?;
         let table = txn.open_table(WORKFLOWS).map_err(read_failed)?;
         let value = table.get(key).map_err(read_failed)?;
@@ -410,7 +419,7 @@ impl Store {
     }
 
     /// One version of a workflow's definition.
-    pub fn workflow_version(&self, key: &str, version: u64) -> Result<Option<Workflow>, StoreError> {
+    pub async fn workflow_version(&self, key: &str, version: u64) -> Result<Option<Workflow>, StoreError> {
         let txn = self.shared.db()?.begin_read().map_err(read_failed)?;
         let table = txn.open_table(WORKFLOW_VERSIONS).map_err(read_failed)?;
         let value = table.get((key, version)).map_err(read_failed)?;
@@ -419,7 +428,7 @@ impl Store {
 
     /// Every stored version of a workflow's definition, oldest first (they outlive the workflow's
     /// deletion, for the executions that ran on them).
-    pub fn workflow_versions(&self, key: &str) -> Result<Vec<(u64, Workflow)>, StoreError> {
+    pub async fn workflow_versions(&self, key: &str) -> Result<Vec<(u64, Workflow)>, StoreError> {
         let txn = self.shared.db()?.begin_read().map_err(read_failed)?;
         let table = txn.open_table(WORKFLOW_VERSIONS).map_err(read_failed)?;
         let mut versions = Vec::new();
@@ -511,7 +520,7 @@ impl Store {
     }
 
     /// What a remembered idempotency key points at, unless it has expired.
-    pub fn idempotency(&self, key: IdempotencyKey<'_>) -> Result<Option<IdempotencyRecord>, StoreError> {
+    pub async fn idempotency(&self, key: IdempotencyKey<'_>) -> Result<Option<IdempotencyRecord>, StoreError> {
         let txn = self.shared.db()?.begin_read().map_err(read_failed)?;
         let table = txn.open_table(IDEMPOTENCY).map_err(read_failed)?;
         let Some(value) = table.get((key.workflow, key.key)).map_err(read_failed)? else {
@@ -522,7 +531,7 @@ impl Store {
     }
 
     /// The answer a sync execution's caller got, when it was kept.
-    pub fn reply(&self, execution_id: &str) -> Result<Option<Reply>, StoreError> {
+    pub async fn reply(&self, execution_id: &str) -> Result<Option<Reply>, StoreError> {
         let txn = self.shared.db()?.begin_read().map_err(read_failed)?;
         let table = txn.open_table(REPLIES).map_err(read_failed)?;
         let value = table.get(execution_id).map_err(read_failed)?;
@@ -535,7 +544,7 @@ impl Store {
     }
 
     /// One execution with its jobs.
-    pub fn execution(&self, id: &str) -> Result<Option<Execution>, StoreError> {
+    pub async fn execution(&self, id: &str) -> Result<Option<Execution>, StoreError> {
         let txn = self.shared.db()?.begin_read().map_err(read_failed)?;
         let executions = txn.open_table(EXECUTIONS).map_err(read_failed)?;
         let Some(value) = executions.get(id).map_err(read_failed)? else {
@@ -565,7 +574,17 @@ impl Store {
 
     /// Executions newest first, without their job-by-job progress: those older than `before`
     /// (an execution id) that match the filter, at most `limit`.
-    pub fn executions(
+    pub async fn executions(
+        &self,
+        filter: &ExecutionFilter,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Execution>, StoreError> {
+        let (filter, before) = (filter.clone(), before.map(str::to_string));
+        self.off_thread(move |store| store.read_executions(&filter, before.as_deref(), limit)).await
+    }
+
+    fn read_executions(
         &self,
         filter: &ExecutionFilter,
         before: Option<&str>,
@@ -634,7 +653,7 @@ impl Store {
     }
 
     /// The newest execution of a workflow, as `(id, status)`, from the index.
-    pub fn last_execution(&self, workflow: &str) -> Result<Option<(String, String)>, StoreError> {
+    pub async fn last_execution(&self, workflow: &str) -> Result<Option<(String, String)>, StoreError> {
         let txn = self.shared.db()?.begin_read().map_err(read_failed)?;
         let by_workflow = txn.open_table(BY_WORKFLOW).map_err(read_failed)?;
         let Some(entry) =
@@ -651,7 +670,17 @@ impl Store {
     /// Ids of executions created before `cutoff` that are not on the async queue — finished,
     /// or sync records whose run a crash cut short — oldest first, after the id `after`, at most
     /// `limit` (for retention).
-    pub fn settled_before(
+    pub async fn settled_before(
+        &self,
+        cutoff: Timestamp,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let after = after.map(str::to_string);
+        self.off_thread(move |store| store.read_settled_before(cutoff, after.as_deref(), limit)).await
+    }
+
+    fn read_settled_before(
         &self,
         cutoff: Timestamp,
         after: Option<&str>,
@@ -698,7 +727,21 @@ impl Store {
 
     /// Idempotency keys that expired before `now`, as `(workflow, key)`, in key order after
     /// `after`, at most `limit`.
-    pub fn expired_idempotency_keys(
+    pub async fn expired_idempotency_keys(
+        &self,
+        now: Timestamp,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let after = after.map(|(workflow, key)| (workflow.to_string(), key.to_string()));
+        self.off_thread(move |store| {
+            let after = after.as_ref().map(|(workflow, key)| (workflow.as_str(), key.as_str()));
+            store.read_expired_idempotency_keys(now, after, limit)
+        })
+        .await
+    }
+
+    fn read_expired_idempotency_keys(
         &self,
         now: Timestamp,
         after: Option<(&str, &str)>,
@@ -735,7 +778,7 @@ impl Store {
     }
 
     /// Whether an async execution is still on the queue (not finished).
-    pub fn is_queued(&self, id: &str) -> Result<bool, StoreError> {
+    pub async fn is_queued(&self, id: &str) -> Result<bool, StoreError> {
         let txn = self.shared.db()?.begin_read().map_err(read_failed)?;
         let table = txn.open_table(QUEUE).map_err(read_failed)?;
         Ok(table.get(id).map_err(read_failed)?.is_some())
@@ -743,7 +786,11 @@ impl Store {
 
     /// Every queued or unfinished async execution, oldest first, with its workflow's key (read
     /// from the index, not the record; empty for an unreadable record).
-    pub fn queued(&self) -> Result<Vec<(String, String)>, StoreError> {
+    pub async fn queued(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.off_thread(|store| store.read_queued()).await
+    }
+
+    fn read_queued(&self) -> Result<Vec<(String, String)>, StoreError> {
         let txn = self.shared.db()?.begin_read().map_err(read_failed)?;
         let table = txn.open_table(QUEUE).map_err(read_failed)?;
         let indexed = txn.open_table(INDEXED).map_err(read_failed)?;
@@ -876,8 +923,8 @@ mod tests {
         queued.status = ExecutionStatus::Canceled;
         store.record_canceled(&queued);
         store.flush().await.unwrap();
-        assert_eq!(store.execution(&queued.id).unwrap().map(|e| e.status), Some(ExecutionStatus::Canceled));
-        assert!(!store.is_queued(&queued.id).unwrap());
+        assert_eq!(store.execution(&queued.id).await.unwrap().map(|e| e.status), Some(ExecutionStatus::Canceled));
+        assert!(!store.is_queued(&queued.id).await.unwrap());
 
         // A worker finished it before the cancel's write: the finished record stays.
         let mut finished = Execution::new(IDS.next(), "w", 1, serde_json::json!({}));
@@ -888,9 +935,10 @@ mod tests {
         late.status = ExecutionStatus::Canceled;
         store.record_canceled(&late);
         store.flush().await.unwrap();
-        assert_eq!(store.execution(&finished.id).unwrap().map(|e| e.status), Some(ExecutionStatus::Resolved));
+        assert_eq!(store.execution(&finished.id).await.unwrap().map(|e| e.status), Some(ExecutionStatus::Resolved));
         let filter = ExecutionFilter { status: Some(ExecutionStatus::Canceled), ..ExecutionFilter::default() };
-        let canceled: Vec<String> = store.executions(&filter, None, 10).unwrap().into_iter().map(|e| e.id).collect();
+        let canceled: Vec<String> =
+            store.executions(&filter, None, 10).await.unwrap().into_iter().map(|e| e.id).collect();
         assert_eq!(canceled, [queued.id], "the index agrees");
     }
 
@@ -911,21 +959,21 @@ mod tests {
         ];
         store.writer.write_and_wait(ops).await.unwrap();
 
-        let listed = store.executions(&ExecutionFilter::default(), None, 10).unwrap();
+        let listed = store.executions(&ExecutionFilter::default(), None, 10).await.unwrap();
         let statuses: Vec<_> = listed.iter().map(|e| (e.id.as_str(), e.status)).collect();
         assert_eq!(
             statuses,
             [(broken.as_str(), ExecutionStatus::Unreadable), (good.id.as_str(), ExecutionStatus::Queued)]
         );
-        let shown = store.execution(&broken).unwrap().unwrap();
+        let shown = store.execution(&broken).await.unwrap().unwrap();
         assert_eq!(shown.status, ExecutionStatus::Unreadable);
         assert!(shown.error.unwrap().contains("corrupt record in executions"));
         let only = ExecutionFilter { status: Some(ExecutionStatus::Unreadable), ..ExecutionFilter::default() };
-        assert_eq!(store.executions(&only, None, 10).unwrap().len(), 1);
+        assert_eq!(store.executions(&only, None, 10).await.unwrap().len(), 1);
 
         store.delete_executions(std::slice::from_ref(&broken)).await.unwrap().unwrap();
-        assert_eq!(store.execution(&broken).unwrap(), None);
-        assert_eq!(store.queued().unwrap(), vec![(good.id, good.workflow)], "its queue entry went with it");
+        assert_eq!(store.execution(&broken).await.unwrap(), None);
+        assert_eq!(store.queued().await.unwrap(), vec![(good.id, good.workflow)], "its queue entry went with it");
         drop(store);
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -949,11 +997,12 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
         store.flush().await.unwrap();
-        let list = |workflow: Option<&str>, status: Option<ExecutionStatus>, before: Option<&str>, limit: usize| {
-            let filter =
-                ExecutionFilter { workflow: workflow.map(str::to_string), status, ..ExecutionFilter::default() };
-            store.executions(&filter, before, limit).unwrap().into_iter().map(|e| e.id).collect::<Vec<_>>()
-        };
+        let list =
+            async |workflow: Option<&str>, status: Option<ExecutionStatus>, before: Option<&str>, limit: usize| {
+                let filter =
+                    ExecutionFilter { workflow: workflow.map(str::to_string), status, ..ExecutionFilter::default() };
+                store.executions(&filter, before, limit).await.unwrap().into_iter().map(|e| e.id).collect::<Vec<_>>()
+            };
         let expected = |workflow: Option<&str>, status: Option<ExecutionStatus>| {
             let mut ids: Vec<String> = made
                 .iter()
@@ -967,19 +1016,23 @@ mod tests {
             for status in
                 [None, Some(ExecutionStatus::Queued), Some(ExecutionStatus::Resolved), Some(ExecutionStatus::Started)]
             {
-                assert_eq!(list(workflow, status, None, 100), expected(workflow, status), "{workflow:?} {status:?}");
+                assert_eq!(
+                    list(workflow, status, None, 100).await,
+                    expected(workflow, status),
+                    "{workflow:?} {status:?}"
+                );
             }
         }
-        let page = list(Some("rare"), None, None, 3);
+        let page = list(Some("rare"), None, None, 3).await;
         assert_eq!(page, expected(Some("rare"), None)[..3]);
-        let next = list(Some("rare"), None, Some(&page[2]), 100);
+        let next = list(Some("rare"), None, Some(&page[2]), 100).await;
         assert_eq!(next, expected(Some("rare"), None)[3..]);
         let newest = made.iter().rev().find(|e| e.workflow == "rare").unwrap();
-        let last = store.last_execution("rare").unwrap().unwrap();
+        let last = store.last_execution("rare").await.unwrap().unwrap();
         assert_eq!(last, (newest.id.clone(), newest.status.as_str().to_string()));
-        assert_eq!(store.last_execution("none").unwrap(), None);
+        assert_eq!(store.last_execution("none").await.unwrap(), None);
         store.delete_executions(std::slice::from_ref(&newest.id)).await.unwrap().unwrap();
-        assert!(!list(Some("rare"), None, None, 100).contains(&newest.id));
+        assert!(!list(Some("rare"), None, None, 100).await.contains(&newest.id));
         drop(store);
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -993,7 +1046,7 @@ mod tests {
         }
         let execution = Execution::new(IDS.next(), "w", 1, deep.clone());
         store.enqueue(&execution, None).await.unwrap();
-        assert_eq!(store.execution(&execution.id).unwrap().unwrap().trigger, deep);
+        assert_eq!(store.execution(&execution.id).await.unwrap().unwrap().trigger, deep);
         drop(store);
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -130,25 +130,25 @@ fn copy_of(golden: &str, test: &str) -> PathBuf {
     copy
 }
 
-#[test]
-fn a_database_of_format_1_reads_back_whole() {
+#[tokio::test]
+async fn a_database_of_format_1_reads_back_whole() {
     let store = Store::open(&copy_of("format-1.redb", "reads")).unwrap();
     let expected = contents();
-    assert_eq!(store.workflows().unwrap(), std::slice::from_ref(&expected.v2));
-    assert_eq!(store.workflow_version("orders", 1).unwrap(), Some(expected.v1.definition.clone()));
-    assert_eq!(store.workflow_version("orders", 2).unwrap(), Some(expected.v2.definition.clone()));
-    assert_eq!(store.execution(&expected.resolved.id).unwrap().as_ref(), Some(&expected.resolved));
-    assert_eq!(store.execution(&expected.failed.id).unwrap().as_ref(), Some(&expected.failed));
+    assert_eq!(store.workflows().await.unwrap(), std::slice::from_ref(&expected.v2));
+    assert_eq!(store.workflow_version("orders", 1).await.unwrap(), Some(expected.v1.definition.clone()));
+    assert_eq!(store.workflow_version("orders", 2).await.unwrap(), Some(expected.v2.definition.clone()));
+    assert_eq!(store.execution(&expected.resolved.id).await.unwrap().as_ref(), Some(&expected.resolved));
+    assert_eq!(store.execution(&expected.failed.id).await.unwrap().as_ref(), Some(&expected.failed));
     let waiting = Execution { jobs: vec![expected.pending.clone()], ..expected.waiting.clone() };
-    assert_eq!(store.execution(&waiting.id).unwrap(), Some(waiting.clone()));
-    assert_eq!(store.reply(&expected.resolved.id).unwrap(), Some(expected.reply.clone()));
+    assert_eq!(store.execution(&waiting.id).await.unwrap(), Some(waiting.clone()));
+    assert_eq!(store.reply(&expected.resolved.id).await.unwrap(), Some(expected.reply.clone()));
     assert_eq!(
-        store.idempotency(IdempotencyKey { workflow: "orders", key: "evt_1" }).unwrap(),
+        store.idempotency(IdempotencyKey { workflow: "orders", key: "evt_1" }).await.unwrap(),
         Some(expected.key.clone())
     );
-    assert_eq!(store.queued().unwrap(), [(waiting.id.clone(), "orders".to_string())]);
+    assert_eq!(store.queued().await.unwrap(), [(waiting.id.clone(), "orders".to_string())]);
     let errors = ExecutionFilter { status: Some(ExecutionStatus::Error), ..ExecutionFilter::default() };
-    let listed: Vec<String> = store.executions(&errors, None, 10).unwrap().into_iter().map(|e| e.id).collect();
+    let listed: Vec<String> = store.executions(&errors, None, 10).await.unwrap().into_iter().map(|e| e.id).collect();
     assert_eq!(listed, std::slice::from_ref(&expected.failed.id), "the status index reads back too");
 }
 

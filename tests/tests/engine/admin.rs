@@ -259,7 +259,7 @@ fn a_queued_execution_is_canceled_at_once() {
     let canceled = restarted.execution(&id).unwrap();
     assert_eq!(canceled.status, hookflow_workflow::ExecutionStatus::Canceled, "it never runs");
     assert!(canceled.jobs.is_empty(), "{:?}", canceled.jobs);
-    assert!(!restarted.server().store().is_queued(&id).unwrap());
+    assert!(!hookflow_tests::block_on(restarted.server().store().is_queued(&id)).unwrap());
 }
 
 #[test]

@@ -234,7 +234,7 @@ fn a_sync_caller_that_hangs_up_mid_run_loses_nothing() {
     let filter = hookflow_store::ExecutionFilter { workflow: Some("slow".into()), ..Default::default() };
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let execution = loop {
-        let listed = server.server().store().executions(&filter, None, 10).unwrap();
+        let listed = hookflow_tests::block_on(server.server().store().executions(&filter, None, 10)).unwrap();
         if let Some(finished) = listed.into_iter().find(|execution| execution.status.is_final()) {
             break finished;
         }

@@ -172,7 +172,7 @@ fn failed_sync_answers_are_not_kept_under_their_key() {
 /// Executions of `workflow` stored now.
 fn executions_of(server: &TestServer, workflow: &str) -> Vec<hookflow_workflow::Execution> {
     let filter = hookflow_store::ExecutionFilter { workflow: Some(workflow.into()), ..Default::default() };
-    server.server().store().executions(&filter, None, 100).unwrap()
+    hookflow_tests::block_on(server.server().store().executions(&filter, None, 100)).unwrap()
 }
 
 #[test]

@@ -95,7 +95,11 @@ fn retention_deletes_old_finished_executions_and_expired_keys_only() {
     let still_queued = server.execution(&waiting).unwrap();
     assert_eq!(still_queued.status.as_str(), "queued", "an unfinished execution is never deleted, however old");
     let store = server.server().store();
-    assert_eq!(store.expired_idempotency_keys(Timestamp::now(), None, 10).unwrap(), [], "expired keys are forgotten");
+    assert_eq!(
+        hookflow_tests::block_on(store.expired_idempotency_keys(Timestamp::now(), None, 10)).unwrap(),
+        [],
+        "expired keys are forgotten"
+    );
     // The key is free again: a new request with it starts a new execution.
     assert_ne!(first(server.post("keyed", &[("Idempotency-Key", "k-1")], b"")), keyed);
 }

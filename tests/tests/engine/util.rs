@@ -165,7 +165,7 @@ impl TestServer {
 
     /// An execution from the store, with its jobs.
     pub fn execution(&self, id: &str) -> Option<Execution> {
-        self.server().store().execution(id).unwrap()
+        hookflow_tests::block_on(self.server().store().execution(id)).unwrap()
     }
 
     /// Waits (at most 30 s) until an execution has ended, and returns it.

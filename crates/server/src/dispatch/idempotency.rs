@@ -57,7 +57,7 @@ impl Dispatcher {
         let held_by_first = (deployed.key.clone(), key);
         let in_progress = |key: &str| Outcome::Refused(Refusal::InProgress { key: key.to_string() });
         loop {
-            if let Some(answer) = self.first_answer(deployed, &held_by_first.1)? {
+            if let Some(answer) = self.first_answer(deployed, &held_by_first.1).await? {
                 return Err(answer);
             }
             let notify;
@@ -86,16 +86,17 @@ impl Dispatcher {
         let claim = Claim { claims: self.claims.clone(), workflow, key, ttl };
         // The first request may have stored its answer and let go of the key between the look
         // above and the claim: look again now that the key is held.
-        match self.first_answer(deployed, &claim.key)? {
+        match self.first_answer(deployed, &claim.key).await? {
             Some(answer) => Err(answer),
             None => Ok(claim),
         }
     }
 
     /// The answer a repeated idempotency key gets from the store, if the key is remembered.
-    fn first_answer(&self, deployed: &Deployed, key: &str) -> Result<Option<Outcome>, Outcome> {
+    async fn first_answer(&self, deployed: &Deployed, key: &str) -> Result<Option<Outcome>, Outcome> {
         let storage = |error| Outcome::Refused(Refusal::Storage(error));
-        let Some(first) = self.store.idempotency(IdempotencyKey { workflow: &deployed.key, key }).map_err(storage)?
+        let Some(first) =
+            self.store.idempotency(IdempotencyKey { workflow: &deployed.key, key }).await.map_err(storage)?
         else {
             return Ok(None);
         };
@@ -105,7 +106,7 @@ impl Dispatcher {
         }
         // The answer is stored with the key in one write; without it the execution was deleted
         // (by an operator or retention) and the key is free again.
-        let reply = self.store.reply(&execution_id).map_err(storage)?;
+        let reply = self.store.reply(&execution_id).await.map_err(storage)?;
         Ok(reply.map(|reply| Outcome::Answered { execution_id, reply }))
     }
 }

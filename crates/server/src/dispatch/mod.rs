@@ -138,14 +138,14 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     /// Starts the workers and queues every execution the store holds as unfinished.
-    pub fn start(
+    pub async fn start(
         host: Arc<PluginHost>,
         store: Store,
         catalog: Arc<Catalog>,
         config: &DispatchConfig,
     ) -> Result<Arc<Dispatcher>, StoreError> {
         let (queue, incoming) = mpsc::unbounded_channel();
-        let pending = store.queued()?;
+        let pending = store.queued().await?;
         metrics().queue_changed(i64::try_from(pending.len()).unwrap_or(i64::MAX));
         let load = Load::new(config.max_queue, config.max_delayed);
         for (_, workflow) in &pending {

@@ -55,7 +55,7 @@ impl Dispatcher {
     /// next node. Returns the record as it stands, or `None` when the execution has ended (or is
     /// a sync one, which its caller owns).
     pub async fn cancel(&self, mut execution: Execution) -> Result<Option<Execution>, StoreError> {
-        let queued = self.store.is_queued(&execution.id)?;
+        let queued = self.store.is_queued(&execution.id).await?;
         if !queued || execution.status.is_final() {
             return Ok(None);
         }
@@ -74,7 +74,7 @@ impl Dispatcher {
             self.store.record_canceled(&execution);
             self.store.flush().await?;
             // Unless a worker finished it first, from a record read before this cancel.
-            if let Some(stored) = self.store.execution(&execution.id)? {
+            if let Some(stored) = self.store.execution(&execution.id).await? {
                 execution = stored;
             }
         } else {
@@ -108,7 +108,7 @@ impl Dispatcher {
     }
 
     async fn run_queued_traced(&self, id: &str) -> Left {
-        let mut execution = match self.store.execution(id) {
+        let mut execution = match self.store.execution(id).await {
             Ok(Some(execution)) => execution,
             Ok(None) => {
                 tracing::error!(execution = id, "queued execution not found in the store");
@@ -134,7 +134,7 @@ impl Dispatcher {
             self.store.record_finished(&execution, RecordFate::Keep);
             return Left::Finished(workflow);
         }
-        let deployed = match self.catalog.version(&execution.workflow, execution.version) {
+        let deployed = match self.catalog.version(&execution.workflow, execution.version).await {
             Ok(Some(deployed)) => deployed,
             outcome => {
                 let why = match outcome {

@@ -124,12 +124,12 @@ impl Dispatcher {
 
     /// The answer of a sync execution, for `GET /api/webhook:result/{id}`: its kept reply once it
     /// has ended, [`Outcome::StillRunning`] while it runs.
-    pub fn result(&self, execution: &Execution) -> Result<Outcome, StoreError> {
+    pub async fn result(&self, execution: &Execution) -> Result<Outcome, StoreError> {
         let execution_id = execution.id.clone();
         if !execution.status.is_final() {
             return Ok(Outcome::StillRunning { execution_id });
         }
-        Ok(match self.store.reply(&execution.id)? {
+        Ok(match self.store.reply(&execution.id).await? {
             Some(reply) => Outcome::Answered { execution_id, reply },
             None => match caller_reply(execution, None) {
                 Ok(reply) => Outcome::Answered { execution_id, reply },

@@ -1,4 +1,4 @@
-//! The web console: three static files (`engine/console/`) embedded in the binary and served
+//! The web console: three static files (`crates/server/console/`) embedded in the binary and served
 //! under `/console/`. They load without a token (a browser cannot add one to a page load); the
 //! page then calls the admin API with the token it asks for.
 

@@ -63,11 +63,9 @@ pub(super) async fn list(
         until: instant("until", query.until.as_deref())?,
     };
     let limit = Page { limit: query.limit, cursor: None }.limit()?;
-    // A page of records to read and decode: on a blocking thread, not the runtime's.
-    let store = admin.store.clone();
-    let cursor = query.cursor.clone();
-    let listed = tokio::task::spawn_blocking(move || store.executions(&filter, cursor.as_deref(), limit + 1));
-    let mut items = listed.await.map_err(internal)?.map_err(store_failed)?;
+    // The store decodes the page off the async runtime.
+    let listed = admin.store.executions(&filter, query.cursor.as_deref(), limit + 1).await;
+    let mut items = listed.map_err(store_failed)?;
     let next_cursor = (items.len() > limit).then(|| items[limit - 1].id.clone());
     items.truncate(limit);
     items.iter_mut().for_each(|execution| admin.host.secrets().mask_execution(execution));
@@ -96,7 +94,7 @@ pub(super) async fn show(
     State(admin): State<Arc<Admin>>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Execution>, ApiError> {
-    Ok(Json(execution(&admin, &id)?))
+    Ok(Json(execution(&admin, &id).await?))
 }
 
 /// Cancels a queued or running async execution: a queued one ends `canceled` at once (200), a
@@ -111,7 +109,7 @@ pub(super) async fn cancel(
     State(admin): State<Arc<Admin>>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let execution = stored(&admin, &id)?;
+    let execution = stored(&admin, &id).await?;
     let status = execution.status;
     match admin.dispatcher.cancel(execution).await.map_err(store_failed)? {
         Some(canceled) if canceled.status.is_final() => Ok(Json(masked(&admin, canceled)).into_response()),
@@ -133,7 +131,7 @@ pub(super) async fn rerun(
     State(admin): State<Arc<Admin>>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<(StatusCode, Json<Execution>), ApiError> {
-    let earlier = stored(&admin, &id)?;
+    let earlier = stored(&admin, &id).await?;
     let deployed = deployed(&admin, &earlier.workflow)?;
     let rerun = admin.dispatcher.rerun(&deployed, earlier.trigger).await.map_err(store_failed)?;
     Ok((StatusCode::CREATED, Json(masked(&admin, rerun))))
@@ -150,8 +148,8 @@ pub(super) async fn delete(
     State(admin): State<Arc<Admin>>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    let execution = execution(&admin, &id)?;
-    let queued = admin.store.is_queued(&id).map_err(store_failed)?;
+    let execution = execution(&admin, &id).await?;
+    let queued = admin.store.is_queued(&id).await.map_err(store_failed)?;
     // A sync execution is not queued; past its caller's timeout it no longer runs.
     let running_for = Duration::from_millis(Timestamp::now().0.saturating_sub(execution.created_at.0));
     let sync_over = running_for > admin.dispatcher.sync_timeout() + Duration::from_secs(1);
@@ -169,15 +167,16 @@ pub(super) async fn delete(
 }
 
 /// One execution as the API shows it: secrets masked.
-fn execution(admin: &Admin, id: &str) -> Result<Execution, ApiError> {
-    Ok(masked(admin, stored(admin, id)?))
+async fn execution(admin: &Admin, id: &str) -> Result<Execution, ApiError> {
+    Ok(masked(admin, stored(admin, id).await?))
 }
 
 /// One execution as stored (what a rerun or a cancel works on).
-fn stored(admin: &Admin, id: &str) -> Result<Execution, ApiError> {
+async fn stored(admin: &Admin, id: &str) -> Result<Execution, ApiError> {
     admin
         .store
         .execution(id)
+        .await
         .map_err(store_failed)?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no execution {id:?}")))
 }

@@ -230,7 +230,7 @@ async fn readyz(State(admin): State<Arc<Admin>>) -> Response {
             .into_response();
     }
     // A point read: answers whether the store can be read without scanning anything.
-    match admin.store.is_queued("") {
+    match admin.store.is_queued("").await {
         Ok(_) => axum::Json(views::Health { status: "ready".into(), plugins: Some(admin.host.plugins().len()) })
             .into_response(),
         Err(error) => {

@@ -30,7 +30,7 @@ pub(super) async fn list(
     let remaining: Vec<_> = all.iter().filter(|deployed| deployed.key > after).collect();
     let mut items = Vec::new();
     for deployed in remaining.iter().take(limit) {
-        items.push(view(&admin, deployed)?);
+        items.push(view(&admin, deployed).await?);
     }
     let next_cursor = (remaining.len() > limit).then(|| remaining[limit - 1].key.clone());
     Ok(Json(Listing { items, next_cursor }))
@@ -48,7 +48,7 @@ pub(super) async fn create(
 ) -> Result<(StatusCode, Json<WorkflowView>), ApiError> {
     let definition = parse_workflow(&body).map_err(|e| deploy_error(DeployError::Invalid(e)))?;
     let deployed = admin.catalog.deploy(definition, None, DeployMode::Create).await.map_err(deploy_error)?;
-    Ok((StatusCode::CREATED, Json(view(&admin, &deployed)?)))
+    Ok((StatusCode::CREATED, Json(view(&admin, &deployed).await?)))
 }
 
 /// Shows one workflow.
@@ -61,7 +61,7 @@ pub(super) async fn show(
     ApiPath(key): ApiPath<String>,
 ) -> Result<Json<WorkflowView>, ApiError> {
     let deployed = deployed(&admin, &key)?;
-    Ok(Json(view(&admin, &deployed)?))
+    Ok(Json(view(&admin, &deployed).await?))
 }
 
 /// Replaces a workflow's definition with a new version; running executions keep theirs.
@@ -93,7 +93,7 @@ pub(super) async fn replace(
     definition.key = Some(key);
     keep_masked_secrets(&mut definition, current.workflow());
     let deployed = admin.catalog.deploy(definition, None, mode).await.map_err(deploy_error)?;
-    Ok(Json(view(&admin, &deployed)?))
+    Ok(Json(view(&admin, &deployed).await?))
 }
 
 /// The version an `If-Match` header names: `"3"`, `W/"3"` or `3`.
@@ -155,7 +155,7 @@ pub(super) async fn versions(
     ApiPath(key): ApiPath<String>,
 ) -> Result<Json<Listing<VersionView>>, ApiError> {
     let current = deployed(&admin, &key)?.version;
-    let versions = admin.catalog.versions(&key).map_err(store_failed)?;
+    let versions = admin.catalog.versions(&key).await.map_err(store_failed)?;
     let items = versions
         .into_iter()
         .rev()
@@ -183,7 +183,7 @@ pub(super) async fn restore(
     ApiPath((key, version)): ApiPath<(String, u64)>,
 ) -> Result<Json<WorkflowView>, ApiError> {
     let current = deployed(&admin, &key)?;
-    let versions = admin.catalog.versions(&key).map_err(store_failed)?;
+    let versions = admin.catalog.versions(&key).await.map_err(store_failed)?;
     let Some((_, mut definition)) =
         versions.into_iter().find(|(stored, _)| *stored == version && *stored <= current.version)
     else {
@@ -192,22 +192,22 @@ pub(super) async fn restore(
     definition.enabled = current.workflow().enabled;
     keep_current_secrets(&mut definition, current.workflow());
     let deployed = admin.catalog.deploy(definition, None, DeployMode::Replace).await.map_err(deploy_error)?;
-    Ok(Json(view(&admin, &deployed)?))
+    Ok(Json(view(&admin, &deployed).await?))
 }
 
 async fn set_enabled(admin: &Admin, key: &str, enabled: bool) -> Result<Json<WorkflowView>, ApiError> {
     let deployed = admin.catalog.set_enabled(key, enabled).await.map_err(deploy_error)?;
-    Ok(Json(view(admin, &deployed)?))
+    Ok(Json(view(admin, &deployed).await?))
 }
 
 /// A workflow as the API shows it.
-fn view(admin: &Admin, deployed: &Deployed) -> Result<WorkflowView, ApiError> {
+async fn view(admin: &Admin, deployed: &Deployed) -> Result<WorkflowView, ApiError> {
     let url = format!("{}{TRIGGER_PATH}{}", admin.origin.trim_end_matches('/'), deployed.key);
     let mut view = WorkflowView::masked(deployed.workflow(), deployed.version, url);
-    let record = admin.catalog.record(&deployed.key).map_err(store_failed)?;
+    let record = admin.catalog.record(&deployed.key).await.map_err(store_failed)?;
     view.created_at = record.as_ref().map(|r| r.created_at);
     view.updated_at = record.as_ref().map(|r| r.updated_at);
-    let last = admin.store.last_execution(&deployed.key).map_err(store_failed)?;
+    let last = admin.store.last_execution(&deployed.key).await.map_err(store_failed)?;
     view.last_execution = last.map(|(id, status)| {
         let created_at = ulid::Ulid::from_string(&id).map_or(Timestamp(0), |ulid| Timestamp(ulid.timestamp_ms()));
         LastExecution { id, status, created_at }

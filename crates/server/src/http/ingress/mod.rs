@@ -137,7 +137,7 @@ async fn handle(ingress: &Ingress, deployed: Arc<Deployed>, request: Request) ->
 /// authorised like its trigger.
 async fn result(State(ingress): State<Arc<Ingress>>, Path(id): Path<String>, request: Request) -> Response {
     let not_found = || ApiError::new(ErrorCode::NotFound, format!("no execution {id:?}")).into_response();
-    let execution = match ingress.dispatcher.store().execution(&id) {
+    let execution = match ingress.dispatcher.store().execution(&id).await {
         Ok(Some(execution)) => execution,
         Ok(None) => return not_found(),
         Err(error) => return ApiError::storage(&error, "the execution could not be read").into_response(),
@@ -148,7 +148,7 @@ async fn result(State(ingress): State<Arc<Ingress>>, Path(id): Path<String>, req
     if let Err(error) = auth::check_basic_auth(request.headers(), deployed.workflow().trigger.basic_auth.as_ref()) {
         return error.into_response();
     }
-    match ingress.dispatcher.result(&execution) {
+    match ingress.dispatcher.result(&execution).await {
         Ok(outcome) => answer::respond(outcome),
         Err(error) => ApiError::storage(&error, "the execution's answer could not be read").into_response(),
     }
