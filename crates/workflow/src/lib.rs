@@ -6,6 +6,8 @@ mod clock;
 mod example;
 mod execution;
 mod executor;
+#[cfg(test)]
+mod fake;
 mod limits;
 mod model;
 mod node;

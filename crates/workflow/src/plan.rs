@@ -434,3 +434,6 @@ impl<R: NodeRunner + ?Sized> Checker<'_, R> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

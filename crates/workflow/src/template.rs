@@ -375,3 +375,6 @@ fn read_quoted(text: &str, quote: char) -> Result<(String, &str), String> {
     }
     Err("unterminated quoted key".into())
 }
+
+#[cfg(test)]
+mod tests;

@@ -2,81 +2,14 @@
 //! sleeping. Each test is a workflow and the trace it must leave (`check`).
 #![allow(clippy::unwrap_used)]
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::node::{Directive, EndStatus, NodeCall, NodeFailure, NodeInfo, NodeOutcome, NodeRunner, Reply};
+use crate::fake::{FakeRunner, fake, with_branches};
+use crate::node::Reply;
 use crate::timestamp::Timestamp;
-use crate::{
-    Execution, ExecutionLimits, ExecutionStatus, Executor, ManualClock, Observer, Plan, Ran, compile, parse_workflow,
-};
-
-/// Node types whose behaviour is their resolved config: `{"do": "continue" | "branch" |
-/// "respond" | "end" | "error" | "timeout", ...}`; `output` is their output (default: the
-/// config). `loop` outputs `{"items": config.items}` and runs its `body`; `delay` outputs
-/// `{"durationMs": config.ms}`; `quiet` is `fake` that may not answer the caller (for async
-/// workflows). Every call is written down.
-#[derive(Default)]
-struct FakeRunner {
-    calls: Mutex<Vec<String>>,
-}
-
-impl FakeRunner {
-    fn calls(&self) -> Vec<String> {
-        self.calls.lock().unwrap().clone()
-    }
-}
-
-impl NodeRunner for FakeRunner {
-    fn describe(&self, node_type: &str) -> Option<Arc<NodeInfo>> {
-        let branches: &[&str] = match node_type {
-            "fake" | "quiet" => &["yes", "no"],
-            "loop" => &["body"],
-            "delay" => &[],
-            _ => return None,
-        };
-        Some(Arc::new(NodeInfo {
-            name: node_type.into(),
-            version: "0".into(),
-            config_schema: json!({}),
-            branches: branches.iter().map(|name| name.to_string()).collect(),
-            may_respond: node_type == "fake",
-        }))
-    }
-
-    fn run(&self, node_type: &str, call: &NodeCall<'_>) -> Result<NodeOutcome, NodeFailure> {
-        self.calls.lock().unwrap().push(call.node_key.to_string());
-        let config: Value = serde_json::from_str(call.config).unwrap();
-        let output = config.get("output").cloned().unwrap_or_else(|| config.clone());
-        let outcome = |directive| Ok(NodeOutcome { output: output.clone(), directive });
-        match node_type {
-            "loop" => {
-                let output = json!({"items": config["items"]});
-                return Ok(NodeOutcome { output, directive: Directive::Branch("body".into()) });
-            }
-            "delay" => {
-                return Ok(NodeOutcome { output: json!({"durationMs": config["ms"]}), directive: Directive::Continue });
-            }
-            _ => {}
-        }
-        let text = |name: &str| config[name].as_str().unwrap_or_default().to_string();
-        match config["do"].as_str().unwrap_or("continue") {
-            "continue" => outcome(Directive::Continue),
-            "branch" => outcome(Directive::Branch(text("to"))),
-            "respond" => outcome(Directive::Respond {
-                reply: Reply { status: 200, headers: Vec::new(), body: text("body").into_bytes() },
-                keep_running: config["keepRunning"] == json!(true),
-            }),
-            "end" if text("status") == "failed" => outcome(Directive::End(EndStatus::Failed)),
-            "end" => outcome(Directive::End(EndStatus::Resolved)),
-            "error" => Err(NodeFailure::Error(text("message"))),
-            "timeout" => Err(NodeFailure::Timeout("node ran past its time budget of 1s".into())),
-            other => panic!("the fake node cannot {other:?}"),
-        }
-    }
-}
+use crate::{Execution, ExecutionStatus, Executor, ManualClock, Observer, Plan, Ran, compile, parse_workflow};
 
 /// Writes down replies and stops the execution when told.
 #[derive(Default)]
@@ -165,15 +98,6 @@ fn check_with(definition: Value, trigger: Value, mut watcher: Watcher, expected:
     let mut execution = new_execution(trigger);
     let ran = Executor { runner: &runner, clock: &clock }.run(&plan, &mut execution, &mut watcher);
     assert_eq!(trace(&execution, &ran, &watcher), expected.trim());
-}
-
-fn fake(key: &str, config: Value) -> Value {
-    json!({"key": key, "type": "fake", "config": config})
-}
-
-fn with_branches(mut node: Value, branches: Value) -> Value {
-    node["branches"] = branches;
-    node
 }
 
 #[test]
@@ -335,26 +259,4 @@ fn a_delay_waits_until_its_time_and_a_resumed_run_replays_what_ran() {
     );
     assert_eq!(runner.calls(), ["before", "wait", "after"], "replayed jobs are not called again");
     assert_eq!(execution.jobs[1].finished_at, Timestamp(START.0 + 60_000), "the delay ends when the clock says");
-}
-
-#[test]
-fn validation_names_each_fault_by_its_path() {
-    let faults = |definition: Value| {
-        let workflow = parse_workflow(&definition.to_string()).unwrap();
-        compile(&workflow, &FakeRunner::default()).err().unwrap().to_string()
-    };
-    assert_eq!(
-        faults(json!({"sync": true, "nodes": [fake("a", json!({})), {"key": "a", "type": "nope", "config": {}}]})),
-        r#"nodes[1].key: duplicate node key "a" (first used at nodes[0].key); nodes[1].type: unknown node type "nope""#
-    );
-    assert_eq!(
-        faults(json!({"sync": false, "nodes": [fake("a", json!({}))]})),
-        r#"nodes[0].type: a "fake" node answers the caller, but this workflow is asynchronous: its caller is answered by trigger.response"#
-    );
-    assert_eq!(
-        faults(json!({"sync": true, "nodes": [with_branches(fake("a", json!({})), json!({"maybe": []}))]})),
-        r#"nodes[0].branches.maybe: node type "fake" has no branch "maybe" (it declares: yes, no)"#
-    );
-    let limits = ExecutionLimits::default();
-    assert_eq!(limits.max_jobs, 10_000, "the default a plan starts from");
 }
