@@ -97,7 +97,8 @@ fn commits(c: &mut Criterion) {
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
     let trigger = json!({"headers": {}, "query": {}, "body": {"status": "paid", "order": 42}});
     let ids = hookflow_workflow::ExecutionIds::default();
-    let execution = || Execution::new(ids.next(), "bench", 1, trigger.clone());
+    let execution =
+        || Execution::new(ids.next(hookflow_workflow::timestamp::Timestamp::now()), "bench", 1, trigger.clone());
     let mut group = c.benchmark_group("redb: durable enqueue (fsync)");
     group.throughput(Throughput::Elements(1));
     group.bench_function("one execution per commit", |b| {

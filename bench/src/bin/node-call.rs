@@ -49,7 +49,12 @@ fn main() {
     let trigger = json!({"headers": {}, "query": {}, "body": {"status": "paid", "order": 42}});
     let ids = hookflow_workflow::ExecutionIds::default();
     let per_execution = time(iterations / 2, || {
-        let mut execution = Execution::new(ids.next(), "demo-payment", 1, trigger.clone());
+        let mut execution = Execution::new(
+            ids.next(hookflow_workflow::timestamp::Timestamp::now()),
+            "demo-payment",
+            1,
+            trigger.clone(),
+        );
         execute(&host, &plan, &mut execution, &mut ());
         assert_eq!(execution.jobs.len(), 2, "{execution:#?}");
     });

@@ -2,9 +2,11 @@
 //! longer running (never one on the async queue) and forgets expired idempotency keys. Runs in small batches through the store's writer, so ingress
 //! writes interleave with it and never wait behind a long deletion.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hookflow_store::{Store, StoreError};
+use hookflow_workflow::Clock;
 use hookflow_workflow::timestamp::Timestamp;
 
 /// Most records deleted in one commit.
@@ -35,9 +37,9 @@ pub struct Swept {
 }
 
 /// Sweeps every `interval` until the task is aborted.
-pub async fn run(store: Store, config: RetentionConfig) {
+pub async fn run(store: Store, config: RetentionConfig, clock: Arc<dyn Clock>) {
     loop {
-        match sweep(&store, config.keep_executions).await {
+        match sweep(&store, config.keep_executions, clock.now()).await {
             Ok(swept) if swept != Swept::default() => tracing::info!(
                 executions = swept.executions,
                 idempotency_keys = swept.idempotency_keys,
@@ -50,10 +52,9 @@ pub async fn run(store: Store, config: RetentionConfig) {
     }
 }
 
-/// One sweep: deletes what has expired, batch by batch.
-pub async fn sweep(store: &Store, keep_executions: Option<Duration>) -> Result<Swept, StoreError> {
+/// One sweep at `now`: deletes what has expired, batch by batch.
+pub async fn sweep(store: &Store, keep_executions: Option<Duration>, now: Timestamp) -> Result<Swept, StoreError> {
     let mut swept = Swept::default();
-    let now = Timestamp::now();
     if let Some(keep) = keep_executions {
         let keep_ms = u64::try_from(keep.as_millis()).unwrap_or(u64::MAX);
         let cutoff = Timestamp(now.0.saturating_sub(keep_ms));

@@ -25,7 +25,7 @@ use crate::reload::{self, Watched};
 use crate::retention::{self, RetentionConfig};
 use hookflow_plugin::{HostConfig, LoadError, PluginHost};
 use hookflow_store::{Store, StoreError};
-use hookflow_workflow::ExecutionLimits;
+use hookflow_workflow::{Clock, ExecutionLimits, SystemClock};
 
 /// The example workflows `--demo` deploys: `(file name, definition)`.
 pub const DEMO_WORKFLOWS: &[(&str, &str)] = &[
@@ -62,6 +62,9 @@ pub struct ServerConfig {
     pub retention: RetentionConfig,
     /// What one execution may hold (`--max-jobs`, `--max-record`, `--max-run-time`).
     pub execution_limits: ExecutionLimits,
+    /// The time executions, idempotency keys and retention go by (the system's; tests move a
+    /// manual one instead of sleeping).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl ServerConfig {
@@ -81,6 +84,7 @@ impl ServerConfig {
             dispatch: DispatchConfig::default(),
             retention: RetentionConfig::default(),
             execution_limits: ExecutionLimits::default(),
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -190,7 +194,9 @@ impl Server {
             tracing::error!("refused: {line}");
         }
 
-        let dispatcher = Dispatcher::start(host.clone(), store.clone(), catalog.clone(), &config.dispatch).await?;
+        let dispatcher =
+            Dispatcher::start(host.clone(), store.clone(), catalog.clone(), &config.dispatch, config.clock.clone())
+                .await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| ServerError::Listen { address: config.listen, source })?;
@@ -222,7 +228,7 @@ impl Server {
         let watched = Watched { workflows_dir: config.workflows_dir.clone(), plugins_dir: config.plugins_dir.clone() };
         let background = vec![
             tokio::spawn(reload::watch(watched, catalog.clone(), admin.host.clone())),
-            tokio::spawn(retention::run(store.clone(), config.retention.clone())),
+            tokio::spawn(retention::run(store.clone(), config.retention.clone(), config.clock.clone())),
         ];
         let ingress = Arc::new(Ingress {
             catalog,

@@ -519,15 +519,19 @@ impl Store {
         self.submit_notified(ops, true)
     }
 
-    /// What a remembered idempotency key points at, unless it has expired.
-    pub async fn idempotency(&self, key: IdempotencyKey<'_>) -> Result<Option<IdempotencyRecord>, StoreError> {
+    /// What a remembered idempotency key points at, unless it has expired by `now`.
+    pub async fn idempotency(
+        &self,
+        key: IdempotencyKey<'_>,
+        now: Timestamp,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
         let txn = self.shared.db()?.begin_read().map_err(read_failed)?;
         let table = txn.open_table(IDEMPOTENCY).map_err(read_failed)?;
         let Some(value) = table.get((key.workflow, key.key)).map_err(read_failed)? else {
             return Ok(None);
         };
         let record: IdempotencyRecord = decode("idempotency", value.value())?;
-        Ok((record.expires_at > Timestamp::now()).then_some(record))
+        Ok((record.expires_at > now).then_some(record))
     }
 
     /// The answer a sync execution's caller got, when it was kept.
@@ -918,7 +922,7 @@ mod tests {
     #[tokio::test]
     async fn a_cancel_applies_only_while_the_execution_is_queued() {
         let (store, _dir) = fresh_store("cancel-queued");
-        let mut queued = Execution::new(IDS.next(), "w", 1, serde_json::json!({}));
+        let mut queued = Execution::new(IDS.next(Timestamp::now()), "w", 1, serde_json::json!({}));
         store.enqueue(&queued, None).await.unwrap();
         queued.status = ExecutionStatus::Canceled;
         store.record_canceled(&queued);
@@ -927,7 +931,7 @@ mod tests {
         assert!(!store.is_queued(&queued.id).await.unwrap());
 
         // A worker finished it before the cancel's write: the finished record stays.
-        let mut finished = Execution::new(IDS.next(), "w", 1, serde_json::json!({}));
+        let mut finished = Execution::new(IDS.next(Timestamp::now()), "w", 1, serde_json::json!({}));
         store.enqueue(&finished, None).await.unwrap();
         finished.status = ExecutionStatus::Resolved;
         store.record_finished(&finished, RecordFate::Keep);
@@ -945,7 +949,7 @@ mod tests {
     #[tokio::test]
     async fn a_record_that_does_not_decode_is_listed_unreadable_and_can_be_deleted() {
         let (store, dir) = fresh_store("unreadable");
-        let good = Execution::new(IDS.next(), "w", 1, serde_json::json!({"body": 1}));
+        let good = Execution::new(IDS.next(Timestamp::now()), "w", 1, serde_json::json!({"body": 1}));
         store.enqueue(&good, None).await.unwrap();
         let broken = ulid::Ulid::new().to_string();
         let ops = vec![
@@ -983,8 +987,12 @@ mod tests {
         let (store, dir) = fresh_store("index");
         let mut made = Vec::new();
         for n in 0..30 {
-            let mut execution =
-                Execution::new(IDS.next(), if n % 3 == 0 { "rare" } else { "common" }, 1, serde_json::json!(n));
+            let mut execution = Execution::new(
+                IDS.next(Timestamp::now()),
+                if n % 3 == 0 { "rare" } else { "common" },
+                1,
+                serde_json::json!(n),
+            );
             store.enqueue(&execution, None).await.unwrap();
             if n % 2 == 0 {
                 execution.status = ExecutionStatus::Started;
@@ -1044,7 +1052,7 @@ mod tests {
         for _ in 0..300 {
             deep = serde_json::Value::Array(vec![deep]);
         }
-        let execution = Execution::new(IDS.next(), "w", 1, deep.clone());
+        let execution = Execution::new(IDS.next(Timestamp::now()), "w", 1, deep.clone());
         store.enqueue(&execution, None).await.unwrap();
         assert_eq!(store.execution(&execution.id).await.unwrap().unwrap().trigger, deep);
         drop(store);

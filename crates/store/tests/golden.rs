@@ -143,7 +143,7 @@ async fn a_database_of_format_1_reads_back_whole() {
     assert_eq!(store.execution(&waiting.id).await.unwrap(), Some(waiting.clone()));
     assert_eq!(store.reply(&expected.resolved.id).await.unwrap(), Some(expected.reply.clone()));
     assert_eq!(
-        store.idempotency(IdempotencyKey { workflow: "orders", key: "evt_1" }).await.unwrap(),
+        store.idempotency(IdempotencyKey { workflow: "orders", key: "evt_1" }, Timestamp::now()).await.unwrap(),
         Some(expected.key.clone())
     );
     assert_eq!(store.queued().await.unwrap(), [(waiting.id.clone(), "orders".to_string())]);

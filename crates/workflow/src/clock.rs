@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::timestamp::Timestamp;
 
 /// A source of the current time.
-pub trait Clock: Send + Sync {
+pub trait Clock: Send + Sync + std::fmt::Debug {
     /// Wall-clock time: job records, `$system.now`, when a delay ends.
     fn now(&self) -> Timestamp;
 

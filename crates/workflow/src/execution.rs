@@ -41,10 +41,11 @@ pub struct ExecutionIds {
 }
 
 impl ExecutionIds {
-    /// The next id.
-    pub fn next(&self) -> ulid::Ulid {
+    /// The next id, of the time `now`.
+    pub fn next(&self, now: Timestamp) -> ulid::Ulid {
+        let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(now.0);
         let mut generator = self.generator.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        generator.generate().unwrap_or_else(|_| ulid::Ulid::new())
+        generator.generate_from_datetime(time).unwrap_or_else(|_| ulid::Ulid::from_datetime(time))
     }
 }
 

@@ -221,7 +221,12 @@ fn delay_makes_an_execution_wait_and_resume_where_it_stopped() {
         {"key": "after", "type": "set", "config": {"values": {"n": "{{$jobsMapByNodeKey.before.n}}"}}}
     ]});
     let plan = plan(workflow);
-    let mut execution = hookflow_workflow::Execution::new(crate::util::IDS.next(), "later", 1, json!({"body": {}}));
+    let mut execution = hookflow_workflow::Execution::new(
+        crate::util::IDS.next(hookflow_workflow::timestamp::Timestamp::now()),
+        "later",
+        1,
+        json!({"body": {}}),
+    );
     let first = execute(crate::util::host(), &plan, &mut execution, &mut ());
     let wake_at = first.wake_at.expect("the delay holds the execution");
     assert_eq!(execution.status, ExecutionStatus::Started);

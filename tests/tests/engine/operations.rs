@@ -3,13 +3,14 @@
 //! browser requests when no token is configured.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hookflow_server::retention::RetentionConfig;
 use hookflow_tests::http;
 use hookflow_tests::netns::RemoteHost;
-use hookflow_workflow::ExecutionStatus;
 use hookflow_workflow::timestamp::Timestamp;
+use hookflow_workflow::{Clock as _, ExecutionStatus, ManualClock};
 use serde_json::{Value, json};
 
 use crate::util::TestServer;
@@ -71,7 +72,9 @@ fn retention_deletes_old_finished_executions_and_expired_keys_only() {
     let queued = json!({"key": "waiting", "sync": false, "nodes": []});
     let keyed = json!({"key": "keyed", "sync": true, "trigger": {"idempotency": {"header": "Idempotency-Key", "ttlSeconds": 1}},
         "nodes": [{"key": "r", "type": "response", "config": {"body": "ok"}}]});
+    let clock = Arc::new(ManualClock::at(Timestamp::now()));
     let server = TestServer::start(&[echo("old"), queued, keyed], |config| {
+        config.clock = clock.clone();
         config.dispatch.workers = 0;
         config.retention =
             RetentionConfig { keep_executions: Some(Duration::from_secs(4)), interval: Duration::from_millis(100) };
@@ -83,7 +86,7 @@ fn retention_deletes_old_finished_executions_and_expired_keys_only() {
     server.finished_execution(&old);
     server.finished_execution(&keyed);
 
-    std::thread::sleep(Duration::from_millis(4200));
+    clock.advance(Duration::from_millis(4200));
     let fresh = first(server.post("old", &[], b""));
     server.finished_execution(&fresh);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -96,7 +99,7 @@ fn retention_deletes_old_finished_executions_and_expired_keys_only() {
     assert_eq!(still_queued.status.as_str(), "queued", "an unfinished execution is never deleted, however old");
     let store = server.server().store();
     assert_eq!(
-        hookflow_tests::block_on(store.expired_idempotency_keys(Timestamp::now(), None, 10)).unwrap(),
+        hookflow_tests::block_on(store.expired_idempotency_keys(clock.now(), None, 10)).unwrap(),
         [],
         "expired keys are forgotten"
     );

@@ -90,7 +90,12 @@ pub fn run_on(host: &PluginHost, plan: &Plan, trigger: Value) -> Ran {
             self.0.push(reply.clone());
         }
     }
-    let mut execution = Execution::new(IDS.next(), plan.workflow.key.as_deref().unwrap_or("test"), 1, trigger);
+    let mut execution = Execution::new(
+        IDS.next(hookflow_workflow::timestamp::Timestamp::now()),
+        plan.workflow.key.as_deref().unwrap_or("test"),
+        1,
+        trigger,
+    );
     let mut recorder = Recorder::default();
     let reply = execute(host, plan, &mut execution, &mut recorder).reply;
     let answer = caller_reply(&execution, reply);

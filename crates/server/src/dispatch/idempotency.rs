@@ -29,8 +29,8 @@ pub(super) struct Claim {
 
 impl Claim {
     /// What the key will point at once the request is answered.
-    pub(super) fn record(&self, execution_id: &str) -> IdempotencyRecord {
-        let expires_at = Timestamp(Timestamp::now().0.saturating_add(self.ttl.saturating_mul(1000)));
+    pub(super) fn record(&self, execution_id: &str, now: Timestamp) -> IdempotencyRecord {
+        let expires_at = Timestamp(now.0.saturating_add(self.ttl.saturating_mul(1000)));
         IdempotencyRecord { execution_id: execution_id.to_string(), expires_at }
     }
 
@@ -95,8 +95,11 @@ impl Dispatcher {
     /// The answer a repeated idempotency key gets from the store, if the key is remembered.
     async fn first_answer(&self, deployed: &Deployed, key: &str) -> Result<Option<Outcome>, Outcome> {
         let storage = |error| Outcome::Refused(Refusal::Storage(error));
-        let Some(first) =
-            self.store.idempotency(IdempotencyKey { workflow: &deployed.key, key }).await.map_err(storage)?
+        let Some(first) = self
+            .store
+            .idempotency(IdempotencyKey { workflow: &deployed.key, key }, self.clock.now())
+            .await
+            .map_err(storage)?
         else {
             return Ok(None);
         };

@@ -24,7 +24,7 @@ use crate::catalog::{Catalog, Deployed};
 use crate::metrics::metrics;
 use hookflow_plugin::PluginHost;
 use hookflow_store::{RecordFate, Store, StoreError};
-use hookflow_workflow::{Execution, ExecutionIds, ExecutionStatus, JobStatus, Reply};
+use hookflow_workflow::{Clock, Execution, ExecutionIds, ExecutionStatus, JobStatus, Reply};
 use idempotency::Claims;
 use load::Load;
 use queue::Taken;
@@ -134,6 +134,8 @@ pub struct Dispatcher {
     load: Load,
     /// The ids of new executions.
     ids: ExecutionIds,
+    /// The time executions and idempotency keys go by.
+    clock: Arc<dyn Clock>,
 }
 
 impl Dispatcher {
@@ -143,6 +145,7 @@ impl Dispatcher {
         store: Store,
         catalog: Arc<Catalog>,
         config: &DispatchConfig,
+        clock: Arc<dyn Clock>,
     ) -> Result<Arc<Dispatcher>, StoreError> {
         let (queue, incoming) = mpsc::unbounded_channel();
         let pending = store.queued().await?;
@@ -165,6 +168,7 @@ impl Dispatcher {
             waiting: StdMutex::default(),
             load,
             ids: ExecutionIds::default(),
+            clock,
         });
         if !pending.is_empty() {
             tracing::info!("resuming {} queued or interrupted executions", pending.len());
@@ -197,6 +201,11 @@ impl Dispatcher {
     /// second more) was cut short by a crash.
     pub fn sync_timeout(&self) -> Duration {
         self.sync_timeout
+    }
+
+    /// A new execution of `deployed`'s current version on `trigger`, created now.
+    fn new_execution(&self, deployed: &Deployed, trigger: Value) -> Execution {
+        Execution::new(self.ids.next(self.clock.now()), &deployed.key, deployed.version, trigger)
     }
 
     /// The store (for reading records).

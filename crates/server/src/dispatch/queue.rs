@@ -13,7 +13,7 @@ use tracing::Instrument as _;
 use hookflow_plugin::Placement;
 use hookflow_store::{RecordFate, Store, StoreError};
 use hookflow_workflow::timestamp::Timestamp;
-use hookflow_workflow::{Execution, ExecutionStatus, Job, JobStatus, Observer, execute};
+use hookflow_workflow::{Execution, ExecutionStatus, Executor, Job, JobStatus, Observer};
 
 use super::idempotency::Claim;
 use super::load::Admission;
@@ -37,8 +37,8 @@ impl Dispatcher {
         if let Err(refusal) = self.load.admit(admission) {
             return Outcome::Refused(Refusal::Overloaded(refusal.to_string()));
         }
-        let execution = Execution::new(self.ids.next(), &deployed.key, deployed.version, trigger);
-        let record = claim.as_ref().map(|claim| claim.record(&execution.id));
+        let execution = self.new_execution(deployed, trigger);
+        let record = claim.as_ref().map(|claim| claim.record(&execution.id, self.clock.now()));
         let entry = claim.as_ref().zip(record.as_ref()).map(|(claim, record)| claim.entry(record));
         if let Err(error) = self.store.enqueue(&execution, entry).await {
             self.load.finished(&deployed.key);
@@ -70,7 +70,7 @@ impl Dispatcher {
         };
         if ends_now {
             execution.status = ExecutionStatus::Canceled;
-            execution.finished_at = Some(Timestamp::now());
+            execution.finished_at = Some(self.clock.now());
             self.store.record_canceled(&execution);
             self.store.flush().await?;
             // Unless a worker finished it first, from a record read before this cancel.
@@ -89,7 +89,7 @@ impl Dispatcher {
     /// Runs a workflow's current version again on an earlier execution's trigger data, in the
     /// background (as an async execution); returns the new execution.
     pub async fn rerun(&self, deployed: &Deployed, trigger: Value) -> Result<Execution, StoreError> {
-        let execution = Execution::new(self.ids.next(), &deployed.key, deployed.version, trigger);
+        let execution = self.new_execution(deployed, trigger);
         self.load.add(&deployed.key);
         if let Err(error) = self.store.enqueue(&execution, None).await {
             self.load.finished(&deployed.key);
@@ -144,7 +144,7 @@ impl Dispatcher {
                 tracing::error!(execution = id, workflow = %execution.workflow, "cannot run execution: {why}");
                 execution.status = ExecutionStatus::Error;
                 execution.error = Some(format!("cannot run: {why}"));
-                execution.finished_at = Some(Timestamp::now());
+                execution.finished_at = Some(self.clock.now());
                 self.store.record_finished(&execution, RecordFate::Keep);
                 return Left::Finished(workflow);
             }
@@ -165,6 +165,7 @@ impl Dispatcher {
         execution.status = ExecutionStatus::Started;
         self.store.mark_started(&execution);
         let (host, store, canceled) = (self.host.clone(), self.store.clone(), self.canceled.clone());
+        let clock = self.clock.clone();
         let span = tracing::Span::current();
         let ran = tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
@@ -173,7 +174,8 @@ impl Dispatcher {
             let mut recorder =
                 JobRecorder { store: &store, execution_id: execution.id.clone(), next_index, canceled: &canceled };
             let runner = host.runner(Placement::BlockingThread);
-            let wake_at = execute(&runner, &deployed.plan, &mut execution, &mut recorder).wake_at;
+            let executor = Executor { runner: &runner, clock: clock.as_ref() };
+            let wake_at = executor.run(&deployed.plan, &mut execution, &mut recorder).wake_at;
             match wake_at {
                 // Its pending job is recorded; it stays on the queue, so a restart resumes it.
                 Some(wake_at) => tracing::debug!(until = %wake_at, "execution waits"),
@@ -213,7 +215,7 @@ impl Dispatcher {
             return;
         }
         let dispatcher = Arc::downgrade(&self);
-        let wait = Duration::from_millis(wake_at.0.saturating_sub(Timestamp::now().0));
+        let wait = Duration::from_millis(wake_at.0.saturating_sub(self.clock.now().0));
         tokio::spawn(async move {
             tokio::time::sleep(wait).await;
             if let Some(dispatcher) = dispatcher.upgrade() {

@@ -10,7 +10,7 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 use hookflow_plugin::Placement;
 use hookflow_store::{IdempotencyEntry, IdempotencyKey, IdempotencyRecord, Store, StoreError, SyncFinish};
-use hookflow_workflow::{Execution, ExecutionStatus, Observer, Reply, caller_reply, execute};
+use hookflow_workflow::{Execution, ExecutionStatus, Executor, Observer, Reply, caller_reply};
 
 use super::idempotency::Claim;
 use super::{Dispatcher, Outcome, Refusal, SLOT_WAIT_MARGIN, execution_span, fate, finished};
@@ -25,7 +25,7 @@ impl Dispatcher {
         };
         let deadline = deployed.workflow().trigger.sync_deadline_ms.map(Duration::from_millis);
         let keep_reply = claim.is_some() || deadline.is_some();
-        let mut execution = Execution::new(self.ids.next(), &deployed.key, deployed.version, trigger);
+        let mut execution = self.new_execution(&deployed, trigger);
         let execution_id = execution.id.clone();
         if deadline.is_some() {
             // Its caller may poll for it before it ends.
@@ -33,12 +33,12 @@ impl Dispatcher {
         }
         let (answer, answered) = oneshot::channel();
         let timed_out = Arc::new(AtomicBool::new(false));
-        let (host, store) = (self.host.clone(), self.store.clone());
+        let (host, store, clock) = (self.host.clone(), self.store.clone(), self.clock.clone());
         let kept = claim.as_ref().map(|claim| KeptReply {
             store: store.clone(),
             workflow: claim.workflow.clone(),
             key: claim.key.clone(),
-            record: claim.record(&execution_id),
+            record: claim.record(&execution_id, self.clock.now()),
         });
         let wait = deadline.map_or(self.sync_timeout, |deadline| deadline.min(self.sync_timeout));
         let mut observer = SyncObserver {
@@ -58,7 +58,9 @@ impl Dispatcher {
         let run = move || {
             let _entered = span.enter();
             // Sync plans hold no delay node (refused at compile), so this run ends.
-            let reply = execute(&host.runner(placement), &deployed.plan, &mut execution, &mut observer).reply;
+            let runner = host.runner(placement);
+            let executor = Executor { runner: &runner, clock: clock.as_ref() };
+            let reply = executor.run(&deployed.plan, &mut execution, &mut observer).reply;
             let gave_up = observer.timed_out.load(Ordering::Acquire) && observer.answer.is_some();
             if gave_up {
                 // The caller was told of the timeout before the execution finished: it counts
@@ -81,7 +83,7 @@ impl Dispatcher {
                 _ => None,
             };
             let remembered = claim.as_ref().filter(|_| answer.is_some_and(|reply| reply.status < 500));
-            let record = remembered.map(|claim| claim.record(&execution.id));
+            let record = remembered.map(|claim| claim.record(&execution.id, clock.now()));
             let entry = remembered.zip(record.as_ref()).map(|(claim, record)| claim.entry(record));
             // Queued for writing before the caller hears back, so a shutdown that waits for
             // in-flight requests and then flushes the store cannot lose the record.
