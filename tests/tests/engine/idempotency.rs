@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hookflow_tests::http::{self, HttpResponse};
-use hookflow_workflow::timestamp::Timestamp;
 use hookflow_workflow::ManualClock;
+use hookflow_workflow::timestamp::Timestamp;
 use serde_json::{Value, json};
 
 use crate::util::TestServer;
