@@ -14,6 +14,7 @@ use hookflow_plugin::{BUILTIN_NODES, HostConfig, PluginHost};
 use hookflow_server::http::ingress::{parse_body, parse_query};
 use hookflow_store::Store;
 use hookflow_workflow::template::{Scope, Template};
+use hookflow_workflow::timestamp::Timestamp;
 use hookflow_workflow::{Execution, NodeCall, NodeRunner};
 use serde_json::{Map, json};
 
@@ -92,19 +93,18 @@ fn parsing(c: &mut Criterion) {
 
 fn commits(c: &mut Criterion) {
     let dir = scratch("store");
-    let store = Store::open(&dir.join("hookflow.redb")).expect("the store");
+    let store = Store::open_file(&dir.join("hookflow.redb")).expect("the store");
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
     let trigger = json!({"headers": {}, "query": {}, "body": {"status": "paid", "order": 42}});
     let ids = hookflow_workflow::ExecutionIds::default();
-    let execution =
-        || Execution::new(ids.next(hookflow_workflow::timestamp::Timestamp::now()), "bench", 1, trigger.clone());
+    let execution = || Execution::new(ids.next(Timestamp::now()), "bench", 1, trigger.clone());
     let mut group = c.benchmark_group("redb: durable enqueue (fsync)");
     group.throughput(Throughput::Elements(1));
     group.bench_function("one execution per commit", |b| {
         b.iter_batched(
             execution,
-            |execution| runtime.block_on(store.enqueue(&execution, None)).expect("committed"),
+            |execution| runtime.block_on(store.enqueue(&execution, None, None, Timestamp::now())).expect("committed"),
             BatchSize::SmallInput,
         )
     });
@@ -117,7 +117,7 @@ fn commits(c: &mut Criterion) {
                     let mut tasks = tokio::task::JoinSet::new();
                     for execution in executions {
                         let store = store.clone();
-                        tasks.spawn(async move { store.enqueue(&execution, None).await });
+                        tasks.spawn(async move { store.enqueue(&execution, None, None, Timestamp::now()).await });
                     }
                     while let Some(committed) = tasks.join_next().await {
                         committed.expect("the task ran").expect("committed");

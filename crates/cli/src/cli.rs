@@ -222,15 +222,57 @@ pub enum PluginCommand {
     },
 }
 
+/// Which store `serve` keeps its state in.
+#[derive(Clone)]
+pub enum StoreArg {
+    /// A redb file in `--data`.
+    Redb,
+    /// A PostgreSQL database (its URL).
+    Postgres(String),
+}
+
+impl std::fmt::Debug for StoreArg {
+    /// Never the URL: it may hold a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StoreArg::Redb => "redb",
+            StoreArg::Postgres(_) => "postgres://…",
+        })
+    }
+}
+
+/// `redb`, or a `postgres://` (`postgresql://`) URL.
+pub fn parse_store(text: &str) -> Result<StoreArg, String> {
+    match text {
+        "redb" => Ok(StoreArg::Redb),
+        url if url.starts_with("postgres://") || url.starts_with("postgresql://") => Ok(StoreArg::Postgres(url.into())),
+        _ => Err("expected `redb` or a PostgreSQL URL (postgres://USER@HOST/DB)".into()),
+    }
+}
+
 /// `hookflow serve` options.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:13000")]
     pub listen: SocketAddr,
-    /// Directory for the database and the compiled-component cache.
+    /// Directory for the database (with `--store redb`) and the compiled-component cache.
     #[arg(long, default_value = "./hookflow-data")]
     pub data: PathBuf,
+    /// Where workflows, executions and the queue are kept: `redb` (a file in --data, for one
+    /// process) or a PostgreSQL URL, `postgres://USER[:PASSWORD]@HOST[:PORT]/DB` (add
+    /// `?sslmode=require`, and `&sslrootcert=FILE` for a private CA), shared by every node of a
+    /// cluster behind a load balancer; a cluster needs --admin-token.
+    #[arg(long, env = "HOOKFLOW_STORE", default_value = "redb", value_parser = parse_store, hide_env_values = true)]
+    pub store: StoreArg,
+    /// A cluster node's lease: how long its claims outlive it when it dies or freezes (renewed
+    /// every third of it); another node takes its executions over after that.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub lease: Duration,
+    /// How many times an execution may be taken over from a node that died before it ends
+    /// `error` ("abandoned after N takeovers") instead of taking the next node down too.
+    #[arg(long, default_value_t = 3)]
+    pub max_takeovers: u32,
     /// Directory of workflow definitions (*.json) to deploy at start.
     #[arg(long)]
     pub workflows: Option<PathBuf>,

@@ -15,11 +15,11 @@ use clap::Parser as _;
 use hookflow_plugin::HostConfig;
 use hookflow_server::dispatch::DispatchConfig;
 use hookflow_server::http::ingress::parse_query_example;
-use hookflow_server::server::{Server, ServerConfig};
+use hookflow_server::server::{PostgresConfig, Server, ServerConfig};
 use hookflow_workflow::{ExecutionLimits, Secrets, example_paths};
 use serde_json::{Value, json};
 
-use cli::{Cli, Command, LogFormat, ParseCommand, ServeArgs};
+use cli::{Cli, Command, LogFormat, ParseCommand, ServeArgs, StoreArg};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -109,7 +109,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_sync_inflight: args.max_sync_inflight,
         max_queue: args.max_queue,
         max_delayed: args.max_delayed,
+        max_takeovers: args.max_takeovers,
     };
+    if let StoreArg::Postgres(url) = &args.store {
+        config.postgres = Some(PostgresConfig { lease: args.lease, ..PostgresConfig::new(url) });
+    }
     config.limits.read_timeout = args.read_timeout;
     config.limits.max_connections = args.max_connections;
     config.execution_limits = ExecutionLimits::new(args.max_jobs, args.max_record, args.max_run_time);

@@ -79,7 +79,7 @@ fn serve_demo_answers_and_stops_cleanly_on_sigterm() {
 
     assert_eq!(serve.terminate(), Some(0));
     // The sync execution's record, written off the hot path, survived the shutdown.
-    let store = Store::open(&data.join("hookflow.redb")).unwrap();
+    let store = Store::open_file(&data.join("hookflow.redb")).unwrap();
     assert_eq!(hookflow_tests::block_on(store.execution(&id)).unwrap().unwrap().status, ExecutionStatus::Resolved);
 }
 
@@ -108,7 +108,7 @@ fn async_requests_acknowledged_without_workers_run_after_a_process_restart() {
         let serve = Serve::start(&data, &[]);
         std::thread::sleep(Duration::from_millis(300));
         assert_eq!(serve.terminate(), Some(0));
-        let store = Store::open(&data.join("hookflow.redb")).unwrap();
+        let store = Store::open_file(&data.join("hookflow.redb")).unwrap();
         let statuses: Vec<_> =
             ids.iter().map(|id| hookflow_tests::block_on(store.execution(id)).unwrap().unwrap().status).collect();
         if statuses.iter().all(|status| *status == ExecutionStatus::Resolved) {
@@ -125,7 +125,7 @@ fn run_to_completion(data: &Path, args: &[&str], endpoints: usize, ids: &[String
         let serve = Serve::start_with(data, args, endpoints);
         std::thread::sleep(Duration::from_millis(500));
         assert_eq!(serve.terminate(), Some(0));
-        let store = Store::open(&data.join("hookflow.redb")).unwrap();
+        let store = Store::open_file(&data.join("hookflow.redb")).unwrap();
         let executions: Vec<Option<Execution>> =
             ids.iter().map(|id| hookflow_tests::block_on(store.execution(id)).unwrap()).collect();
         if executions.iter().all(|e| e.as_ref().is_some_and(|e| e.status == ExecutionStatus::Resolved)) {

@@ -1,11 +1,15 @@
 //! The deployed workflows: for each key, the current version compiled into a plan, ready for the
 //! trigger's hot path; older versions compiled on demand for executions that started on them.
+//!
+//! A change is a compare-and-set on the stored record, so changes made at once — on this node or
+//! on another node of a cluster — never both win; a node hears of the others' changes from the
+//! store and takes them up ([`Catalog::sync`], [`Catalog::resync`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
 use hookflow_plugin::PluginHost;
-use hookflow_store::{Store, StoreError, WorkflowRecord};
+use hookflow_store::{Applied, Store, StoreError, WorkflowRecord};
 use hookflow_workflow::timestamp::Timestamp;
 use hookflow_workflow::{
     ExecutionLimits, NodeKind, Plan, PlanNode, Reply, ValidationError, Workflow, compile, is_valid_key, parse_workflow,
@@ -13,6 +17,10 @@ use hookflow_workflow::{
 
 /// Length of a generated workflow key.
 const GENERATED_KEY_LEN: usize = 16;
+
+/// How many times a change is tried again when the workflow changed under it (on another node)
+/// before the caller is told to try again.
+const CHANGE_ATTEMPTS: usize = 5;
 
 /// A workflow version ready to run.
 #[derive(Debug)]
@@ -82,6 +90,9 @@ pub enum DeployError {
     /// A new version would turn a sync workflow async or the other way round.
     #[error("sync: whether workflow {0:?} is sync is fixed when it is created; create a new workflow instead")]
     SyncChanged(String),
+    /// The workflow kept changing (on other nodes) while this change was made.
+    #[error("workflow {0:?} kept changing while this change was made; try again")]
+    Contended(String),
 }
 
 /// What `deploy` may do with the key.
@@ -106,9 +117,11 @@ pub struct Catalog {
     current: RwLock<HashMap<String, Arc<Deployed>>>,
     /// Plans of versions that are no longer current, for executions still running on them.
     older: Mutex<HashMap<(String, u64), Arc<Deployed>>>,
-    /// Held by each change (deploy, remove) for its read-modify-write of the stored record, so
-    /// two changes never compute the same next version.
+    /// Held by each change (deploy, remove, sync) for its read-modify-write of the stored
+    /// record, so two changes of this node never compute the same next version.
     changing: tokio::sync::Mutex<()>,
+    /// Stored versions that did not compile here, logged once each.
+    refused: Mutex<HashSet<(String, u64)>>,
 }
 
 impl Catalog {
@@ -122,6 +135,7 @@ impl Catalog {
             current: RwLock::default(),
             older: Mutex::default(),
             changing: tokio::sync::Mutex::default(),
+            refused: Mutex::default(),
         };
         for record in catalog.store.workflows().await? {
             let key = record.definition.key.clone().unwrap_or_default();
@@ -219,42 +233,109 @@ impl Catalog {
         let plan = compile(&definition, self.host.as_ref())?;
         let key = definition.key.clone().unwrap_or_default();
         debug_assert!(is_valid_key(&key));
-
-        let stored = self.store.workflow(&key).await?;
-        match (mode, &stored) {
-            (DeployMode::Create, Some(_)) => return Err(DeployError::Exists(key)),
-            (DeployMode::Replace | DeployMode::ReplaceVersion(_), None) => return Err(DeployError::Missing(key)),
-            (DeployMode::ReplaceVersion(expected), Some(stored)) if stored.version != expected => {
-                return Err(DeployError::Stale { key, expected, current: stored.version });
+        for _ in 0..CHANGE_ATTEMPTS {
+            let stored = self.store.workflow(&key).await?;
+            match (mode, &stored) {
+                (DeployMode::Create, Some(_)) => return Err(DeployError::Exists(key)),
+                (DeployMode::Replace | DeployMode::ReplaceVersion(_), None) => return Err(DeployError::Missing(key)),
+                (DeployMode::ReplaceVersion(expected), Some(stored)) if stored.version != expected => {
+                    return Err(DeployError::Stale { key, expected, current: stored.version });
+                }
+                (_, Some(stored)) if stored.definition.sync != definition.sync => {
+                    return Err(DeployError::SyncChanged(key));
+                }
+                _ => {}
             }
-            (_, Some(stored)) if stored.definition.sync != definition.sync => {
-                return Err(DeployError::SyncChanged(key));
+            let now = Timestamp::now();
+            let expected = stored.as_ref().map(|stored| stored.version);
+            let record = match stored {
+                // An unchanged definition keeps its version (several nodes deploying the same
+                // file make one version).
+                Some(stored) if stored.definition == definition => {
+                    return Ok(self.publish(Deployed::new(key, stored.version, plan, &self.host, self.limits)));
+                }
+                Some(stored) => WorkflowRecord {
+                    definition: definition.clone(),
+                    version: stored.version + 1,
+                    created_at: stored.created_at,
+                    updated_at: now,
+                    source: source.map(str::to_string),
+                },
+                // A key used before (and deleted) goes on from its last version, so a version
+                // number always names one definition.
+                None => WorkflowRecord {
+                    version: self.store.workflow_versions(&key).await?.last().map_or(1, |(last, _)| last + 1),
+                    definition: definition.clone(),
+                    created_at: now,
+                    updated_at: now,
+                    source: source.map(str::to_string),
+                },
+            };
+            if self.store.put_workflow(&record, expected).await? == Applied::Conflict {
+                // Changed meanwhile (on another node): look again.
+                continue;
             }
-            _ => {}
+            let deployed = Deployed::new(key, record.version, plan, &self.host, self.limits);
+            return Ok(self.publish(deployed));
         }
-        let now = Timestamp::now();
-        let record = match stored {
-            Some(stored) if stored.definition == definition => stored,
-            Some(stored) => WorkflowRecord {
-                definition,
-                version: stored.version + 1,
-                created_at: stored.created_at,
-                updated_at: now,
-                source: source.map(str::to_string),
-            },
-            // A key used before (and deleted) goes on from its last version, so a version
-            // number always names one definition.
-            None => WorkflowRecord {
-                version: self.store.workflow_versions(&key).await?.last().map_or(1, |(last, _)| last + 1),
-                definition,
-                created_at: now,
-                updated_at: now,
-                source: source.map(str::to_string),
-            },
-        };
-        self.store.put_workflow(&record).await?;
-        let deployed = Deployed::new(key, record.version, plan, &self.host, self.limits);
-        Ok(self.publish(deployed))
+        Err(DeployError::Contended(key))
+    }
+
+    /// Makes a workflow here what the store holds (another node changed it): its current version
+    /// compiled and published, or removed when it is gone.
+    pub async fn sync(&self, key: &str) -> Result<(), StoreError> {
+        let _changing = self.changing.lock().await;
+        match self.store.workflow(key).await? {
+            Some(record) => self.take_up(record),
+            None => {
+                self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(key);
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes every workflow here what the store holds (after events may have been missed).
+    pub async fn resync(&self) -> Result<(), StoreError> {
+        let records = self.store.workflows().await?;
+        let _changing = self.changing.lock().await;
+        let stored: HashSet<String> = records.iter().filter_map(|record| record.definition.key.clone()).collect();
+        for record in records {
+            self.take_up(record);
+        }
+        self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner()).retain(|key, _| stored.contains(key));
+        Ok(())
+    }
+
+    /// Publishes a stored record unless its version is current here already; one that does not
+    /// compile here (a node type not installed yet) is left out and logged once per version.
+    fn take_up(&self, record: WorkflowRecord) {
+        let key = record.definition.key.clone().unwrap_or_default();
+        if self.get(&key).is_some_and(|current| current.version == record.version) {
+            return;
+        }
+        match compile(&record.definition, self.host.as_ref()) {
+            Ok(plan) => {
+                self.publish(Deployed::new(key, record.version, plan, &self.host, self.limits));
+            }
+            Err(error) => {
+                let mut refused = self.refused.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                if refused.insert((key.clone(), record.version)) {
+                    tracing::error!(workflow = %key, version = record.version, "stored workflow left out: {error}");
+                }
+            }
+        }
+    }
+
+    /// `options.maxConcurrency` of every current workflow that sets it (what claims keep).
+    pub fn concurrency_limits(&self) -> HashMap<String, u32> {
+        let current = self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        current
+            .values()
+            .filter_map(|deployed| {
+                let limit = deployed.workflow().options.max_concurrency?;
+                Some((deployed.key.clone(), u32::try_from(limit).unwrap_or(u32::MAX)))
+            })
+            .collect()
     }
 
     /// Every stored version of a workflow, oldest first.

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -18,7 +17,6 @@ const BUCKETS: &[f64] =
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, u16), u64>>,
     executions: Mutex<BTreeMap<&'static str, u64>>,
-    queue_depth: AtomicI64,
     node_calls: Mutex<BTreeMap<String, Histogram>>,
     commits: Mutex<Histogram>,
 }
@@ -94,11 +92,6 @@ impl Metrics {
         *locked(&self.executions).entry(status).or_default() += 1;
     }
 
-    /// The async backlog grew (positive) or shrank (negative).
-    pub fn queue_changed(&self, by: i64) {
-        self.queue_depth.fetch_add(by, Ordering::Relaxed);
-    }
-
     /// One node call took `elapsed`.
     pub fn node_call(&self, node_type: &str, elapsed: Duration) {
         locked(&self.node_calls).entry(node_type.to_string()).or_default().observe(elapsed.as_secs_f64());
@@ -109,8 +102,9 @@ impl Metrics {
         locked(&self.commits).observe(elapsed.as_secs_f64());
     }
 
-    /// Prometheus text exposition format.
-    pub fn render(&self) -> String {
+    /// Prometheus text exposition format; `queue_depth` is read from the store (the whole
+    /// cluster's backlog), `None` when it could not be.
+    pub fn render(&self, queue_depth: Option<u64>) -> String {
         let mut out = String::new();
         out.push_str("# HELP hookflow_trigger_requests_total Trigger requests by workflow and answered status.\n");
         out.push_str("# TYPE hookflow_trigger_requests_total counter\n");
@@ -124,9 +118,11 @@ impl Metrics {
         for (status, count) in locked(&self.executions).iter() {
             let _ = writeln!(out, "hookflow_executions_total{{status=\"{status}\"}} {count}");
         }
-        out.push_str("# HELP hookflow_queue_depth Async executions accepted and not finished.\n");
-        out.push_str("# TYPE hookflow_queue_depth gauge\n");
-        let _ = writeln!(out, "hookflow_queue_depth {}", self.queue_depth.load(Ordering::Relaxed));
+        if let Some(depth) = queue_depth {
+            out.push_str("# HELP hookflow_queue_depth Async executions accepted and not finished (queued, running or waiting).\n");
+            out.push_str("# TYPE hookflow_queue_depth gauge\n");
+            let _ = writeln!(out, "hookflow_queue_depth {depth}");
+        }
         out.push_str("# HELP hookflow_node_call_seconds Node calls (fresh instance + run) by node type.\n");
         out.push_str("# TYPE hookflow_node_call_seconds histogram\n");
         for (node_type, histogram) in locked(&self.node_calls).iter() {

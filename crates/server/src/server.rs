@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::catalog::Catalog;
+use crate::cluster::{self, Installed};
 use crate::dispatch::{DispatchConfig, Dispatcher};
 use crate::http::admin::{self, Admin};
 use crate::http::api_error::{ApiError, ErrorCode};
@@ -24,7 +25,8 @@ use crate::metrics::ProcessMetrics;
 use crate::reload::{self, Watched};
 use crate::retention::{self, RetentionConfig};
 use hookflow_plugin::{HostConfig, LoadError, PluginHost};
-use hookflow_store::{Store, StoreError};
+pub use hookflow_store::PostgresConfig;
+use hookflow_store::{Store, StoreConfig, StoreError};
 use hookflow_workflow::{Clock, ExecutionLimits, SystemClock};
 
 /// The example workflows `--demo` deploys: `(file name, definition)`.
@@ -38,8 +40,12 @@ pub const DEMO_WORKFLOWS: &[(&str, &str)] = &[
 pub struct ServerConfig {
     /// Address to listen on (port 0 picks a free one).
     pub listen: SocketAddr,
-    /// Directory of the database and the compiled-component cache.
+    /// Directory of the database (`hookflow.redb`, unless `postgres` is set) and the
+    /// compiled-component cache.
     pub data_dir: PathBuf,
+    /// Keep every piece of shared state in PostgreSQL, shared with the other nodes of a cluster
+    /// (`--store postgres://…`); `None` keeps it in a redb file in `data_dir`.
+    pub postgres: Option<PostgresConfig>,
     /// Directory of workflow definitions (`*.json`) deployed at start.
     pub workflows_dir: Option<PathBuf>,
     /// Directory of custom node components (`<type>.wasm`).
@@ -73,6 +79,7 @@ impl ServerConfig {
         ServerConfig {
             listen,
             data_dir,
+            postgres: None,
             workflows_dir: None,
             plugins_dir: None,
             demo: false,
@@ -98,6 +105,9 @@ pub enum ServerError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The settings do not go together.
+    #[error("{0}")]
+    Config(String),
     /// The data directory could not be created or made private.
     #[error("cannot make the data directory private at {path}: {source}")]
     DataDir {
@@ -145,6 +155,7 @@ pub struct Server {
     pub refused: Vec<String>,
     store: Store,
     host: Arc<PluginHost>,
+    dispatcher: Arc<Dispatcher>,
     stop: oneshot::Sender<()>,
     serving: JoinHandle<()>,
     /// Background tasks (hot reload, retention), aborted at stop.
@@ -154,6 +165,13 @@ pub struct Server {
 impl Server {
     /// Starts everything and begins accepting requests.
     pub async fn start(mut config: ServerConfig) -> Result<Server, ServerError> {
+        if config.postgres.is_some() && config.admin_token.is_none() {
+            return Err(ServerError::Config(
+                "a cluster store (--store postgres://…) needs --admin-token (or HOOKFLOW_ADMIN_TOKEN): \
+                 behind a load balancer the admin API cannot rely on loopback"
+                    .into(),
+            ));
+        }
         let database = config.data_dir.join("hookflow.redb");
         private_data_dir(&config.data_dir, &database)?;
         config.host.cache_dir.get_or_insert_with(|| config.data_dir.join("component-cache"));
@@ -162,21 +180,30 @@ impl Server {
             .await
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))?;
         let host = Arc::new(host);
+
+        let store_config = match &config.postgres {
+            Some(postgres) => StoreConfig::Postgres(postgres.clone()),
+            None => StoreConfig::Embedded { path: database.clone() },
+        };
+        let store = Store::open(&store_config, Some(Arc::new(ProcessMetrics))).await?;
+        if config.postgres.is_none() {
+            restrict_to_owner(&database, 0o600)
+                .map_err(|source| ServerError::DataDir { path: database.clone(), source })?;
+        }
         let mut refused = Vec::new();
-        // Uploaded components first; the operator's --plugins directory may replace them.
-        let uploaded = config.data_dir.join("plugins");
-        let plugin_dirs = [uploaded.is_dir().then_some(&uploaded), config.plugins_dir.as_ref()];
-        for dir in plugin_dirs.into_iter().flatten() {
-            let (installed, errors) = host.install_dir(dir)?;
-            for plugin in installed {
+        // Uploaded components first (a directory of them is where an older hookflow kept them);
+        // the operator's --plugins directory may replace them.
+        import_uploaded_dir(&store, &host, &config.data_dir.join("plugins"), &mut refused).await?;
+        let installed = Arc::new(Installed::default());
+        cluster::sync_plugins(&store, &host, &installed).await?;
+        if let Some(dir) = &config.plugins_dir {
+            let (loaded, errors) = host.install_dir(dir)?;
+            for plugin in loaded {
                 tracing::info!(plugin = %plugin.name, digest = %plugin.digest, "installed custom node");
             }
             refused.extend(errors.iter().map(ToString::to_string));
         }
 
-        let store = Store::open_observed(&database, Some(Arc::new(ProcessMetrics)))?;
-        restrict_to_owner(&database, 0o600)
-            .map_err(|source| ServerError::DataDir { path: database.clone(), source })?;
         let catalog = Arc::new(Catalog::load(store.clone(), host.clone(), config.execution_limits).await?);
         let mut sources: Vec<(String, String)> = Vec::new();
         if config.demo {
@@ -194,14 +221,15 @@ impl Server {
             tracing::error!("refused: {line}");
         }
 
-        let dispatcher =
-            Dispatcher::start(host.clone(), store.clone(), catalog.clone(), &config.dispatch, config.clock.clone())
-                .await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| ServerError::Listen { address: config.listen, source })?;
         let address = listener.local_addr().map_err(|source| ServerError::Listen { address: config.listen, source })?;
         let origin = config.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
+        store.join(&origin).await?;
+        let dispatcher =
+            Dispatcher::start(host.clone(), store.clone(), catalog.clone(), &config.dispatch, config.clock.clone())
+                .await?;
         let endpoints = catalog
             .all()
             .iter()
@@ -221,18 +249,27 @@ impl Server {
             store: store.clone(),
             host: host.clone(),
             dispatcher: dispatcher.clone(),
-            plugin_dir: config.data_dir.join("plugins"),
             token: config.admin_token.clone(),
             origin: origin.clone(),
         });
         let watched = Watched { workflows_dir: config.workflows_dir.clone(), plugins_dir: config.plugins_dir.clone() };
-        let background = vec![
+        let mut background = vec![
             tokio::spawn(reload::watch(watched, catalog.clone(), admin.host.clone())),
             tokio::spawn(retention::run(store.clone(), config.retention.clone(), config.clock.clone())),
         ];
+        if store.is_shared() {
+            let events = store.events();
+            background.push(tokio::spawn(cluster::follow(
+                store.clone(),
+                catalog.clone(),
+                host.clone(),
+                installed,
+                events,
+            )));
+        }
         let ingress = Arc::new(Ingress {
             catalog,
-            dispatcher,
+            dispatcher: dispatcher.clone(),
             body_limit: config.body_limit,
             read_timeout: config.limits.read_timeout,
         });
@@ -248,16 +285,18 @@ impl Server {
             listener::serve(listener, app, &limits, stopped, drain).await;
         });
         tracing::info!(%address, "hookflow is listening");
-        Ok(Server { address, endpoints, refused, store, host, stop, serving, background })
+        Ok(Server { address, endpoints, refused, store, host, dispatcher, stop, serving, background })
     }
 
-    /// Stops accepting, lets in-flight requests finish (up to the sync timeout), and makes every
-    /// record durable.
+    /// Stops accepting, lets in-flight requests finish (up to the sync timeout), makes every
+    /// record durable and, in a cluster, releases this node's claims for the others.
     pub async fn stop(self) -> Result<(), ServerError> {
         self.background.iter().for_each(JoinHandle::abort);
+        self.dispatcher.stop();
         let _ = self.stop.send(());
         self.serving.await.unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()));
         self.store.flush().await?;
+        self.store.leave().await?;
         Ok(())
     }
 
@@ -295,6 +334,33 @@ fn restrict_to_owner(path: &Path, mode: u32) -> std::io::Result<()> {
 
 #[cfg(not(unix))]
 fn restrict_to_owner(_path: &Path, _mode: u32) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Components an older hookflow kept in `<data>/plugins/` when they were uploaded: each one the
+/// store does not hold yet is installed and kept in the store (the directory is left as it is).
+async fn import_uploaded_dir(
+    store: &Store,
+    host: &Arc<PluginHost>,
+    dir: &Path,
+    refused: &mut Vec<String>,
+) -> Result<(), ServerError> {
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    let stored: Vec<String> = store.plugins().await?.into_iter().map(|plugin| plugin.name).collect();
+    let (loaded, errors) = host.install_dir(dir)?;
+    refused.extend(errors.iter().map(ToString::to_string));
+    for plugin in loaded.iter().filter(|plugin| !stored.contains(&plugin.name)) {
+        let path = dir.join(format!("{}.wasm", plugin.name));
+        match std::fs::read(&path) {
+            Ok(component) => {
+                store.put_plugin(&plugin.name, &plugin.digest, &component).await?;
+                tracing::info!(plugin = %plugin.name, "moved an uploaded custom node from {} into the store", path.display());
+            }
+            Err(error) => refused.push(format!("{}: {error}", path.display())),
+        }
+    }
     Ok(())
 }
 

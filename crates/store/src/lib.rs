@@ -1,57 +1,59 @@
-//! Durable state in one redb file: workflows (every version), executions, their jobs, and the
-//! async queue. The only module that opens redb tables.
+//! hookflow's storage boundary: workflows (every version), uploaded components, executions and
+//! their jobs, the async queue with its claims, idempotency keys and kept answers — in one redb
+//! file ([`embedded`], the default) or in PostgreSQL, shared by every node of a cluster
+//! ([`postgres`]). Both keep the same records, byte for byte, and answer to the same contract
+//! (`tests/conformance.rs` runs it against each).
 //!
-//! Writes go through one writer thread that takes every pending write from a channel, applies
-//! them in one transaction and commits once (group commit). What an async caller was promised (the
-//! execution behind an acknowledgement) is answered only after an fsyncing commit; the progress of
-//! async executions (each job, the end) is fsynced without anyone waiting, so a crash loses at most
-//! the job that was running; records of sync executions are written lazily and made
-//! durable by the next fsync or the flush at shutdown. Reads run on the caller's thread against a
-//! snapshot.
+//! Writes are [`op::Request`]s built here, records encoded once, and applied by the backend's one
+//! writer, which folds whatever is pending into one transaction (group commit). What an async
+//! caller was promised (the execution behind an acknowledgement) is answered only after a
+//! durable commit; the progress of async executions (each job, the end) is durable without
+//! anyone waiting, so a crash loses at most the job that was running; records of sync executions
+//! are written lazily and made durable by the next durable commit or the flush at shutdown.
+//!
+//! The queue: an async execution is claimed by one [`Owner`] at a time — the process, or a
+//! cluster node under its lease — and the writes of its progress are fenced by that claim, so an
+//! owner that lost it (a node whose lease ran out) writes nothing more.
 
+mod embedded;
+mod error;
+mod op;
+mod postgres;
 mod record;
-mod writer;
 
-use std::ops::Bound;
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, oneshot};
 
+pub use error::{Cause, StoreError};
 use hookflow_workflow::timestamp::Timestamp;
-use hookflow_workflow::{Execution, ExecutionStatus, Job, Reply, Workflow};
+use hookflow_workflow::{Execution, Job, Reply, Workflow};
+pub use op::Applied;
+use op::{Fence, Op, Request};
+pub use postgres::PostgresConfig;
 pub use record::FORMAT_VERSION;
-use record::{ExecutionRecord, JobRecord, ReplyRecord};
-use writer::{Op, Writer};
+use record::{ExecutionRecord, JobRecord, ReplyRecord, encode};
 
-/// Workflow key → current [`WorkflowRecord`] (JSON).
-const WORKFLOWS: TableDefinition<&str, &[u8]> = TableDefinition::new("workflows");
-/// (workflow key, version) → that version's definition (JSON).
-const WORKFLOW_VERSIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("workflow_versions");
-/// Execution id → [`Execution`] (JSON), with the jobs it had when last written whole.
-const EXECUTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("executions");
-/// (execution id, job index) → [`Job`] (JSON): jobs of running executions, written as they finish.
-const JOBS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("jobs");
-/// (workflow, execution id): every execution of a workflow, for listings by workflow.
-const BY_WORKFLOW: TableDefinition<(&str, &str), ()> = TableDefinition::new("executions_by_workflow");
-/// (status, execution id), for listings by status.
-const BY_STATUS: TableDefinition<(&str, &str), ()> = TableDefinition::new("executions_by_status");
-/// (workflow, status, execution id), for listings by both.
-const BY_WORKFLOW_STATUS: TableDefinition<(&str, &str, &str), ()> =
-    TableDefinition::new("executions_by_workflow_status");
-/// Execution id → (workflow, status) as indexed, so a status change finds the entries to move.
-const INDEXED: TableDefinition<&str, (&str, &str)> = TableDefinition::new("executions_indexed");
-/// Bookkeeping: `"execution_index"` → 1 once the indexes cover every stored execution.
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Where the store keeps its data.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    /// One redb file, for one process.
+    Embedded {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A PostgreSQL database, shared by every node of a cluster.
+    Postgres(PostgresConfig),
+}
 
-/// Ids of async executions not finished yet, in arrival order (ids are ULIDs).
-const QUEUE: TableDefinition<&str, ()> = TableDefinition::new("queue");
-/// (workflow key, idempotency key) → [`IdempotencyRecord`] (JSON).
-const IDEMPOTENCY: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("idempotency");
-/// Execution id → the HTTP answer its sync caller got ([`Reply`], JSON), kept for idempotent
-/// repeats and `GET /api/webhook:result/{id}`.
-const REPLIES: TableDefinition<&str, &[u8]> = TableDefinition::new("replies");
+/// Who holds claims on queued executions: the one process of an embedded store, or a cluster
+/// node under its current lease (a node that lost its lease comes back as a new owner).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Owner(pub i64);
 
 /// What a remembered idempotency key points at.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,6 +63,10 @@ pub struct IdempotencyRecord {
     pub execution_id: String,
     /// When the key is forgotten.
     pub expires_at: Timestamp,
+    /// The first request is still running and has no answer to repeat yet (a sync execution
+    /// in a cluster, where the repeat may reach another node).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
 }
 
 /// An idempotency key, within its workflow.
@@ -102,6 +108,8 @@ pub struct SyncFinish<'a> {
     pub reply: Option<&'a Reply>,
     /// Its idempotency key, remembered with the answer.
     pub idempotency: Option<IdempotencyEntry<'a>>,
+    /// A key held while it ran that no answer is kept under (a 5xx): forgotten, so a retry runs.
+    pub release: Option<IdempotencyKey<'a>>,
 }
 
 /// A stored workflow: the current definition and its bookkeeping.
@@ -119,6 +127,15 @@ pub struct WorkflowRecord {
     /// The file the definition was loaded from, when it came from `--workflows`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+}
+
+/// An uploaded component, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPlugin {
+    /// The node type name.
+    pub name: String,
+    /// The SHA-256 of the component's bytes (hex).
+    pub digest: String,
 }
 
 /// Which executions a listing wants.
@@ -141,6 +158,20 @@ impl ExecutionFilter {
             && self.since.is_none_or(|since| execution.created_at >= since)
             && self.until.is_none_or(|until| execution.created_at < until)
     }
+
+    /// The range of ids `[low, high)` a listing reads (ids sort by creation time, so a time range
+    /// and a cursor are a range of ids); `None` when it is empty.
+    fn id_range(&self, before: Option<&str>) -> Option<(String, String)> {
+        let lowest = self.since.map(first_id_at).unwrap_or_default();
+        let until = self.until.map(first_id_at);
+        let highest = match (before, until.as_deref()) {
+            (Some(before), Some(until)) => Some(before.min(until).to_string()),
+            (bound, None) => bound.map(str::to_string),
+            (None, bound) => bound.map(str::to_string),
+        };
+        let highest = highest.unwrap_or_else(|| PAST_EVERY_ID.to_string());
+        (lowest < highest).then_some((lowest, highest))
+    }
 }
 
 /// The smallest execution id (a ULID) created at `instant`: ids sort by creation time, so a time
@@ -152,371 +183,470 @@ fn first_id_at(instant: Timestamp) -> String {
 /// Sorts after every execution id (ULIDs are Crockford base32, `[0-9A-Z]`).
 const PAST_EVERY_ID: &str = "~";
 
-/// Hears when a write has committed.
-pub type Committed = tokio::sync::oneshot::Receiver<Result<(), StoreError>>;
-
-/// What a failure below the store was (the database's own error), kept as the source of a
-/// [`StoreError`] for the log; no backend's types cross the storage boundary.
-pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
-
-/// A storage failure. Its text is for the log: clients get a stable code and a message written
-/// for them, never this.
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// The database file could not be opened or created.
-    #[error("cannot open the database {}: {source}", path.display())]
-    Open {
-        /// The file.
-        path: std::path::PathBuf,
-        /// Why.
-        #[source]
-        source: Cause,
+/// What became of [`Store::enqueue`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enqueued {
+    /// The execution is stored and queued.
+    New,
+    /// Its idempotency key is held by an earlier execution: nothing was stored.
+    Duplicate {
+        /// The earlier execution.
+        execution_id: String,
     },
-    /// A read transaction failed.
-    #[error("cannot read the database: {0}")]
-    Read(#[source] Cause),
-    /// A write transaction failed; nothing of it was written.
-    #[error("cannot write the database: {0}")]
-    Write(#[source] Cause),
-    /// A stored record does not decode.
-    #[error("corrupt record in {table}: {source}")]
-    Corrupt {
-        /// The table.
-        table: &'static str,
-        /// The decoding error.
-        #[source]
-        source: Cause,
-    },
-    /// An index names an execution whose record is missing.
-    #[error("execution {id} is indexed but has no record")]
-    Dangling {
-        /// The execution.
-        id: String,
-    },
-    /// A record could not be encoded; nothing was written.
-    #[error("cannot encode a record for {table}: {source}")]
-    Encode {
-        /// The table.
-        table: &'static str,
-        /// The encoding error.
-        #[source]
-        source: Cause,
-    },
-    /// The database was written by a newer hookflow, in a format this one cannot read.
-    #[error(
-        "the database {} is in format {found}, newer than this hookflow reads ({FORMAT_VERSION}): run the newer version",
-        path.display()
-    )]
-    NewerFormat {
-        /// The file.
-        path: std::path::PathBuf,
-        /// The format it records.
-        found: u64,
-    },
-    /// The writer thread is gone (the store is shutting down).
-    #[error("the store is closed")]
-    Closed,
-    /// A write failed (disk full, I/O error) and the database is being reopened; nothing was
-    /// written. It is retried at least every [`RECOVERY_INTERVAL`].
-    #[error("the store cannot write since a write failed ({0}); retrying")]
-    Unavailable(#[source] Arc<StoreError>),
 }
 
-impl StoreError {
-    /// Whether the store refuses writes for now and will take them again once it recovers
-    /// (a failed write, or shutting down), as opposed to a failure of this one operation.
-    pub fn is_unavailable(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_) | StoreError::Closed)
-    }
+/// What became of [`Store::cancel`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Canceled {
+    /// Nobody held it: its record says `canceled` and it is off the queue.
+    Ended,
+    /// Whoever runs it was asked to cancel it before its next node (one waiting in a delay is
+    /// woken for that).
+    Requested,
+    /// It is not on the queue (it has ended, or is a sync execution).
+    NotQueued,
 }
 
-/// How often a store whose write failed tries to reopen its database and write again.
-pub const RECOVERY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// A failed read, its redb error kept as the source.
-fn read_failed(error: impl Into<redb::Error>) -> StoreError {
-    StoreError::Read(Arc::new(error.into()))
+/// A queued execution an owner has claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    /// The execution.
+    pub id: String,
+    /// Its workflow.
+    pub workflow: String,
+    /// How many times it was taken from an owner whose lease ran out.
+    pub takeovers: u32,
+    /// An operator asked to cancel it.
+    pub cancel: bool,
+    /// It was waiting in a delay until now.
+    pub waited: bool,
 }
 
-/// A failed write, its redb error kept as the source.
-fn write_failed(error: impl Into<redb::Error>) -> StoreError {
-    StoreError::Write(Arc::new(error.into()))
+/// What one workflow has on the queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkflowQueue {
+    /// Queued or running (not waiting in a delay).
+    pub queued: usize,
+    /// Waiting in a delay.
+    pub waiting: usize,
 }
 
-/// The database handle; cheap to clone.
-#[derive(Clone)]
-pub struct Store {
-    shared: Arc<Shared>,
-    writer: Writer,
+/// A node of the cluster, as `GET /api/cluster` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterNode {
+    /// Its current identity (the owner of its claims).
+    pub id: i64,
+    /// Where it serves.
+    pub address: String,
+    /// When it joined under this identity.
+    pub started_at: Timestamp,
+    /// When it last renewed its lease.
+    pub renewed_at: Timestamp,
+    /// How many executions it holds now.
+    pub executions: u64,
 }
 
-/// The open database, which the writer replaces when a failed write left it unusable.
-struct Shared {
-    path: std::path::PathBuf,
-    /// `None` while it is being reopened.
-    db: std::sync::RwLock<Option<Arc<Database>>>,
-    /// Why the last write failed, until a write succeeds again.
-    failure: std::sync::Mutex<Option<Arc<StoreError>>>,
-    /// Told how long each commit took.
-    observer: Option<Arc<dyn CommitObserver>>,
+/// Something another writer (or the database) did that a node may need to act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreEvent {
+    /// Executions may be waiting to be claimed.
+    QueueReady,
+    /// An operator asked to cancel this execution.
+    CancelRequested(String),
+    /// This workflow changed.
+    WorkflowChanged(String),
+    /// This uploaded component changed.
+    PluginChanged(String),
+    /// Events may have been missed (a reconnect): look at everything again.
+    Resync,
 }
+
+/// Hears when a write has committed, and how.
+pub type Committed = oneshot::Receiver<Result<Applied, StoreError>>;
 
 /// Hears of every write transaction the store commits.
 pub trait CommitObserver: Send + Sync {
     /// One commit (a group of writes) took `elapsed`.
-    fn commit(&self, elapsed: std::time::Duration);
+    fn commit(&self, elapsed: Duration);
 }
 
-impl Shared {
-    fn db(&self) -> Result<Arc<Database>, StoreError> {
-        let db = self.db.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
-        db.ok_or_else(|| self.unavailable())
-    }
+/// How often a store whose writes fail tries to write again.
+pub const RECOVERY_INTERVAL: Duration = Duration::from_secs(2);
 
-    fn failure(&self) -> Option<Arc<StoreError>> {
-        self.failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
-    }
-
-    fn set_failure(&self, failure: Option<StoreError>) {
-        *self.failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = failure.map(Arc::new);
-    }
-
-    /// The error a write gets while the store recovers from `failure`.
-    fn unavailable(&self) -> StoreError {
-        StoreError::Unavailable(self.failure().unwrap_or_else(|| Arc::new(StoreError::Closed)))
-    }
-
-    /// Drops the database and opens it again (redb refuses every write after a failed one).
-    fn reopen(&self) -> Result<(), StoreError> {
-        let mut slot = self.db.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        // The file lock is released once every handle is gone; readers hold theirs briefly.
-        *slot = None;
-        let db = open_database(&self.path)?;
-        *slot = Some(Arc::new(db));
-        Ok(())
-    }
+/// The store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
 }
 
-fn open_database(path: &Path) -> Result<Database, StoreError> {
-    let db = Database::builder().set_cache_size(CACHE_BYTES).create(path);
-    db.map_err(|e| StoreError::Open { path: path.to_path_buf(), source: Arc::new(e) })
+#[derive(Clone)]
+enum Backend {
+    Embedded(embedded::Embedded),
+    Postgres(postgres::Postgres),
 }
 
-/// redb's page cache. Its default, 1 GiB, let a server's memory grow with every execution it
-/// stored; the hot path reads little (idempotency keys, the queue), so 64 MiB holds it.
-const CACHE_BYTES: usize = 64 << 20;
+/// Calls the same method on whichever backend the store has.
+macro_rules! on_backend {
+    ($store:expr, $backend:ident => $call:expr) => {
+        match &$store.backend {
+            Backend::Embedded($backend) => $call,
+            Backend::Postgres($backend) => $call,
+        }
+    };
+}
 
 impl Store {
-    /// Opens (or creates) the database file and starts its writer thread.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
-        Store::open_observed(path, None)
+    /// Opens (or creates) the store: a redb file, or a PostgreSQL database (whose schema is
+    /// migrated first, one node at a time).
+    pub async fn open(config: &StoreConfig, observer: Option<Arc<dyn CommitObserver>>) -> Result<Store, StoreError> {
+        let backend = match config {
+            StoreConfig::Embedded { path } => {
+                let path = path.clone();
+                let opened = tokio::task::spawn_blocking(move || embedded::Embedded::open(&path, observer)).await;
+                Backend::Embedded(opened.map_err(|_| StoreError::Closed)??)
+            }
+            StoreConfig::Postgres(config) => Backend::Postgres(postgres::Postgres::open(config, observer).await?),
+        };
+        Ok(Store { backend })
     }
 
-    /// [`Store::open`], telling `observer` how long each commit takes.
-    pub fn open_observed(path: &Path, observer: Option<Arc<dyn CommitObserver>>) -> Result<Store, StoreError> {
-        let open_error = |error: std::io::Error| StoreError::Open { path: path.to_path_buf(), source: Arc::new(error) };
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(open_error)?;
-        }
-        let db = Arc::new(open_database(path)?);
-        // Create every table once, so readers never meet a missing one.
-        let txn = db.begin_write().map_err(write_failed)?;
-        txn.open_table(WORKFLOWS).map_err(write_failed)?;
-        txn.open_table(WORKFLOW_VERSIONS).map_err(write_failed)?;
-        txn.open_table(EXECUTIONS).map_err(write_failed)?;
-        txn.open_table(JOBS).map_err(write_failed)?;
-        txn.open_table(QUEUE).map_err(write_failed)?;
-        txn.open_table(IDEMPOTENCY).map_err(write_failed)?;
-        txn.open_table(REPLIES).map_err(write_failed)?;
-        check_format(&txn, path)?;
-        index_existing(&txn)?;
-        txn.commit().map_err(write_failed)?;
-        let shared = Arc::new(Shared {
-            path: path.to_path_buf(),
-            db: std::sync::RwLock::new(Some(db)),
-            failure: std::sync::Mutex::default(),
-            observer,
-        });
-        let writer = Writer::start(shared.clone()).map_err(open_error)?;
-        Ok(Store { shared, writer })
+    /// Opens (or creates) a redb file (for tools and tests that need no runtime to open it).
+    pub fn open_file(path: &Path) -> Result<Store, StoreError> {
+        Ok(Store { backend: Backend::Embedded(embedded::Embedded::open(path, None)?) })
     }
 
-    /// Runs a read that may scan many records on a blocking thread, off the async runtime.
-    async fn off_thread<T: Send + 'static>(
-        &self,
-        read: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || read(&store)).await.map_err(|_| StoreError::Closed)?
+    /// Whether other processes share this store (a cluster): what one node knows in memory
+    /// (a key being processed, its count of queued executions) does not cover the others.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// Where the data is (a file, or a server without its password), for messages.
+    pub fn location(&self) -> String {
+        on_backend!(self, backend => backend.location())
+    }
+
+    fn submit(&self, request: Request) {
+        on_backend!(self, backend => backend.submit(request));
     }
 
     /// Hands `ops` to the writer without waiting; a record that could not be encoded is logged
     /// with its execution and nothing of it is written.
-    fn submit(&self, execution_id: &str, ops: Result<Vec<Op>, StoreError>, durable: bool) {
+    fn submit_background(&self, execution_id: &str, ops: Result<Vec<Op>, StoreError>, durable: bool) {
         match ops {
-            Ok(ops) => self.writer.write(ops, durable),
+            Ok(ops) => self.submit(Request::background(ops, durable)),
             Err(error) => tracing::error!(execution = execution_id, "not written: {error}"),
+        }
+    }
+
+    /// Hands `ops`, fenced by `owner`'s claim on `id`, to the writer without waiting.
+    fn submit_fenced(&self, id: &str, owner: Owner, ops: Result<Vec<Op>, StoreError>) {
+        match ops {
+            Ok(ops) => {
+                let fence = Some(Fence { id: id.to_string(), owner });
+                self.submit(Request { ops, fence, durable: true, done: None });
+            }
+            Err(error) => tracing::error!(execution = id, "not written: {error}"),
         }
     }
 
     /// Hands `ops` to the writer; the receiver hears once they committed (or why not).
     fn submit_notified(&self, ops: Result<Vec<Op>, StoreError>, durable: bool) -> Committed {
+        let (done, committed) = oneshot::channel();
         match ops {
-            Ok(ops) => self.writer.write_notified(ops, durable),
+            Ok(ops) => self.submit(Request { ops, fence: None, durable, done: Some(done) }),
             Err(error) => {
-                let (done, committed) = tokio::sync::oneshot::channel();
                 let _ = done.send(Err(error));
-                committed
             }
         }
+        committed
+    }
+
+    /// Applies `ops` durably and waits for it.
+    async fn write(&self, ops: Vec<Op>) -> Result<Applied, StoreError> {
+        self.submit_notified(Ok(ops), true).await.map_err(|_| StoreError::Closed)?
     }
 
     /// `Some(why)` while writes fail (the last failure), `None` when the last write succeeded.
     pub fn write_failure(&self) -> Option<StoreError> {
-        self.shared.failure().map(StoreError::Unavailable)
+        on_backend!(self, backend => backend.write_failure())
+    }
+
+    /// Events of other writers: queued work, cancel requests, catalog changes. An embedded store
+    /// reports its own queue and cancel events; a shared one also those of the other nodes.
+    pub fn events(&self) -> broadcast::Receiver<StoreEvent> {
+        on_backend!(self, backend => backend.events())
+    }
+
+    // --- membership ---
+
+    /// Joins the cluster as a node serving at `address` (a shared store: a lease renewed every
+    /// third of its length, a node whose lease ran out is reaped by any other); an embedded
+    /// store has one owner, the process.
+    pub async fn join(&self, address: &str) -> Result<Owner, StoreError> {
+        match &self.backend {
+            Backend::Embedded(backend) => Ok(backend.owner()),
+            Backend::Postgres(backend) => backend.join(address).await,
+        }
+    }
+
+    /// The owner this process claims as now; `None` while a node has lost its lease and not yet
+    /// joined again.
+    pub fn owner(&self) -> Option<Owner> {
+        match &self.backend {
+            Backend::Embedded(backend) => Some(backend.owner()),
+            Backend::Postgres(backend) => backend.owner(),
+        }
+    }
+
+    /// Leaves the cluster: every claim this process holds is released for others to take
+    /// (waits for it); a no-op for an embedded store.
+    pub async fn leave(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Embedded(_) => Ok(()),
+            Backend::Postgres(backend) => backend.leave().await,
+        }
+    }
+
+    /// The nodes of the cluster (an embedded store: this process, as node 1).
+    pub async fn nodes(&self) -> Result<Vec<ClusterNode>, StoreError> {
+        on_backend!(self, backend => backend.nodes().await)
     }
 
     // --- workflows ---
 
-    /// Stores a workflow's current record and its version's definition; durable on return.
-    pub async fn put_workflow(&self, record: &WorkflowRecord) -> Result<(), StoreError> {
+    /// Stores a workflow's current record and its version's definition, if the stored record is
+    /// still at version `expected` (`None`: no record) — a compare-and-set, so two changes made
+    /// at once (on two nodes) never both win; durable on return. [`Applied::Conflict`] when the
+    /// workflow changed meanwhile: nothing was written.
+    pub async fn put_workflow(&self, record: &WorkflowRecord, expected: Option<u64>) -> Result<Applied, StoreError> {
         let key = record.definition.key.clone().unwrap_or_default();
         let ops = vec![
-            Op::PutWorkflow { key: key.clone(), record: encode("workflows", record)? },
+            Op::PutWorkflow {
+                key: key.clone(),
+                version: record.version,
+                record: encode("workflows", record)?,
+                expected,
+            },
             Op::PutWorkflowVersion {
                 key,
                 version: record.version,
                 definition: encode("workflow_versions", &record.definition)?,
             },
         ];
-        self.writer.write_and_wait(ops).await
+        self.write(ops).await
     }
 
     /// Every stored workflow, by key.
     pub async fn workflows(&self) -> Result<Vec<WorkflowRecord>, StoreError> {
-        let txn = self.shared.db()?.begin_read().map_err(read_failed)?;
-        let table = txn.open_table(WORKFLOWS).map_err(read_failed)?;
-        let mut records = Vec::new();
-        for entry in table.iter().map_err(read_failed)? {
-            let (_, value) = entry.map_err(read_failed)?;
-            records.push(decode("workflows", value.value())?);
-        }
-        Ok(records)
+        on_backend!(self, backend => backend.workflows().await)
     }
 
     /// Forgets a workflow (its versions stay, for executions that ran on them); durable on return.
     pub async fn delete_workflow(&self, key: &str) -> Result<(), StoreError> {
-        self.writer.write_and_wait(vec![Op::DeleteWorkflow { key: key.to_string() }]).await
+        self.write(vec![Op::DeleteWorkflow { key: key.to_string() }]).await.map(drop)
     }
 
     /// One stored workflow.
     pub async fn workflow(&self, key: &str) -> Result<Option<WorkflowRecord>, StoreError> {
-        let txn = self.shared.db()?.begin_read().map_err(read_failed)?;
-        let table = txn.open_table(WORKFLOWS).map_err(read_failed)?;
-        let value = table.get(key).map_err(read_failed)?;
-        value.map(|value| decode("workflows", value.value())).transpose()
+        on_backend!(self, backend => backend.workflow(key).await)
     }
 
     /// One version of a workflow's definition.
     pub async fn workflow_version(&self, key: &str, version: u64) -> Result<Option<Workflow>, StoreError> {
-        let txn = self.shared.db()?.begin_read().map_err(read_failed)?;
-        let table = txn.open_table(WORKFLOW_VERSIONS).map_err(read_failed)?;
-        let value = table.get((key, version)).map_err(read_failed)?;
-        value.map(|value| decode("workflow_versions", value.value())).transpose()
+        on_backend!(self, backend => backend.workflow_version(key, version).await)
     }
 
     /// Every stored version of a workflow's definition, oldest first (they outlive the workflow's
     /// deletion, for the executions that ran on them).
     pub async fn workflow_versions(&self, key: &str) -> Result<Vec<(u64, Workflow)>, StoreError> {
-        let txn = self.shared.db()?.begin_read().map_err(read_failed)?;
-        let table = txn.open_table(WORKFLOW_VERSIONS).map_err(read_failed)?;
-        let mut versions = Vec::new();
-        for entry in table.range((key, 0)..=(key, u64::MAX)).map_err(read_failed)? {
-            let (stored, value) = entry.map_err(read_failed)?;
-            versions.push((stored.value().1, decode("workflow_versions", value.value())?));
-        }
-        Ok(versions)
+        on_backend!(self, backend => backend.workflow_versions(key).await)
     }
 
-    // --- executions ---
+    // --- uploaded components ---
 
-    /// Stores a new async execution (and its idempotency key) and queues it; returns once the
-    /// commit is on disk.
+    /// Keeps an uploaded component (replacing one of that name); durable on return.
+    pub async fn put_plugin(&self, name: &str, digest: &str, component: &[u8]) -> Result<(), StoreError> {
+        let op = Op::PutPlugin { name: name.to_string(), digest: digest.to_string(), component: component.to_vec() };
+        self.write(vec![op]).await.map(drop)
+    }
+
+    /// Forgets an uploaded component; durable on return.
+    pub async fn delete_plugin(&self, name: &str) -> Result<(), StoreError> {
+        self.write(vec![Op::DeletePlugin { name: name.to_string() }]).await.map(drop)
+    }
+
+    /// Every uploaded component, by name.
+    pub async fn plugins(&self) -> Result<Vec<StoredPlugin>, StoreError> {
+        on_backend!(self, backend => backend.plugins().await)
+    }
+
+    /// One uploaded component's bytes.
+    pub async fn plugin(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        on_backend!(self, backend => backend.plugin(name).await)
+    }
+
+    // --- the queue ---
+
+    /// Stores a new async execution with its idempotency key and queues it; returns once the
+    /// commit is durable. When the key is held by an earlier execution nothing is stored.
+    /// `claim`: held at once by this owner (a worker of the accepting node is free), or `None`:
+    /// free for any owner to claim.
     pub async fn enqueue(
         &self,
         execution: &Execution,
         idempotency: Option<IdempotencyEntry<'_>>,
-    ) -> Result<(), StoreError> {
-        let mut ops = vec![put_execution(execution)?, Op::Enqueue { id: execution.id.clone() }];
-        ops.extend(idempotency.map(idempotency_op).transpose()?);
-        self.writer.write_and_wait(ops).await
+        claim: Option<Owner>,
+        now: Timestamp,
+    ) -> Result<Enqueued, StoreError> {
+        let mut ops = Vec::with_capacity(3);
+        if let Some(idempotency) = idempotency {
+            ops.push(take_idempotency_op(idempotency, &execution.id, now)?);
+        }
+        ops.push(put_execution(execution)?);
+        ops.push(Op::Enqueue {
+            id: execution.id.clone(),
+            workflow: execution.workflow.clone(),
+            run_at: now.0,
+            owner: claim,
+        });
+        match self.write(ops).await? {
+            Applied::Duplicate(execution_id) => Ok(Enqueued::Duplicate { execution_id }),
+            _ => Ok(Enqueued::New),
+        }
     }
 
-    /// Records that a queued execution started (lazy: recovery needs only the queue and the jobs).
-    pub fn mark_started(&self, execution: &Execution) {
-        self.submit(&execution.id, put_execution(execution).map(|op| vec![op]), false);
+    /// Claims up to `limit` queued executions due by `now` for `owner`, oldest first; of a
+    /// workflow named in `max_running` (`options.maxConcurrency`), never more than that many
+    /// held at once.
+    pub async fn claim(
+        &self,
+        owner: Owner,
+        limit: usize,
+        now: Timestamp,
+        max_running: &HashMap<String, u32>,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        on_backend!(self, backend => backend.claim(owner, limit, now, max_running).await)
     }
 
-    /// Records a finished job of a running async execution (durable; not waited for).
-    pub fn record_job(&self, execution_id: &str, index: usize, job: &Job) {
+    /// When the next queued execution that nobody holds comes due after `now` (one waiting in a
+    /// delay).
+    pub async fn next_due(&self, now: Timestamp) -> Result<Option<Timestamp>, StoreError> {
+        on_backend!(self, backend => backend.next_due(now).await)
+    }
+
+    /// Records that a claimed execution started (lazy: recovery needs only the queue and the
+    /// jobs); fenced by `owner`'s claim.
+    pub fn mark_started(&self, execution: &Execution, owner: Owner) {
+        self.submit_fenced(&execution.id, owner, put_execution(execution).map(|op| vec![op]));
+    }
+
+    /// Records a finished job of a running async execution (durable; not waited for); fenced by
+    /// `owner`'s claim.
+    pub fn record_job(&self, execution_id: &str, index: usize, job: &Job, owner: Owner) {
         let index = u32::try_from(index).unwrap_or(u32::MAX);
         let op = encode("jobs", &JobRecord::of(job)).map(|record| Op::PutJob {
             id: execution_id.to_string(),
             index,
             record,
         });
-        self.submit(execution_id, op.map(|op| vec![op]), true);
+        self.submit_fenced(execution_id, owner, op.map(|op| vec![op]));
     }
 
     /// Records a finished async execution with all its jobs (or deletes it, when it is not to be
     /// kept) and takes it off the queue, in one transaction (durable; not waited for): once it is
-    /// on disk the execution never runs again.
-    pub fn record_finished(&self, execution: &Execution, fate: RecordFate) {
-        self.submit(&execution.id, finish_ops(execution, fate), true);
+    /// committed the execution never runs again. Fenced by `owner`'s claim.
+    pub fn record_finished(&self, execution: &Execution, fate: RecordFate, owner: Owner) {
+        self.submit_fenced(&execution.id, owner, finish_ops(execution, fate));
     }
 
-    /// Records an execution canceled while queued and takes it off the queue, unless it has left
-    /// the queue by then (a worker finished it first): durable, not waited for.
-    pub fn record_canceled(&self, execution: &Execution) {
-        let op = encode("executions", &ExecutionRecord::of(execution)).map(|record| Op::CancelQueued {
-            id: execution.id.clone(),
-            workflow: execution.workflow.clone(),
-            record,
-        });
-        self.submit(&execution.id, op.map(|op| vec![op]), true);
+    /// Puts a claimed execution back on the queue, free to claim from `run_at` (a delay node
+    /// holds it until then); durable, not waited for, fenced by `owner`'s claim.
+    pub fn release(&self, id: &str, run_at: Timestamp, owner: Owner) {
+        self.submit_fenced(id, owner, Ok(vec![Op::Release { id: id.to_string(), run_at: run_at.0 }]));
     }
+
+    /// Takes a claimed execution off the queue without touching its record (one whose record
+    /// cannot be read, so it cannot run); durable, not waited for, fenced by `owner`'s claim.
+    pub fn dequeue(&self, id: &str, owner: Owner) {
+        self.submit_fenced(id, owner, Ok(vec![Op::Dequeue { id: id.to_string() }]));
+    }
+
+    /// Cancels a queued execution: one nobody holds (and not waiting in a delay) ends at once
+    /// with `canceled` — the record given, whose status says so — and leaves the queue; one held
+    /// or waiting is asked to cancel (every node hears of it). Durable on return.
+    pub async fn cancel(&self, canceled: &Execution, now: Timestamp) -> Result<Canceled, StoreError> {
+        let record = encode("executions", &ExecutionRecord::of(canceled))?;
+        let id = canceled.id.clone();
+        let op = Op::CancelUnclaimed { id: id.clone(), workflow: canceled.workflow.clone(), record };
+        if self.write(vec![op]).await? == Applied::Done {
+            return Ok(Canceled::Ended);
+        }
+        Ok(match self.write(vec![Op::RequestCancel { id, now: now.0 }]).await? {
+            Applied::Done => Canceled::Requested,
+            _ => Canceled::NotQueued,
+        })
+    }
+
+    /// Whether an async execution is still on the queue (not finished).
+    pub async fn is_queued(&self, id: &str) -> Result<bool, StoreError> {
+        on_backend!(self, backend => backend.is_queued(id).await)
+    }
+
+    /// How many async executions are unfinished, per workflow.
+    pub async fn queue_counts(&self) -> Result<HashMap<String, WorkflowQueue>, StoreError> {
+        on_backend!(self, backend => backend.queue_counts().await)
+    }
+
+    /// How many async executions are unfinished (queued, running or waiting).
+    pub async fn queue_depth(&self) -> Result<u64, StoreError> {
+        on_backend!(self, backend => backend.queue_depth().await)
+    }
+
+    // --- sync executions, idempotency keys, kept answers ---
 
     /// Records a running sync execution, so it can be polled (lazy).
     pub fn record_sync_start(&self, execution: &Execution) {
-        self.submit(&execution.id, put_execution(execution).map(|op| vec![op]), false);
-    }
-
-    /// Takes an execution off the queue without touching its record (durable; not waited for).
-    pub fn dequeue(&self, id: &str) {
-        self.writer.write(vec![Op::Dequeue { id: id.to_string() }], true);
+        self.submit_background(&execution.id, put_execution(execution).map(|op| vec![op]), false);
     }
 
     /// Records a finished sync execution (or deletes it, when it is not to be kept), with the
     /// answer its caller got when that is to be kept and its idempotency key. Lazy (durable at
-    /// the next fsync or [`Store::flush`]) without a key; with one, the receiver hears once the
-    /// key and its answer are on disk, so the caller is answered only after that.
+    /// the next durable commit or [`Store::flush`]) without a key; with one, the receiver hears
+    /// once the key and its answer are durable, so the caller is answered only after that.
     pub fn record_sync_execution(&self, finish: SyncFinish<'_>) -> Committed {
-        let SyncFinish { execution, fate, reply, idempotency } = finish;
+        let SyncFinish { execution, fate, reply, idempotency, release } = finish;
         let ops = (|| {
             let mut ops = finish_ops(execution, fate)?;
             ops.extend(reply.map(|reply| reply_op(&execution.id, reply)).transpose()?);
             ops.extend(idempotency.map(idempotency_op).transpose()?);
+            ops.extend(
+                release
+                    .map(|key| Op::DeleteIdempotency { workflow: key.workflow.to_string(), key: key.key.to_string() }),
+            );
             Ok(ops)
         })();
-        self.submit_notified(ops, idempotency.is_some())
+        self.submit_notified(ops, idempotency.is_some() || release.is_some())
     }
 
     /// Keeps the answer a sync caller is about to get, under its idempotency key; the receiver
-    /// hears once both are on disk.
+    /// hears once both are durable.
     pub fn record_reply(&self, execution_id: &str, reply: &Reply, idempotency: IdempotencyEntry<'_>) -> Committed {
         let ops = reply_op(execution_id, reply).and_then(|reply| Ok(vec![reply, idempotency_op(idempotency)?]));
         self.submit_notified(ops, true)
+    }
+
+    /// Holds an idempotency key for a sync execution about to run (its record says `pending`),
+    /// unless an earlier one holds it; durable on return.
+    pub async fn hold_idempotency(&self, entry: IdempotencyEntry<'_>, now: Timestamp) -> Result<Enqueued, StoreError> {
+        let op = take_idempotency_op(entry, &entry.record.execution_id, now)?;
+        match self.write(vec![op]).await? {
+            Applied::Duplicate(execution_id) => Ok(Enqueued::Duplicate { execution_id }),
+            _ => Ok(Enqueued::New),
+        }
     }
 
     /// What a remembered idempotency key points at, unless it has expired by `now`.
@@ -525,55 +655,26 @@ impl Store {
         key: IdempotencyKey<'_>,
         now: Timestamp,
     ) -> Result<Option<IdempotencyRecord>, StoreError> {
-        let txn = self.shared.db()?.begin_read().map_err(read_failed)?;
-        let table = txn.open_table(IDEMPOTENCY).map_err(read_failed)?;
-        let Some(value) = table.get((key.workflow, key.key)).map_err(read_failed)? else {
-            return Ok(None);
-        };
-        let record: IdempotencyRecord = decode("idempotency", value.value())?;
-        Ok((record.expires_at > now).then_some(record))
+        let record = on_backend!(self, backend => backend.idempotency(key).await)?;
+        Ok(record.filter(|record| record.expires_at > now))
     }
 
     /// The answer a sync execution's caller got, when it was kept.
     pub async fn reply(&self, execution_id: &str) -> Result<Option<Reply>, StoreError> {
-        let txn = self.shared.db()?.begin_read().map_err(read_failed)?;
-        let table = txn.open_table(REPLIES).map_err(read_failed)?;
-        let value = table.get(execution_id).map_err(read_failed)?;
-        value.map(|value| decode("replies", value.value()).map(ReplyRecord::into_reply)).transpose()
+        let bytes = on_backend!(self, backend => backend.reply(execution_id).await)?;
+        bytes.map(|bytes| record::decode("replies", &bytes).map(ReplyRecord::into_reply)).transpose()
     }
 
     /// Waits until every write issued before the call is durable.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.writer.write_and_wait(Vec::new()).await
+        self.write(Vec::new()).await.map(drop)
     }
+
+    // --- reading executions ---
 
     /// One execution with its jobs.
     pub async fn execution(&self, id: &str) -> Result<Option<Execution>, StoreError> {
-        let txn = self.shared.db()?.begin_read().map_err(read_failed)?;
-        let executions = txn.open_table(EXECUTIONS).map_err(read_failed)?;
-        let Some(value) = executions.get(id).map_err(read_failed)? else {
-            return Ok(None);
-        };
-        let mut execution = match decode("executions", value.value()) {
-            Ok(record) => ExecutionRecord::into_execution(record),
-            Err(error) => return Ok(Some(Execution::unreadable(id, error.to_string()))),
-        };
-        // Jobs recorded one by one while it runs are newer than the whole record (which may hold
-        // a delay job as `pending` that has since resolved): each replaces the one at its index.
-        let jobs = txn.open_table(JOBS).map_err(read_failed)?;
-        for entry in jobs.range((id, 0)..=(id, u32::MAX)).map_err(read_failed)? {
-            let (key, value) = entry.map_err(read_failed)?;
-            let index = usize::try_from(key.value().1).unwrap_or(usize::MAX);
-            let job = match decode("jobs", value.value()) {
-                Ok(record) => JobRecord::into_job(record),
-                Err(error) => return Ok(Some(Execution::unreadable(id, format!("job {index}: {error}")))),
-            };
-            match execution.jobs.get_mut(index) {
-                Some(slot) => *slot = job,
-                None => execution.jobs.push(job),
-            }
-        }
-        Ok(Some(execution))
+        on_backend!(self, backend => backend.execution(id).await)
     }
 
     /// Executions newest first, without their job-by-job progress: those older than `before`
@@ -584,92 +685,15 @@ impl Store {
         before: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Execution>, StoreError> {
-        let (filter, before) = (filter.clone(), before.map(str::to_string));
-        self.off_thread(move |store| store.read_executions(&filter, before.as_deref(), limit)).await
+        on_backend!(self, backend => backend.executions(filter, before, limit).await)
     }
 
-    fn read_executions(
-        &self,
-        filter: &ExecutionFilter,
-        before: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Execution>, StoreError> {
-        let txn = self.shared.db()?.begin_read().map_err(read_failed)?;
-        let table = txn.open_table(EXECUTIONS).map_err(read_failed)?;
-        // Ids sort by creation time: the time range and the cursor narrow the range of ids read.
-        let lowest = filter.since.map(first_id_at).unwrap_or_default();
-        let until = filter.until.map(first_id_at);
-        let highest = match (before, until.as_deref()) {
-            (Some(before), Some(until)) => Some(before.min(until)),
-            (bound, None) | (None, bound) => bound,
-        };
-        if highest.is_some_and(|highest| highest <= lowest.as_str()) {
-            return Ok(Vec::new());
-        }
-        let (low, high) = (lowest.as_str(), highest.unwrap_or(PAST_EVERY_ID));
-        let mut found = Vec::new();
-        let mut take = |id: &str, value: Option<&[u8]>| {
-            // One record that does not decode never hides the others.
-            let execution = value.map_or_else(
-                || Err(StoreError::Dangling { id: id.to_string() }),
-                |value| decode("executions", value).map(ExecutionRecord::into_execution),
-            );
-            let execution = execution.unwrap_or_else(|error| Execution::unreadable(id, error.to_string()));
-            if filter.matches(&execution) {
-                found.push(execution);
-            }
-            found.len() < limit
-        };
-        // A filter by workflow or status reads its index: the listing costs what it returns.
-        let status = filter.status.filter(|status| *status != ExecutionStatus::Unreadable).map(ExecutionStatus::as_str);
-        match (filter.workflow.as_deref(), status) {
-            (Some(workflow), Some(status)) => {
-                let index = txn.open_table(BY_WORKFLOW_STATUS).map_err(read_failed)?;
-                for entry in index.range((workflow, status, low)..(workflow, status, high)).map_err(read_failed)?.rev()
-                {
-                    let id = entry.map_err(read_failed)?.0.value().2.to_string();
-                    if !take(&id, table.get(id.as_str()).map_err(read_failed)?.as_ref().map(|v| v.value())) {
-                        break;
-                    }
-                }
-            }
-            (Some(key), None) | (None, Some(key)) => {
-                let index = txn
-                    .open_table(if filter.workflow.is_some() { BY_WORKFLOW } else { BY_STATUS })
-                    .map_err(read_failed)?;
-                for entry in index.range((key, low)..(key, high)).map_err(read_failed)?.rev() {
-                    let id = entry.map_err(read_failed)?.0.value().1.to_string();
-                    if !take(&id, table.get(id.as_str()).map_err(read_failed)?.as_ref().map(|v| v.value())) {
-                        break;
-                    }
-                }
-            }
-            (None, None) => {
-                for entry in table.range(low..high).map_err(read_failed)?.rev() {
-                    let (id, value) = entry.map_err(read_failed)?;
-                    if !take(id.value(), Some(value.value())) {
-                        break;
-                    }
-                }
-            }
-        }
-        Ok(found)
-    }
-
-    /// The newest execution of a workflow, as `(id, status)`, from the index.
+    /// The newest execution of a workflow, as `(id, status)`.
     pub async fn last_execution(&self, workflow: &str) -> Result<Option<(String, String)>, StoreError> {
-        let txn = self.shared.db()?.begin_read().map_err(read_failed)?;
-        let by_workflow = txn.open_table(BY_WORKFLOW).map_err(read_failed)?;
-        let Some(entry) =
-            by_workflow.range((workflow, "")..(workflow, PAST_EVERY_ID)).map_err(read_failed)?.next_back()
-        else {
-            return Ok(None);
-        };
-        let id = entry.map_err(read_failed)?.0.value().1.to_string();
-        let indexed = txn.open_table(INDEXED).map_err(read_failed)?;
-        let status = indexed.get(id.as_str()).map_err(read_failed)?.map(|guard| guard.value().1.to_string());
-        Ok(Some((id, status.unwrap_or_else(|| "unreadable".into()))))
+        on_backend!(self, backend => backend.last_execution(workflow).await)
     }
+
+    // --- retention ---
 
     /// Ids of executions created before `cutoff` that are not on the async queue — finished,
     /// or sync records whose run a crash cut short — oldest first, after the id `after`, at most
@@ -680,35 +704,7 @@ impl Store {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
-        let after = after.map(str::to_string);
-        self.off_thread(move |store| store.read_settled_before(cutoff, after.as_deref(), limit)).await
-    }
-
-    fn read_settled_before(
-        &self,
-        cutoff: Timestamp,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<String>, StoreError> {
-        let txn = self.shared.db()?.begin_read().map_err(read_failed)?;
-        let executions = txn.open_table(EXECUTIONS).map_err(read_failed)?;
-        let queue = txn.open_table(QUEUE).map_err(read_failed)?;
-        let end = first_id_at(cutoff);
-        let range = match after {
-            Some(after) => executions.range::<&str>((Bound::Excluded(after), Bound::Excluded(end.as_str()))),
-            None => executions.range(..end.as_str()),
-        };
-        let mut ids = Vec::new();
-        for entry in range.map_err(read_failed)? {
-            let (id, _) = entry.map_err(read_failed)?;
-            if queue.get(id.value()).map_err(read_failed)?.is_none() {
-                ids.push(id.value().to_string());
-                if ids.len() == limit {
-                    break;
-                }
-            }
-        }
-        Ok(ids)
+        on_backend!(self, backend => backend.settled_before(cutoff, after, limit).await)
     }
 
     /// Deletes executions with their jobs and kept answers (lazy); the receiver hears when
@@ -726,7 +722,7 @@ impl Store {
                 ]
             })
             .collect();
-        self.writer.write_notified(ops, false)
+        self.submit_notified(Ok(ops), false)
     }
 
     /// Idempotency keys that expired before `now`, as `(workflow, key)`, in key order after
@@ -737,39 +733,7 @@ impl Store {
         after: Option<(&str, &str)>,
         limit: usize,
     ) -> Result<Vec<(String, String)>, StoreError> {
-        let after = after.map(|(workflow, key)| (workflow.to_string(), key.to_string()));
-        self.off_thread(move |store| {
-            let after = after.as_ref().map(|(workflow, key)| (workflow.as_str(), key.as_str()));
-            store.read_expired_idempotency_keys(now, after, limit)
-        })
-        .await
-    }
-
-    fn read_expired_idempotency_keys(
-        &self,
-        now: Timestamp,
-        after: Option<(&str, &str)>,
-        limit: usize,
-    ) -> Result<Vec<(String, String)>, StoreError> {
-        let txn = self.shared.db()?.begin_read().map_err(read_failed)?;
-        let table = txn.open_table(IDEMPOTENCY).map_err(read_failed)?;
-        let range = match after {
-            Some(after) => table.range::<(&str, &str)>((Bound::Excluded(after), Bound::Unbounded)),
-            None => table.range::<(&str, &str)>(..),
-        };
-        let mut expired = Vec::new();
-        for entry in range.map_err(read_failed)? {
-            let (key, value) = entry.map_err(read_failed)?;
-            let record: IdempotencyRecord = decode("idempotency", value.value())?;
-            if record.expires_at <= now {
-                let (workflow, key) = key.value();
-                expired.push((workflow.to_string(), key.to_string()));
-                if expired.len() == limit {
-                    break;
-                }
-            }
-        }
-        Ok(expired)
+        on_backend!(self, backend => backend.expired_idempotency_keys(now, after, limit).await)
     }
 
     /// Forgets idempotency keys (lazy); the receiver hears when that is visible.
@@ -778,38 +742,11 @@ impl Store {
             .iter()
             .map(|(workflow, key)| Op::DeleteIdempotency { workflow: workflow.clone(), key: key.clone() })
             .collect();
-        self.writer.write_notified(ops, false)
-    }
-
-    /// Whether an async execution is still on the queue (not finished).
-    pub async fn is_queued(&self, id: &str) -> Result<bool, StoreError> {
-        let txn = self.shared.db()?.begin_read().map_err(read_failed)?;
-        let table = txn.open_table(QUEUE).map_err(read_failed)?;
-        Ok(table.get(id).map_err(read_failed)?.is_some())
-    }
-
-    /// Every queued or unfinished async execution, oldest first, with its workflow's key (read
-    /// from the index, not the record; empty for an unreadable record).
-    pub async fn queued(&self) -> Result<Vec<(String, String)>, StoreError> {
-        self.off_thread(|store| store.read_queued()).await
-    }
-
-    fn read_queued(&self) -> Result<Vec<(String, String)>, StoreError> {
-        let txn = self.shared.db()?.begin_read().map_err(read_failed)?;
-        let table = txn.open_table(QUEUE).map_err(read_failed)?;
-        let indexed = txn.open_table(INDEXED).map_err(read_failed)?;
-        let mut queued = Vec::new();
-        for entry in table.iter().map_err(read_failed)? {
-            let (id, _) = entry.map_err(read_failed)?;
-            let id = id.value().to_string();
-            let workflow = indexed.get(id.as_str()).map_err(read_failed)?.map(|entry| entry.value().0.to_string());
-            queued.push((id, workflow.unwrap_or_default()));
-        }
-        Ok(queued)
+        self.submit_notified(Ok(ops), false)
     }
 }
 
-/// Writes an execution's record and its index entries.
+/// Writes an execution's record and what it is indexed under.
 fn put_execution(execution: &Execution) -> Result<Op, StoreError> {
     Ok(Op::PutExecution {
         id: execution.id.clone(),
@@ -824,56 +761,24 @@ fn reply_op(execution_id: &str, reply: &Reply) -> Result<Op, StoreError> {
     Ok(Op::PutReply { id: execution_id.to_string(), record: encode("replies", &ReplyRecord::of(reply))? })
 }
 
-/// Records [`FORMAT_VERSION`] in a new database (or one written before formats were numbered,
-/// which is format 1); refuses one of a newer format.
-fn check_format(txn: &redb::WriteTransaction, path: &Path) -> Result<(), StoreError> {
-    let mut meta = txn.open_table(META).map_err(write_failed)?;
-    let found = meta.get(FORMAT_KEY).map_err(write_failed)?.map(|value| value.value());
-    match found {
-        Some(found) if found > FORMAT_VERSION => Err(StoreError::NewerFormat { path: path.to_path_buf(), found }),
-        Some(found) if found == FORMAT_VERSION => Ok(()),
-        // Older formats would be migrated here; format 1 is the first.
-        _ => meta.insert(FORMAT_KEY, FORMAT_VERSION).map(drop).map_err(write_failed),
-    }
-}
-
-/// The `meta` entry holding the database's format.
-const FORMAT_KEY: &str = "format_version";
-
-/// Indexes every stored execution once (a database written before the indexes existed).
-fn index_existing(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
-    let mut meta = txn.open_table(META).map_err(write_failed)?;
-    let mut index = writer::Index::open(txn)?;
-    if meta.get("execution_index").map_err(write_failed)?.is_some() {
-        return Ok(());
-    }
-    let executions = txn.open_table(EXECUTIONS).map_err(write_failed)?;
-    let mut count = 0usize;
-    for entry in executions.iter().map_err(write_failed)? {
-        let (id, value) = entry.map_err(write_failed)?;
-        // An undecodable record is indexed under no workflow as `unreadable`.
-        let (workflow, status) = match decode::<ExecutionRecord>("executions", value.value()) {
-            Ok(record) => {
-                let (workflow, status) = record.index_entry();
-                (workflow.to_string(), status.as_str())
-            }
-            Err(_) => (String::new(), "unreadable"),
-        };
-        index.put(id.value(), &workflow, status)?;
-        count += 1;
-    }
-    meta.insert("execution_index", 1).map_err(write_failed)?;
-    if count > 0 {
-        tracing::info!("indexed {count} stored executions by workflow and status");
-    }
-    Ok(())
-}
-
 fn idempotency_op(entry: IdempotencyEntry<'_>) -> Result<Op, StoreError> {
     Ok(Op::PutIdempotency {
         workflow: entry.key.workflow.to_string(),
         key: entry.key.key.to_string(),
+        execution_id: entry.record.execution_id.clone(),
         record: encode("idempotency", entry.record)?,
+        expires_at: entry.record.expires_at.0,
+    })
+}
+
+fn take_idempotency_op(entry: IdempotencyEntry<'_>, execution_id: &str, now: Timestamp) -> Result<Op, StoreError> {
+    Ok(Op::TakeIdempotency {
+        workflow: entry.key.workflow.to_string(),
+        key: entry.key.key.to_string(),
+        execution_id: execution_id.to_string(),
+        record: encode("idempotency", entry.record)?,
+        expires_at: entry.record.expires_at.0,
+        now: now.0,
     })
 }
 
@@ -886,176 +791,4 @@ fn finish_ops(execution: &Execution, fate: RecordFate) -> Result<Vec<Op>, StoreE
         RecordFate::Delete => Op::DeleteExecution { id: id.clone() },
     };
     Ok(vec![record, Op::DeleteJobs { id: id.clone() }, Op::Dequeue { id }])
-}
-
-/// A record's bytes for `table`.
-fn encode(table: &'static str, value: &impl Serialize) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value).map_err(|error| StoreError::Encode { table, source: Arc::new(error) })
-}
-
-/// Decodes a record whatever its nesting: serde_json's recursion limit is lifted and the stack
-/// grows on the heap as needed, so everything [`encode`] wrote reads back.
-fn decode<T: for<'de> Deserialize<'de>>(table: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
-    let corrupt = |e: serde_json::Error| StoreError::Corrupt { table, source: Arc::new(e) };
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    deserializer.disable_recursion_limit();
-    let value = T::deserialize(serde_stacker::Deserializer::new(&mut deserializer)).map_err(corrupt)?;
-    deserializer.end().map_err(corrupt)?;
-    Ok(value)
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-
-    /// Ids of the executions the tests make.
-    static IDS: std::sync::LazyLock<hookflow_workflow::ExecutionIds> = std::sync::LazyLock::new(Default::default);
-
-    fn fresh_store(name: &str) -> (Store, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("hookflow-store-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        (Store::open(&dir.join("hookflow.redb")).unwrap(), dir)
-    }
-
-    #[tokio::test]
-    async fn a_cancel_applies_only_while_the_execution_is_queued() {
-        let (store, _dir) = fresh_store("cancel-queued");
-        let mut queued = Execution::new(IDS.next(Timestamp::now()), "w", 1, serde_json::json!({}));
-        store.enqueue(&queued, None).await.unwrap();
-        queued.status = ExecutionStatus::Canceled;
-        store.record_canceled(&queued);
-        store.flush().await.unwrap();
-        assert_eq!(store.execution(&queued.id).await.unwrap().map(|e| e.status), Some(ExecutionStatus::Canceled));
-        assert!(!store.is_queued(&queued.id).await.unwrap());
-
-        // A worker finished it before the cancel's write: the finished record stays.
-        let mut finished = Execution::new(IDS.next(Timestamp::now()), "w", 1, serde_json::json!({}));
-        store.enqueue(&finished, None).await.unwrap();
-        finished.status = ExecutionStatus::Resolved;
-        store.record_finished(&finished, RecordFate::Keep);
-        let mut late = finished.clone();
-        late.status = ExecutionStatus::Canceled;
-        store.record_canceled(&late);
-        store.flush().await.unwrap();
-        assert_eq!(store.execution(&finished.id).await.unwrap().map(|e| e.status), Some(ExecutionStatus::Resolved));
-        let filter = ExecutionFilter { status: Some(ExecutionStatus::Canceled), ..ExecutionFilter::default() };
-        let canceled: Vec<String> =
-            store.executions(&filter, None, 10).await.unwrap().into_iter().map(|e| e.id).collect();
-        assert_eq!(canceled, [queued.id], "the index agrees");
-    }
-
-    #[tokio::test]
-    async fn a_record_that_does_not_decode_is_listed_unreadable_and_can_be_deleted() {
-        let (store, dir) = fresh_store("unreadable");
-        let good = Execution::new(IDS.next(Timestamp::now()), "w", 1, serde_json::json!({"body": 1}));
-        store.enqueue(&good, None).await.unwrap();
-        let broken = ulid::Ulid::new().to_string();
-        let ops = vec![
-            Op::PutExecution {
-                id: broken.clone(),
-                workflow: "w".into(),
-                status: "resolved",
-                record: b"{\"id\": [not json".to_vec(),
-            },
-            Op::Enqueue { id: broken.clone() },
-        ];
-        store.writer.write_and_wait(ops).await.unwrap();
-
-        let listed = store.executions(&ExecutionFilter::default(), None, 10).await.unwrap();
-        let statuses: Vec<_> = listed.iter().map(|e| (e.id.as_str(), e.status)).collect();
-        assert_eq!(
-            statuses,
-            [(broken.as_str(), ExecutionStatus::Unreadable), (good.id.as_str(), ExecutionStatus::Queued)]
-        );
-        let shown = store.execution(&broken).await.unwrap().unwrap();
-        assert_eq!(shown.status, ExecutionStatus::Unreadable);
-        assert!(shown.error.unwrap().contains("corrupt record in executions"));
-        let only = ExecutionFilter { status: Some(ExecutionStatus::Unreadable), ..ExecutionFilter::default() };
-        assert_eq!(store.executions(&only, None, 10).await.unwrap().len(), 1);
-
-        store.delete_executions(std::slice::from_ref(&broken)).await.unwrap().unwrap();
-        assert_eq!(store.execution(&broken).await.unwrap(), None);
-        assert_eq!(store.queued().await.unwrap(), vec![(good.id, good.workflow)], "its queue entry went with it");
-        drop(store);
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[tokio::test]
-    async fn filtered_listings_follow_status_changes_through_the_indexes() {
-        let (store, dir) = fresh_store("index");
-        let mut made = Vec::new();
-        for n in 0..30 {
-            let mut execution = Execution::new(
-                IDS.next(Timestamp::now()),
-                if n % 3 == 0 { "rare" } else { "common" },
-                1,
-                serde_json::json!(n),
-            );
-            store.enqueue(&execution, None).await.unwrap();
-            if n % 2 == 0 {
-                execution.status = ExecutionStatus::Started;
-                store.mark_started(&execution);
-                execution.status = ExecutionStatus::Resolved;
-                store.record_finished(&execution, RecordFate::Keep);
-            }
-            made.push(execution);
-            // Distinct milliseconds keep the ids in creation order.
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-        }
-        store.flush().await.unwrap();
-        let list =
-            async |workflow: Option<&str>, status: Option<ExecutionStatus>, before: Option<&str>, limit: usize| {
-                let filter =
-                    ExecutionFilter { workflow: workflow.map(str::to_string), status, ..ExecutionFilter::default() };
-                store.executions(&filter, before, limit).await.unwrap().into_iter().map(|e| e.id).collect::<Vec<_>>()
-            };
-        let expected = |workflow: Option<&str>, status: Option<ExecutionStatus>| {
-            let mut ids: Vec<String> = made
-                .iter()
-                .filter(|e| workflow.is_none_or(|w| e.workflow == w) && status.is_none_or(|s| e.status == s))
-                .map(|e| e.id.clone())
-                .collect();
-            ids.reverse();
-            ids
-        };
-        for workflow in [None, Some("rare"), Some("common")] {
-            for status in
-                [None, Some(ExecutionStatus::Queued), Some(ExecutionStatus::Resolved), Some(ExecutionStatus::Started)]
-            {
-                assert_eq!(
-                    list(workflow, status, None, 100).await,
-                    expected(workflow, status),
-                    "{workflow:?} {status:?}"
-                );
-            }
-        }
-        let page = list(Some("rare"), None, None, 3).await;
-        assert_eq!(page, expected(Some("rare"), None)[..3]);
-        let next = list(Some("rare"), None, Some(&page[2]), 100).await;
-        assert_eq!(next, expected(Some("rare"), None)[3..]);
-        let newest = made.iter().rev().find(|e| e.workflow == "rare").unwrap();
-        let last = store.last_execution("rare").await.unwrap().unwrap();
-        assert_eq!(last, (newest.id.clone(), newest.status.as_str().to_string()));
-        assert_eq!(store.last_execution("none").await.unwrap(), None);
-        store.delete_executions(std::slice::from_ref(&newest.id)).await.unwrap().unwrap();
-        assert!(!list(Some("rare"), None, None, 100).await.contains(&newest.id));
-        drop(store);
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[tokio::test]
-    async fn records_deeper_than_serde_json_reads_by_default_read_back() {
-        let (store, dir) = fresh_store("deep");
-        let mut deep = serde_json::Value::Null;
-        for _ in 0..300 {
-            deep = serde_json::Value::Array(vec![deep]);
-        }
-        let execution = Execution::new(IDS.next(Timestamp::now()), "w", 1, deep.clone());
-        store.enqueue(&execution, None).await.unwrap();
-        assert_eq!(store.execution(&execution.id).await.unwrap().unwrap().trigger, deep);
-        drop(store);
-        std::fs::remove_dir_all(dir).unwrap();
-    }
 }

@@ -1,9 +1,10 @@
-//! The on-disk records: what the values of the execution, job and reply tables hold (JSON).
-//! They are the store's own types, apart from the domain types and the admin API's views, so a
-//! change to either cannot change the file format unnoticed; `tests/golden.rs` reads a database
-//! written in each format this version still reads.
+//! The stored records: what the values of the execution, job and reply tables hold (JSON), the
+//! same bytes in both backends. They are the store's own types, apart from the domain types and
+//! the admin API's views, so a change to either cannot change the format unnoticed;
+//! `tests/golden.rs` reads a database written in each format this version still reads.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -11,9 +12,12 @@ use serde_json::Value;
 use hookflow_workflow::timestamp::Timestamp;
 use hookflow_workflow::{Execution, ExecutionStatus, Job, JobStatus, Next, Reply};
 
-/// The format of the database this version writes, kept in its `meta` table. A database of a
-/// newer format is refused at open (so an older hookflow never misreads it); one without the
-/// entry was written before the format was numbered, in format 1.
+use crate::StoreError;
+
+/// The format of the records this version writes, kept in the database (redb's `meta` table,
+/// PostgreSQL's `hookflow_meta`). A database of a newer format is refused at open (so an older
+/// hookflow never misreads it); a redb file without the entry was written before the format was
+/// numbered, in format 1.
 pub const FORMAT_VERSION: u64 = 1;
 
 /// An execution with the jobs it had when last written whole (table `executions`).
@@ -159,4 +163,44 @@ mod base64_bytes {
         let text = Cow::<str>::deserialize(deserializer)?;
         STANDARD.decode(text.as_bytes()).map(Cow::Owned).map_err(serde::de::Error::custom)
     }
+}
+
+/// A record's bytes for `table`.
+pub(crate) fn encode(table: &'static str, value: &impl Serialize) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|error| StoreError::Encode { table, source: Arc::new(error) })
+}
+
+/// Decodes a record whatever its nesting: serde_json's recursion limit is lifted and the stack
+/// grows on the heap as needed, so everything [`encode`] wrote reads back.
+pub(crate) fn decode<T: for<'de> Deserialize<'de>>(table: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt { table, source: Arc::new(e) };
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    deserializer.disable_recursion_limit();
+    let value = T::deserialize(serde_stacker::Deserializer::new(&mut deserializer)).map_err(corrupt)?;
+    deserializer.end().map_err(corrupt)?;
+    Ok(value)
+}
+
+/// An execution from its stored record, or [`Execution::unreadable`] when it does not decode.
+pub(crate) fn execution_of(id: &str, bytes: &[u8]) -> Execution {
+    decode("executions", bytes)
+        .map(ExecutionRecord::into_execution)
+        .unwrap_or_else(|error| Execution::unreadable(id, error.to_string()))
+}
+
+/// Lays jobs recorded one by one while an execution runs over its whole record (which may hold
+/// a delay job as `pending` that has since resolved): each replaces the one at its index.
+pub(crate) fn merge_jobs(mut execution: Execution, jobs: impl IntoIterator<Item = (u32, Vec<u8>)>) -> Execution {
+    for (index, bytes) in jobs {
+        let index = usize::try_from(index).unwrap_or(usize::MAX);
+        let job = match decode("jobs", &bytes) {
+            Ok(record) => JobRecord::into_job(record),
+            Err(error) => return Execution::unreadable(&execution.id, format!("job {index}: {error}")),
+        };
+        match execution.jobs.get_mut(index) {
+            Some(slot) => *slot = job,
+            None => execution.jobs.push(job),
+        }
+    }
+    execution
 }

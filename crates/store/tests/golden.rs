@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use hookflow_store::{
     ExecutionFilter, FORMAT_VERSION, IdempotencyEntry, IdempotencyKey, IdempotencyRecord, RecordFate, Store,
-    StoreError, SyncFinish, WorkflowRecord,
+    StoreError, SyncFinish, WorkflowQueue, WorkflowRecord,
 };
 use hookflow_workflow::timestamp::Timestamp;
 use hookflow_workflow::{Execution, ExecutionStatus, Job, JobStatus, Next, Reply, Workflow};
@@ -95,7 +95,11 @@ fn contents() -> Contents {
         ],
         body: br#"{"ok":true}"#.to_vec(),
     };
-    let key = IdempotencyRecord { execution_id: resolved.id.clone(), expires_at: Timestamp(4_102_444_800_000) };
+    let key = IdempotencyRecord {
+        execution_id: resolved.id.clone(),
+        expires_at: Timestamp(4_102_444_800_000),
+        pending: false,
+    };
     let failed = Execution {
         status: ExecutionStatus::Error,
         finished_at: Some(Timestamp(1_764_000_300_009)),
@@ -132,7 +136,7 @@ fn copy_of(golden: &str, test: &str) -> PathBuf {
 
 #[tokio::test]
 async fn a_database_of_format_1_reads_back_whole() {
-    let store = Store::open(&copy_of("format-1.redb", "reads")).unwrap();
+    let store = Store::open_file(&copy_of("format-1.redb", "reads")).unwrap();
     let expected = contents();
     assert_eq!(store.workflows().await.unwrap(), std::slice::from_ref(&expected.v2));
     assert_eq!(store.workflow_version("orders", 1).await.unwrap(), Some(expected.v1.definition.clone()));
@@ -146,7 +150,12 @@ async fn a_database_of_format_1_reads_back_whole() {
         store.idempotency(IdempotencyKey { workflow: "orders", key: "evt_1" }, Timestamp::now()).await.unwrap(),
         Some(expected.key.clone())
     );
-    assert_eq!(store.queued().await.unwrap(), [(waiting.id.clone(), "orders".to_string())]);
+    assert!(store.is_queued(&waiting.id).await.unwrap());
+    let counts = store.queue_counts().await.unwrap();
+    assert_eq!(
+        counts.into_iter().collect::<Vec<_>>(),
+        [("orders".to_string(), WorkflowQueue { queued: 1, waiting: 0 })]
+    );
     let errors = ExecutionFilter { status: Some(ExecutionStatus::Error), ..ExecutionFilter::default() };
     let listed: Vec<String> = store.executions(&errors, None, 10).await.unwrap().into_iter().map(|e| e.id).collect();
     assert_eq!(listed, std::slice::from_ref(&expected.failed.id), "the status index reads back too");
@@ -164,7 +173,7 @@ fn a_database_of_a_newer_format_is_refused_and_left_alone() {
             .unwrap();
         txn.commit().unwrap();
     }
-    let refused = Store::open(&path).err().unwrap();
+    let refused = Store::open_file(&path).err().unwrap();
     assert!(matches!(refused, StoreError::NewerFormat { found, .. } if found == FORMAT_VERSION + 1), "{refused}");
     assert!(refused.to_string().contains("newer than this hookflow reads"), "{refused}");
 }
@@ -176,23 +185,31 @@ fn a_database_of_a_newer_format_is_refused_and_left_alone() {
 async fn writes_a_golden_database() {
     let path = PathBuf::from(std::env::var("GOLDEN").expect("GOLDEN names the file to write"));
     assert!(!path.exists(), "{} exists: golden databases are never rewritten", path.display());
-    let store = Store::open(&path).unwrap();
+    let store = Store::open_file(&path).unwrap();
     let contents = contents();
-    store.put_workflow(&contents.v1).await.unwrap();
-    store.put_workflow(&contents.v2).await.unwrap();
+    store.put_workflow(&contents.v1, None).await.unwrap();
+    store.put_workflow(&contents.v2, Some(1)).await.unwrap();
     let key = IdempotencyEntry { key: IdempotencyKey { workflow: "orders", key: "evt_1" }, record: &contents.key };
     let resolved = SyncFinish {
         execution: &contents.resolved,
         fate: RecordFate::Keep,
         reply: Some(&contents.reply),
         idempotency: Some(key),
+        release: None,
     };
     store.record_sync_execution(resolved).await.unwrap().unwrap();
-    let failed = SyncFinish { execution: &contents.failed, fate: RecordFate::Keep, reply: None, idempotency: None };
+    let failed = SyncFinish {
+        execution: &contents.failed,
+        fate: RecordFate::Keep,
+        reply: None,
+        idempotency: None,
+        release: None,
+    };
     store.record_sync_execution(failed).await.unwrap().unwrap();
     let queued = Execution { status: ExecutionStatus::Queued, ..contents.waiting.clone() };
-    store.enqueue(&queued, None).await.unwrap();
-    store.mark_started(&contents.waiting);
-    store.record_job(&contents.waiting.id, 0, &contents.pending);
+    let owner = store.join("").await.unwrap();
+    store.enqueue(&queued, None, Some(owner), Timestamp::now()).await.unwrap();
+    store.mark_started(&contents.waiting, owner);
+    store.record_job(&contents.waiting.id, 0, &contents.pending, owner);
     store.flush().await.unwrap();
 }

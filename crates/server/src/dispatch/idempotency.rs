@@ -31,12 +31,17 @@ impl Claim {
     /// What the key will point at once the request is answered.
     pub(super) fn record(&self, execution_id: &str, now: Timestamp) -> IdempotencyRecord {
         let expires_at = Timestamp(now.0.saturating_add(self.ttl.saturating_mul(1000)));
-        IdempotencyRecord { execution_id: execution_id.to_string(), expires_at }
+        IdempotencyRecord { execution_id: execution_id.to_string(), expires_at, pending: false }
+    }
+
+    /// The key itself.
+    pub(super) fn key(&self) -> IdempotencyKey<'_> {
+        IdempotencyKey { workflow: &self.workflow, key: &self.key }
     }
 
     /// The key and `record`, to store.
     pub(super) fn entry<'a>(&'a self, record: &'a IdempotencyRecord) -> IdempotencyEntry<'a> {
-        IdempotencyEntry { key: IdempotencyKey { workflow: &self.workflow, key: &self.key }, record }
+        IdempotencyEntry { key: self.key(), record }
     }
 }
 
@@ -92,8 +97,9 @@ impl Dispatcher {
         }
     }
 
-    /// The answer a repeated idempotency key gets from the store, if the key is remembered.
-    async fn first_answer(&self, deployed: &Deployed, key: &str) -> Result<Option<Outcome>, Outcome> {
+    /// The answer a repeated idempotency key gets from the store, if the key is remembered; a
+    /// key held by a sync execution still running (on another node) is in progress.
+    pub(super) async fn first_answer(&self, deployed: &Deployed, key: &str) -> Result<Option<Outcome>, Outcome> {
         let storage = |error| Outcome::Refused(Refusal::Storage(error));
         let Some(first) = self
             .store
@@ -103,6 +109,9 @@ impl Dispatcher {
         else {
             return Ok(None);
         };
+        if first.pending {
+            return Err(Outcome::Refused(Refusal::InProgress { key: key.to_string() }));
+        }
         let execution_id = first.execution_id;
         if !deployed.workflow().sync {
             return Ok(Some(Outcome::Answered { execution_id, reply: deployed.accept_reply.clone() }));

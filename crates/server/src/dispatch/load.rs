@@ -1,11 +1,17 @@
-//! How many async executions each workflow has queued, running and waiting in a delay, and the
-//! limits they are admitted under (fairness, docs/security.md): `--max-queue` and `options.maxQueued`
-//! count executions queued or running, `--max-delayed` those a delay node holds, and
-//! `options.maxConcurrency` bounds how many of one workflow run at once — the rest are parked
-//! until one of them ends, without holding a worker.
+//! How many async executions each workflow has queued or running and waiting in a delay, and the
+//! limits they are admitted under (fairness, docs/security.md): `--max-queue` and
+//! `options.maxQueued` count executions queued or running, `--max-delayed` those a delay node
+//! holds. (`options.maxConcurrency`, how many of one workflow run at once, is kept by the
+//! store's claims.)
+//!
+//! With an embedded store the process sees every change, so the counts are exact; in a cluster
+//! they are read from the database every [`super::LOAD_REFRESH`], with this node's own changes
+//! counted in between.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Mutex;
+
+use hookflow_store::WorkflowQueue;
 
 /// Why an async request was not admitted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,24 +34,14 @@ pub enum Refusal {
     Delayed(usize),
 }
 
-/// What one workflow has in flight.
-#[derive(Debug, Default)]
-struct WorkflowLoad {
-    /// Queued or running (not waiting in a delay).
-    queued: usize,
-    /// Running on a worker.
-    running: usize,
-    /// Ids a worker took while `maxConcurrency` of them ran; sent again as those end.
-    parked: VecDeque<String>,
-}
-
 #[derive(Debug, Default)]
 struct Counts {
     /// Queued or running, all workflows.
     queued: usize,
     /// Waiting in a delay, all workflows.
     delayed: usize,
-    workflows: HashMap<String, WorkflowLoad>,
+    /// Queued or running (not waiting in a delay), per workflow.
+    workflows: HashMap<String, usize>,
 }
 
 /// The counts, behind one lock (held for a few instructions at a time).
@@ -77,11 +73,20 @@ impl Load {
         self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Counts an execution found queued at start, or one an operator reran (never refused).
+    /// Replaces the counts with what the store holds (at start, and in a cluster every
+    /// refresh).
+    pub fn reset(&self, stored: &HashMap<String, WorkflowQueue>) {
+        let mut counts = self.counts();
+        counts.queued = stored.values().map(|count| count.queued).sum();
+        counts.delayed = stored.values().map(|count| count.waiting).sum();
+        counts.workflows = stored.iter().map(|(workflow, count)| (workflow.clone(), count.queued)).collect();
+    }
+
+    /// Counts an execution an operator reran (never refused).
     pub fn add(&self, workflow: &str) {
         let mut counts = self.counts();
         counts.queued += 1;
-        counts.workflows.entry(workflow.to_string()).or_default().queued += 1;
+        *counts.workflows.entry(workflow.to_string()).or_default() += 1;
     }
 
     /// Admits one more queued execution of a workflow, or says which limit refuses it.
@@ -95,10 +100,10 @@ impl Load {
         }
         let limit = admission.max_queued.unwrap_or(self.max_queue);
         let workflow = counts.workflows.entry(admission.workflow.to_string()).or_default();
-        if workflow.queued >= limit {
+        if *workflow >= limit {
             return Err(Refusal::Workflow { workflow: admission.workflow.to_string(), limit });
         }
-        workflow.queued += 1;
+        *workflow += 1;
         counts.queued += 1;
         Ok(())
     }
@@ -107,8 +112,8 @@ impl Load {
     pub fn finished(&self, workflow: &str) {
         let mut counts = self.counts();
         counts.queued = counts.queued.saturating_sub(1);
-        if let Some(load) = counts.workflows.get_mut(workflow) {
-            load.queued = load.queued.saturating_sub(1);
+        if let Some(queued) = counts.workflows.get_mut(workflow) {
+            *queued = queued.saturating_sub(1);
         }
     }
 
@@ -117,8 +122,8 @@ impl Load {
         let mut counts = self.counts();
         counts.queued = counts.queued.saturating_sub(1);
         counts.delayed += 1;
-        if let Some(load) = counts.workflows.get_mut(workflow) {
-            load.queued = load.queued.saturating_sub(1);
+        if let Some(queued) = counts.workflows.get_mut(workflow) {
+            *queued = queued.saturating_sub(1);
         }
     }
 
@@ -127,27 +132,7 @@ impl Load {
         let mut counts = self.counts();
         counts.delayed = counts.delayed.saturating_sub(1);
         counts.queued += 1;
-        counts.workflows.entry(workflow.to_string()).or_default().queued += 1;
-    }
-
-    /// Takes a running place of a workflow, or parks the id while `max_concurrency` run.
-    pub fn start(&self, workflow: &str, id: &str, max_concurrency: Option<usize>) -> bool {
-        let mut counts = self.counts();
-        let load = counts.workflows.entry(workflow.to_string()).or_default();
-        if max_concurrency.is_some_and(|max| load.running >= max) {
-            load.parked.push_back(id.to_string());
-            return false;
-        }
-        load.running += 1;
-        true
-    }
-
-    /// Gives a running place back; returns a parked id to queue again, if one waits.
-    pub fn stop(&self, workflow: &str) -> Option<String> {
-        let mut counts = self.counts();
-        let load = counts.workflows.get_mut(workflow)?;
-        load.running = load.running.saturating_sub(1);
-        load.parked.pop_front()
+        *counts.workflows.entry(workflow.to_string()).or_default() += 1;
     }
 }
 
@@ -177,19 +162,5 @@ mod tests {
         assert_eq!(load.admit(plain("third")), Ok(()));
         load.woke("waits");
         assert_eq!(load.admit(waits), Err(Refusal::Queue(3)));
-    }
-
-    #[test]
-    fn concurrency_parks_and_releases_in_order() {
-        let load = Load::new(10, 10);
-        assert!(load.start("w", "a", Some(1)));
-        assert!(!load.start("w", "b", Some(1)));
-        assert!(!load.start("w", "c", Some(1)));
-        assert!(load.start("other", "x", Some(1)));
-        assert_eq!(load.stop("w").as_deref(), Some("b"));
-        assert!(load.start("w", "b", Some(1)));
-        assert_eq!(load.stop("w").as_deref(), Some("c"));
-        assert!(load.start("w", "c", Some(1)));
-        assert_eq!(load.stop("w"), None);
     }
 }

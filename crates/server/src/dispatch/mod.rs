@@ -1,7 +1,9 @@
 //! Runs executions: sync ones on the request (with the sync timeout, [`sync`]), async ones
-//! durably queued and run by a pool of workers ([`queue`]); a repeated idempotency key is
-//! answered as its first request was ([`idempotency`]). At start, every execution left queued or
-//! running is resumed.
+//! durably queued and run by this process's workers once it claims them from the store
+//! ([`queue`]) — at once when a worker is free as the request arrives, else by the claimer, which
+//! wakes on the store's events (queued work, a delay coming due, another node's notice) and, in
+//! a cluster, polls; a repeated idempotency key is answered as its first request was
+//! ([`idempotency`]). What was left queued or running by a stop or a crash is claimed again.
 //!
 //! Dispatch answers in domain terms ([`Outcome`]); `http::ingress` alone turns them into
 //! statuses and bodies. Node calls block (wasmtime's sync API under an epoch deadline), so
@@ -13,12 +15,12 @@ mod load;
 mod queue;
 mod sync;
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex as StdMutex};
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex as StdMutex, Weak};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore};
 
 use crate::catalog::{Catalog, Deployed};
 use crate::metrics::metrics;
@@ -27,7 +29,6 @@ use hookflow_store::{RecordFate, Store, StoreError};
 use hookflow_workflow::{Clock, Execution, ExecutionIds, ExecutionStatus, JobStatus, Reply};
 use idempotency::Claims;
 use load::Load;
-use queue::Taken;
 
 /// Dispatch settings.
 #[derive(Debug, Clone)]
@@ -43,6 +44,9 @@ pub struct DispatchConfig {
     /// How many async executions may wait in a delay; past it, requests to workflows holding a
     /// delay node are refused (503).
     pub max_delayed: usize,
+    /// How many times an execution may be taken over from a node that died or lost its lease
+    /// before it ends `error` instead (a crash loop stops there).
+    pub max_takeovers: u32,
 }
 
 impl Default for DispatchConfig {
@@ -53,6 +57,7 @@ impl Default for DispatchConfig {
             max_sync_inflight: 256,
             max_queue: 100_000,
             max_delayed: 100_000,
+            max_takeovers: 3,
         }
     }
 }
@@ -111,35 +116,43 @@ const SLOT_WAIT_MARGIN: Duration = Duration::from_millis(100);
 /// The path where a sync caller past `trigger.syncDeadlineMs` polls for its answer.
 pub const RESULT_PATH: &str = "/api/webhook:result/";
 
+/// In a cluster, how often the fairness counts are read from the database.
+const LOAD_REFRESH: Duration = Duration::from_secs(1);
+
 /// Runs executions.
 pub struct Dispatcher {
+    /// Itself, for the tasks it spawns.
+    me: Weak<Dispatcher>,
     host: Arc<PluginHost>,
     store: Store,
     catalog: Arc<Catalog>,
-    queue: mpsc::UnboundedSender<String>,
     sync_timeout: Duration,
     /// Permits for running sync executions.
     sync_slots: Arc<Semaphore>,
+    /// Free workers for async executions (`--workers`): a claim takes one per execution.
+    workers: Arc<Semaphore>,
+    /// Wakes the claimer: work may be waiting (or a worker came free for a limited workflow).
+    wake: Arc<Notify>,
     /// Idempotency keys being processed right now.
     claims: Arc<StdMutex<Claims>>,
-    /// Async executions an operator canceled while they ran.
-    canceled: Arc<StdMutex<HashSet<String>>>,
-    /// Which queued executions a worker has taken and which a cancel ended first: one lock, so
-    /// a cancel and a worker never both act on the same queued execution.
-    taken: StdMutex<Taken>,
-    /// Async executions a delay node holds, with their workflow; a timer queues each again
-    /// when its time comes.
-    waiting: StdMutex<HashMap<String, String>>,
+    /// Executions an operator asked to cancel (any node's request), with when: the executor of
+    /// one held here stops it before its next node.
+    canceled: Arc<StdMutex<HashMap<String, Instant>>>,
     /// Async executions queued, running and waiting, against the fairness limits.
     load: Load,
     /// The ids of new executions.
     ids: ExecutionIds,
     /// The time executions and idempotency keys go by.
     clock: Arc<dyn Clock>,
+    /// How many takeovers an execution may have before it ends `error`.
+    max_takeovers: u32,
+    /// The claimer and the event listener, stopped by [`Dispatcher::stop`].
+    tasks: StdMutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Dispatcher {
-    /// Starts the workers and queues every execution the store holds as unfinished.
+    /// Starts the claimer, which takes whatever the store holds as unfinished (after a restart:
+    /// everything left queued or running), and the listener of the store's events.
     pub async fn start(
         host: Arc<PluginHost>,
         store: Store,
@@ -147,37 +160,48 @@ impl Dispatcher {
         config: &DispatchConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Dispatcher>, StoreError> {
-        let (queue, incoming) = mpsc::unbounded_channel();
-        let pending = store.queued().await?;
-        metrics().queue_changed(i64::try_from(pending.len()).unwrap_or(i64::MAX));
         let load = Load::new(config.max_queue, config.max_delayed);
-        for (_, workflow) in &pending {
-            // Unreadable records count under no workflow; their worker takes them off the queue.
-            load.add(workflow);
+        let counts = store.queue_counts().await?;
+        load.reset(&counts);
+        let pending: usize = counts.values().map(|count| count.queued + count.waiting).sum();
+        if pending > 0 {
+            tracing::info!("{pending} queued or interrupted executions to resume");
         }
-        let dispatcher = Arc::new(Dispatcher {
+        let events = store.events();
+        let dispatcher = Arc::new_cyclic(|me| Dispatcher {
+            me: me.clone(),
             host,
             store,
             catalog,
-            queue,
             sync_timeout: config.sync_timeout,
             sync_slots: Arc::new(Semaphore::new(config.max_sync_inflight)),
+            workers: Arc::new(Semaphore::new(config.workers)),
+            wake: Arc::default(),
             claims: Arc::default(),
             canceled: Arc::default(),
-            taken: StdMutex::default(),
-            waiting: StdMutex::default(),
             load,
             ids: ExecutionIds::default(),
             clock,
+            max_takeovers: config.max_takeovers,
+            tasks: StdMutex::default(),
         });
-        if !pending.is_empty() {
-            tracing::info!("resuming {} queued or interrupted executions", pending.len());
+        let mut tasks = vec![
+            tokio::spawn(queue::claim_loop(Arc::downgrade(&dispatcher))),
+            tokio::spawn(queue::listen(Arc::downgrade(&dispatcher), events)),
+        ];
+        if dispatcher.store.is_shared() {
+            tasks.push(tokio::spawn(refresh_load(Arc::downgrade(&dispatcher))));
         }
-        for (id, _) in pending {
-            let _ = dispatcher.queue.send(id);
-        }
-        queue::start_workers(&dispatcher, incoming, config.workers);
+        *dispatcher.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = tasks;
         Ok(dispatcher)
+    }
+
+    /// Stops claiming (executions running now go on to their end or to the process's exit).
+    pub fn stop(&self) {
+        self.workers.close();
+        for task in self.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).drain(..) {
+            task.abort();
+        }
     }
 
     /// Handles one trigger request: answers a repeated idempotency key from the first request,
@@ -240,6 +264,18 @@ fn finished(execution: &Execution) {
             tracing::warn!(workflow, status, node, "execution ended: {reason}");
         }
         _ => tracing::info!(workflow, status, node, "execution ended: {reason}"),
+    }
+}
+
+/// In a cluster: reads the fairness counts from the database every [`LOAD_REFRESH`].
+async fn refresh_load(dispatcher: Weak<Dispatcher>) {
+    loop {
+        tokio::time::sleep(LOAD_REFRESH).await;
+        let Some(dispatcher) = dispatcher.upgrade() else { return };
+        match dispatcher.store.queue_counts().await {
+            Ok(counts) => dispatcher.load.reset(&counts),
+            Err(error) => tracing::debug!("cannot read the queue's counts: {error}"),
+        }
     }
 }
 

@@ -1,28 +1,54 @@
-//! Async executions: stored durably and queued before the caller's acknowledgement, run by a
-//! pool of workers (each job recorded as it finishes, so a restart resumes after it), held by
-//! delay nodes until their time, canceled by operators, and run again on request.
+//! Async executions: stored durably and queued before the caller's acknowledgement, claimed from
+//! the store by this process (at once when a worker is free, else by the claimer), run by a
+//! worker with each job recorded as it finishes (so another owner, or a restart, resumes after
+//! it), put back on the queue while a delay node holds them, canceled by operators, and run
+//! again on request.
+//!
+//! Every write of a claimed execution's progress is fenced by the claim's owner: a node that
+//! lost its lease stops the execution before its next node and nothing it still writes lands.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex as StdMutex};
-use std::time::Duration;
+use std::sync::Weak;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, broadcast};
 use tracing::Instrument as _;
 
 use hookflow_plugin::Placement;
-use hookflow_store::{RecordFate, Store, StoreError};
-use hookflow_workflow::timestamp::Timestamp;
+use hookflow_store::{Canceled, Claimed, Enqueued, Owner, RecordFate, StoreError, StoreEvent};
 use hookflow_workflow::{Execution, ExecutionStatus, Executor, Job, JobStatus, Observer};
 
 use super::idempotency::Claim;
 use super::load::Admission;
 use super::{Dispatcher, Outcome, Refusal, fate, finished};
 use crate::catalog::Deployed;
-use crate::metrics::metrics;
+
+/// Most executions claimed in one go.
+const CLAIM_BATCH: usize = 64;
+
+/// In a cluster, how often a claimer with nothing to do looks anyway (other nodes' notices can
+/// be missed); the wait is drawn between half and all of it, so nodes do not look together.
+const CLUSTER_POLL: Duration = Duration::from_secs(1);
+
+/// How long a cancel request is remembered for an execution that no worker here runs.
+const CANCEL_MEMORY: Duration = Duration::from_secs(3600);
+
+/// Where a worker left a claimed execution.
+enum Left {
+    /// It ended (or cannot run): off the queue.
+    Finished,
+    /// A delay node holds it; it is back on the queue, due when the delay ends.
+    Waits,
+    /// This process lost the claim (its lease): it wrote nothing more; another owner goes on.
+    Lost,
+    /// It could not be read or run for now; it stays claimed until the process restarts or its
+    /// lease moves on.
+    Stuck,
+}
 
 impl Dispatcher {
-    /// Stores an async execution durably and queues it; answers once it is on disk.
+    /// Stores an async execution durably and queues it; answers once it is committed. A worker
+    /// free right now claims it in the same write.
     pub(super) async fn accept_async(&self, deployed: &Deployed, trigger: Value, claim: Option<Claim>) -> Outcome {
         if let Some(failure) = self.store.write_failure() {
             tracing::warn!(workflow = %deployed.key, "refused a request: {failure}");
@@ -38,52 +64,68 @@ impl Dispatcher {
             return Outcome::Refused(Refusal::Overloaded(refusal.to_string()));
         }
         let execution = self.new_execution(deployed, trigger);
-        let record = claim.as_ref().map(|claim| claim.record(&execution.id, self.clock.now()));
+        let now = self.clock.now();
+        let record = claim.as_ref().map(|claim| claim.record(&execution.id, now));
         let entry = claim.as_ref().zip(record.as_ref()).map(|(claim, record)| claim.entry(record));
-        if let Err(error) = self.store.enqueue(&execution, entry).await {
-            self.load.finished(&deployed.key);
-            tracing::error!(workflow = %deployed.key, "cannot queue an execution: {error}");
-            return Outcome::Refused(Refusal::Overloaded("the request could not be stored; nothing was queued".into()));
+        let worker = self.free_worker(deployed);
+        let owner = worker.as_ref().and_then(|_| self.store.owner());
+        match self.store.enqueue(&execution, entry, owner, now).await {
+            Ok(Enqueued::New) => {}
+            Ok(Enqueued::Duplicate { execution_id }) => {
+                // Another node took the key first: answered like its request.
+                self.load.finished(&deployed.key);
+                return Outcome::Answered { execution_id, reply: deployed.accept_reply.clone() };
+            }
+            Err(error) => {
+                self.load.finished(&deployed.key);
+                tracing::error!(workflow = %deployed.key, "cannot queue an execution: {error}");
+                return Outcome::Refused(Refusal::Overloaded(
+                    "the request could not be stored; nothing was queued".into(),
+                ));
+            }
         }
-        // With no workers the receiver still exists; the execution waits for a restart.
-        metrics().queue_changed(1);
-        let _ = self.queue.send(execution.id.clone());
+        if let (Some(worker), Some(owner)) = (worker, owner) {
+            let claimed = Claimed {
+                id: execution.id.clone(),
+                workflow: deployed.key.clone(),
+                takeovers: 0,
+                cancel: false,
+                waited: false,
+            };
+            self.run(claimed, owner, worker);
+        }
         Outcome::Answered { execution_id: execution.id, reply: deployed.accept_reply.clone() }
     }
 
-    /// Cancels an async execution: a queued one ends `canceled` at once, a running one before its
-    /// next node. Returns the record as it stands, or `None` when the execution has ended (or is
-    /// a sync one, which its caller owns).
+    /// A worker that is free right now, for an execution of `deployed` to be claimed as it is
+    /// queued; none for a workflow with `options.maxConcurrency` (the store's claims keep that).
+    fn free_worker(&self, deployed: &Deployed) -> Option<OwnedSemaphorePermit> {
+        if deployed.workflow().options.max_concurrency.is_some() {
+            return None;
+        }
+        self.workers.clone().try_acquire_owned().ok()
+    }
+
+    /// Cancels an async execution: one nobody runs ends `canceled` at once, one running (here or
+    /// on another node) or waiting in a delay before its next node. Returns the record as it
+    /// stands, or `None` when the execution has ended (or is a sync one, which its caller owns).
     pub async fn cancel(&self, mut execution: Execution) -> Result<Option<Execution>, StoreError> {
-        let queued = self.store.is_queued(&execution.id).await?;
-        if !queued || execution.status.is_final() {
+        if execution.status.is_final() {
             return Ok(None);
         }
-        let ends_now = {
-            let mut taken = self.taken.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            // No worker has it: it ends here, and a worker that takes it later skips it.
-            let ends_now = execution.status == ExecutionStatus::Queued && !taken.running.contains(&execution.id);
-            if ends_now {
-                taken.canceled_queued.insert(execution.id.clone());
+        let now = self.clock.now();
+        let ended = Execution { status: ExecutionStatus::Canceled, finished_at: Some(now), ..execution.clone() };
+        Ok(match self.store.cancel(&ended, now).await? {
+            Canceled::Ended => {
+                self.load.finished(&execution.workflow);
+                Some(ended)
             }
-            ends_now
-        };
-        if ends_now {
-            execution.status = ExecutionStatus::Canceled;
-            execution.finished_at = Some(self.clock.now());
-            self.store.record_canceled(&execution);
-            self.store.flush().await?;
-            // Unless a worker finished it first, from a record read before this cancel.
-            if let Some(stored) = self.store.execution(&execution.id).await? {
-                execution = stored;
+            Canceled::Requested => {
+                execution.status = ExecutionStatus::Started;
+                Some(execution)
             }
-        } else {
-            execution.status = ExecutionStatus::Started;
-            self.canceled.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(execution.id.clone());
-            // A waiting execution is not running: wake it, so it sees the cancellation now.
-            self.wake(&execution.id);
-        }
-        Ok(Some(execution))
+            Canceled::NotQueued => None,
+        })
     }
 
     /// Runs a workflow's current version again on an earlier execution's trigger data, in the
@@ -91,48 +133,89 @@ impl Dispatcher {
     pub async fn rerun(&self, deployed: &Deployed, trigger: Value) -> Result<Execution, StoreError> {
         let execution = self.new_execution(deployed, trigger);
         self.load.add(&deployed.key);
-        if let Err(error) = self.store.enqueue(&execution, None).await {
+        let worker = self.free_worker(deployed);
+        let owner = worker.as_ref().and_then(|_| self.store.owner());
+        if let Err(error) = self.store.enqueue(&execution, None, owner, self.clock.now()).await {
             self.load.finished(&deployed.key);
             return Err(error);
         }
-        metrics().queue_changed(1);
-        let _ = self.queue.send(execution.id.clone());
+        if let (Some(worker), Some(owner)) = (worker, owner) {
+            let claimed = Claimed {
+                id: execution.id.clone(),
+                workflow: deployed.key.clone(),
+                takeovers: 0,
+                cancel: false,
+                waited: false,
+            };
+            self.run(claimed, owner, worker);
+        }
         Ok(execution)
     }
 
-    /// Runs one queued execution to its end, or until a delay node holds it (then returns when
-    /// it may go on), recording each job as it finishes; parks it instead while its workflow
-    /// runs `options.maxConcurrency` executions.
-    async fn run_queued(&self, id: &str) -> Left {
-        self.run_queued_traced(id).instrument(tracing::error_span!("execution", id)).await
+    /// Runs a claimed execution on a task of its own, holding `worker` until it leaves.
+    fn run(&self, claimed: Claimed, owner: Owner, worker: OwnedSemaphorePermit) {
+        let Some(dispatcher) = self.me.upgrade() else { return };
+        if claimed.cancel {
+            self.remember_cancel(&claimed.id);
+        }
+        if claimed.waited {
+            self.load.woke(&claimed.workflow);
+        }
+        tokio::spawn(async move {
+            let span = tracing::error_span!("execution", id = %claimed.id);
+            let left = dispatcher.run_claimed(&claimed, owner).instrument(span).await;
+            match left {
+                Left::Finished => {
+                    dispatcher.load.finished(&claimed.workflow);
+                    dispatcher.forget_cancel(&claimed.id);
+                }
+                Left::Waits => dispatcher.load.delayed(&claimed.workflow),
+                Left::Lost | Left::Stuck => {}
+            }
+            drop(worker);
+            // A worker is free (and a workflow at its concurrency limit may go on).
+            dispatcher.wake.notify_one();
+        });
     }
 
-    async fn run_queued_traced(&self, id: &str) -> Left {
+    /// Runs one claimed execution to its end, or until a delay node holds it, recording each job
+    /// as it finishes.
+    async fn run_claimed(&self, claimed: &Claimed, owner: Owner) -> Left {
+        let id = claimed.id.as_str();
         let mut execution = match self.store.execution(id).await {
             Ok(Some(execution)) => execution,
             Ok(None) => {
-                tracing::error!(execution = id, "queued execution not found in the store");
-                return Left::Finished(String::new());
+                tracing::error!("queued execution not found in the store; taken off the queue");
+                self.store.dequeue(id, owner);
+                return Left::Finished;
             }
             Err(error) => {
-                tracing::error!(execution = id, "cannot load queued execution: {error}");
-                return Left::Finished(String::new());
+                tracing::error!("cannot load a queued execution, it waits for a restart: {error}");
+                return Left::Stuck;
             }
         };
-        let workflow = execution.workflow.clone();
-        if self.taken.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).canceled_queued.remove(id) {
-            // Canceled while it was queued; the cancel recorded it.
-            return Left::Finished(workflow);
-        }
         if execution.status == ExecutionStatus::Unreadable {
             // Kept as it is for an operator to look at and delete; it cannot run.
-            tracing::error!(execution = id, "queued execution cannot run: {}", execution.error.unwrap_or_default());
-            self.store.dequeue(id);
-            return Left::Finished(workflow);
+            tracing::error!("queued execution cannot run: {}", execution.error.unwrap_or_default());
+            self.store.dequeue(id, owner);
+            return Left::Finished;
         }
         if execution.status.is_final() {
-            self.store.record_finished(&execution, RecordFate::Keep);
-            return Left::Finished(workflow);
+            self.store.record_finished(&execution, RecordFate::Keep, owner);
+            return Left::Finished;
+        }
+        if claimed.takeovers > self.max_takeovers {
+            let why = format!(
+                "abandoned after {} takeovers (--max-takeovers {}): the nodes running it kept dying",
+                claimed.takeovers, self.max_takeovers
+            );
+            tracing::error!(workflow = %execution.workflow, "{why}");
+            execution.status = ExecutionStatus::Error;
+            execution.error = Some(why);
+            execution.finished_at = Some(self.clock.now());
+            finished(&execution);
+            self.store.record_finished(&execution, RecordFate::Keep, owner);
+            return Left::Finished;
         }
         let deployed = match self.catalog.version(&execution.workflow, execution.version).await {
             Ok(Some(deployed)) => deployed,
@@ -141,157 +224,183 @@ impl Dispatcher {
                     Err(error) => error.to_string(),
                     _ => "the workflow version no longer exists".into(),
                 };
-                tracing::error!(execution = id, workflow = %execution.workflow, "cannot run execution: {why}");
+                tracing::error!(workflow = %execution.workflow, "cannot run execution: {why}");
                 execution.status = ExecutionStatus::Error;
                 execution.error = Some(format!("cannot run: {why}"));
                 execution.finished_at = Some(self.clock.now());
-                self.store.record_finished(&execution, RecordFate::Keep);
-                return Left::Finished(workflow);
+                self.store.record_finished(&execution, RecordFate::Keep, owner);
+                return Left::Finished;
             }
         };
-        let max_concurrency =
-            deployed.workflow().options.max_concurrency.map(|limit| usize::try_from(limit).unwrap_or(usize::MAX));
-        {
-            let mut taken = self.taken.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if taken.canceled_queued.remove(id) {
-                // Canceled while it was queued; the cancel recorded it.
-                return Left::Finished(workflow);
-            }
-            if !self.load.start(&workflow, id, max_concurrency) {
-                return Left::Parked;
-            }
-            taken.running.insert(id.to_string());
-        }
         execution.status = ExecutionStatus::Started;
-        self.store.mark_started(&execution);
-        let (host, store, canceled) = (self.host.clone(), self.store.clone(), self.canceled.clone());
-        let clock = self.clock.clone();
-        let span = tracing::Span::current();
-        let ran = tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
-            // The executor replays the leading resolved jobs; new ones are recorded after them.
-            let next_index = execution.jobs.iter().take_while(|job| job.status == JobStatus::Resolved).count();
-            let mut recorder =
-                JobRecorder { store: &store, execution_id: execution.id.clone(), next_index, canceled: &canceled };
-            let runner = host.runner(Placement::BlockingThread);
-            let executor = Executor { runner: &runner, clock: clock.as_ref() };
-            let wake_at = executor.run(&deployed.plan, &mut execution, &mut recorder).wake_at;
-            match wake_at {
-                // Its pending job is recorded; it stays on the queue, so a restart resumes it.
-                Some(wake_at) => tracing::debug!(until = %wake_at, "execution waits"),
-                None => {
-                    finished(&execution);
-                    store.record_finished(&execution, fate(&deployed, execution.status));
-                    // A cancel that came after its last node has nothing left to stop.
-                    canceled.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&execution.id);
+        self.store.mark_started(&execution, owner);
+        loop {
+            let (host, store, canceled, clock) =
+                (self.host.clone(), self.store.clone(), self.canceled.clone(), self.clock.clone());
+            let plan_of = deployed.clone();
+            let mut running = execution;
+            let span = tracing::Span::current();
+            let ran = tokio::task::spawn_blocking(move || {
+                let _entered = span.enter();
+                // The executor replays the leading resolved jobs; new ones are recorded after them.
+                let next_index = running.jobs.iter().take_while(|job| job.status == JobStatus::Resolved).count();
+                let mut recorder = JobRecorder {
+                    store: &store,
+                    owner,
+                    execution_id: running.id.clone(),
+                    next_index,
+                    canceled: &canceled,
+                };
+                let runner = host.runner(Placement::BlockingThread);
+                let executor = Executor { runner: &runner, clock: clock.as_ref() };
+                let wake_at = executor.run(&plan_of.plan, &mut running, &mut recorder).wake_at;
+                (running, wake_at)
+            })
+            .await;
+            let Ok((ran, wake_at)) = ran else {
+                tracing::error!("execution panicked; it stays claimed and is retried at the next start");
+                return Left::Stuck;
+            };
+            execution = ran;
+            if self.store.owner() != Some(owner) {
+                tracing::warn!("this node lost its claim while the execution ran; another node goes on with it");
+                return Left::Lost;
+            }
+            let Some(wake_at) = wake_at else {
+                finished(&execution);
+                self.store.record_finished(&execution, fate(&deployed, execution.status), owner);
+                return Left::Finished;
+            };
+            if self.cancel_requested(id) {
+                // Canceled while its delay node ran: run it again at once, to be canceled.
+                continue;
+            }
+            // Its pending job is recorded; it is back on the queue, due at `wake_at`.
+            tracing::debug!(until = %wake_at, "execution waits");
+            self.store.release(id, wake_at, owner);
+            return Left::Waits;
+        }
+    }
+
+    fn remember_cancel(&self, id: &str) {
+        let mut canceled = self.canceled.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        canceled.retain(|_, since| since.elapsed() < CANCEL_MEMORY);
+        canceled.insert(id.to_string(), Instant::now());
+    }
+
+    fn forget_cancel(&self, id: &str) {
+        self.canceled.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(id);
+    }
+
+    fn cancel_requested(&self, id: &str) -> bool {
+        self.canceled.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).contains_key(id)
+    }
+}
+
+/// Claims queued executions whenever workers are free, until the dispatcher stops: after each
+/// claim that leaves work behind at once, else when the store says work may be waiting, when the
+/// next delay comes due, or (in a cluster) at the next poll.
+pub(super) async fn claim_loop(dispatcher: Weak<Dispatcher>) {
+    let Some((workers, wake, shared)) =
+        dispatcher.upgrade().map(|d| (d.workers.clone(), d.wake.clone(), d.store.is_shared()))
+    else {
+        return;
+    };
+    let mut failures = 0u32;
+    loop {
+        let Ok(first) = workers.clone().acquire_owned().await else { return };
+        let mut permits = vec![first];
+        while permits.len() < CLAIM_BATCH
+            && let Ok(more) = workers.clone().try_acquire_owned()
+        {
+            permits.push(more);
+        }
+        let Some(dispatcher) = dispatcher.upgrade() else { return };
+        let wanted = permits.len();
+        let mut wait = if shared { jittered_poll() } else { Duration::MAX };
+        if let Some(owner) = dispatcher.store.owner() {
+            let limits = dispatcher.catalog.concurrency_limits();
+            let now = dispatcher.clock.now();
+            match dispatcher.store.claim(owner, wanted, now, &limits).await {
+                Ok(claimed) => {
+                    failures = 0;
+                    let got = claimed.len();
+                    for claimed in claimed {
+                        let Some(worker) = permits.pop() else { break };
+                        dispatcher.run(claimed, owner, worker);
+                    }
+                    if got == wanted {
+                        continue;
+                    }
+                    if let Ok(Some(due)) = dispatcher.store.next_due(now).await {
+                        wait = wait.min(Duration::from_millis(due.0.saturating_sub(dispatcher.clock.now().0)));
+                    }
+                }
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    if failures == 1 {
+                        tracing::warn!("cannot claim queued executions: {error}");
+                    }
+                    wait = Duration::from_millis(100 << failures.min(5));
                 }
             }
-            wake_at
-        })
-        .await;
-        self.taken.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).running.remove(id);
-        if let Some(parked) = self.load.stop(&workflow) {
-            let _ = self.queue.send(parked);
         }
-        match ran {
-            Ok(Some(wake_at)) => Left::Waits(workflow, wake_at),
-            Ok(None) => Left::Finished(workflow),
-            Err(_) => {
-                tracing::error!(execution = id, "execution panicked; it stays queued and is retried at the next start");
-                Left::Finished(workflow)
-            }
-        }
-    }
-
-    /// Queues a waiting execution again at `wake_at` (or when an operator cancels it).
-    fn wake_later(self: Arc<Self>, id: String, workflow: String, wake_at: Timestamp) {
-        self.load.delayed(&workflow);
-        self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(id.clone(), workflow);
-        // A cancel that came while the delay node ran found nothing waiting to wake: wake now.
-        // Whoever takes the id out of `waiting` queues it, so it is queued once.
-        let canceled = self.canceled.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).contains(&id);
-        if canceled {
-            self.wake(&id);
-            return;
-        }
-        let dispatcher = Arc::downgrade(&self);
-        let wait = Duration::from_millis(wake_at.0.saturating_sub(self.clock.now().0));
-        tokio::spawn(async move {
-            tokio::time::sleep(wait).await;
-            if let Some(dispatcher) = dispatcher.upgrade() {
-                dispatcher.wake(&id);
-            }
-        });
-    }
-
-    /// Queues a waiting execution now, unless it was woken already.
-    fn wake(&self, id: &str) {
-        let woken = self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(id);
-        if let Some(workflow) = woken {
-            self.load.woke(&workflow);
-            let _ = self.queue.send(id.to_string());
+        drop(permits);
+        drop(dispatcher);
+        if wait == Duration::MAX {
+            wake.notified().await;
+        } else {
+            let _ = tokio::time::timeout(wait, wake.notified()).await;
         }
     }
 }
 
-/// Where a worker left a queued execution.
-enum Left {
-    /// It ended (or cannot run); the workflow it belonged to.
-    Finished(String),
-    /// A delay node holds it until then.
-    Waits(String, Timestamp),
-    /// Its workflow runs `options.maxConcurrency` executions; it is queued again as one ends.
-    Parked,
+/// Between half and all of [`CLUSTER_POLL`].
+fn jittered_poll() -> Duration {
+    let mut byte = [0u8; 1];
+    let spread = getrandom::fill(&mut byte).map_or(128, |()| u32::from(byte[0]));
+    CLUSTER_POLL / 2 + CLUSTER_POLL * spread / 512
 }
 
-/// Starts `workers` workers taking ids from `incoming`.
-pub(super) fn start_workers(dispatcher: &Arc<Dispatcher>, incoming: mpsc::UnboundedReceiver<String>, workers: usize) {
-    let incoming = Arc::new(Mutex::new(incoming));
-    for _ in 0..workers {
-        tokio::spawn(work(Arc::downgrade(dispatcher), incoming.clone()));
-    }
-}
-
-/// A worker: takes queued execution ids and runs them, one at a time, until the dispatcher goes.
-async fn work(dispatcher: std::sync::Weak<Dispatcher>, incoming: Arc<Mutex<mpsc::UnboundedReceiver<String>>>) {
+/// Hears the store's events: queued work wakes the claimer; a cancel request is remembered, so
+/// the executor running that execution here stops it.
+pub(super) async fn listen(dispatcher: Weak<Dispatcher>, mut events: broadcast::Receiver<StoreEvent>) {
     loop {
-        let next = incoming.lock().await.recv().await;
-        let (Some(id), Some(dispatcher)) = (next, dispatcher.upgrade()) else { return };
-        match dispatcher.run_queued(&id).await {
-            // Still unfinished: it stays in the queue gauge while it waits.
-            Left::Waits(workflow, wake_at) => dispatcher.wake_later(id, workflow, wake_at),
-            Left::Finished(workflow) => {
-                dispatcher.load.finished(&workflow);
-                metrics().queue_changed(-1);
+        let event = events.recv().await;
+        let Some(dispatcher) = dispatcher.upgrade() else { return };
+        match event {
+            Ok(StoreEvent::QueueReady | StoreEvent::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                dispatcher.wake.notify_one();
             }
-            Left::Parked => {}
+            Ok(StoreEvent::CancelRequested(id)) => dispatcher.remember_cancel(&id),
+            Ok(StoreEvent::WorkflowChanged(_) | StoreEvent::PluginChanged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => return,
         }
     }
 }
 
-/// Records each finished job of an async execution, so a restart resumes after it.
+/// Records each finished job of an async execution, so a restart or another owner resumes after
+/// it; stops the execution when an operator cancels it or this process loses its claim.
 struct JobRecorder<'a> {
-    store: &'a Store,
+    store: &'a hookflow_store::Store,
+    owner: Owner,
     execution_id: String,
     next_index: usize,
-    canceled: &'a StdMutex<HashSet<String>>,
+    canceled: &'a std::sync::Mutex<std::collections::HashMap<String, Instant>>,
 }
 
 impl Observer for JobRecorder<'_> {
     fn job_finished(&mut self, job: &Job) {
-        self.store.record_job(&self.execution_id, self.next_index, job);
+        self.store.record_job(&self.execution_id, self.next_index, job, self.owner);
         self.next_index += 1;
     }
 
     fn interrupted(&mut self) -> Option<ExecutionStatus> {
-        let mut canceled = self.canceled.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        canceled.remove(&self.execution_id).then_some(ExecutionStatus::Canceled)
+        if self.store.owner() != Some(self.owner) {
+            // Nothing more of it lands (the writes are fenced); its next owner goes on.
+            return Some(ExecutionStatus::Aborted);
+        }
+        let canceled = self.canceled.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        canceled.contains_key(&self.execution_id).then_some(ExecutionStatus::Canceled)
     }
-}
-
-/// Queued executions workers have taken, and those canceled before a worker took them.
-#[derive(Default)]
-pub(super) struct Taken {
-    running: HashSet<String>,
-    canceled_queued: HashSet<String>,
 }

@@ -9,7 +9,8 @@ use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 use hookflow_plugin::Placement;
-use hookflow_store::{IdempotencyEntry, IdempotencyKey, IdempotencyRecord, Store, StoreError, SyncFinish};
+use hookflow_store::{Enqueued, IdempotencyEntry, IdempotencyKey, IdempotencyRecord, Store, StoreError, SyncFinish};
+use hookflow_workflow::timestamp::Timestamp;
 use hookflow_workflow::{Execution, ExecutionStatus, Executor, Observer, Reply, caller_reply};
 
 use super::idempotency::Claim;
@@ -27,6 +28,15 @@ impl Dispatcher {
         let keep_reply = claim.is_some() || deadline.is_some();
         let mut execution = self.new_execution(&deployed, trigger);
         let execution_id = execution.id.clone();
+        // In a cluster a repeat may reach another node while this one runs: the key is held in
+        // the store (marked pending) until the answer is kept under it.
+        let held = match claim.as_ref().filter(|_| self.store.is_shared()) {
+            Some(claim) => match self.hold(&deployed, claim, &execution_id).await {
+                Ok(()) => true,
+                Err(outcome) => return outcome,
+            },
+            None => false,
+        };
         if deadline.is_some() {
             // Its caller may poll for it before it ends.
             self.store.record_sync_start(&execution);
@@ -85,6 +95,7 @@ impl Dispatcher {
             let remembered = claim.as_ref().filter(|_| answer.is_some_and(|reply| reply.status < 500));
             let record = remembered.map(|claim| claim.record(&execution.id, clock.now()));
             let entry = remembered.zip(record.as_ref()).map(|(claim, record)| claim.entry(record));
+            let release = claim.as_ref().filter(|_| held && remembered.is_none()).map(Claim::key);
             // Queued for writing before the caller hears back, so a shutdown that waits for
             // in-flight requests and then flushes the store cannot lose the record.
             finished(&execution);
@@ -93,6 +104,7 @@ impl Dispatcher {
                 fate: fate(&deployed, execution.status),
                 reply: answer.filter(|_| keep_reply),
                 idempotency: entry,
+                release,
             });
             // With an idempotency key, the caller hears back (and the key is released) only once
             // a repeat can find the stored answer.
@@ -124,6 +136,24 @@ impl Dispatcher {
         }
     }
 
+    /// Holds an idempotency key in a shared store for the sync execution `execution_id`, or
+    /// answers as its first request did (or says that one still runs).
+    async fn hold(&self, deployed: &Deployed, claim: &Claim, execution_id: &str) -> Result<(), Outcome> {
+        let now = self.clock.now();
+        let running_for = self.sync_timeout + HOLD_MARGIN;
+        let expires_at = Timestamp(now.0.saturating_add(u64::try_from(running_for.as_millis()).unwrap_or(u64::MAX)));
+        let pending = IdempotencyRecord { execution_id: execution_id.to_string(), expires_at, pending: true };
+        match self.store.hold_idempotency(claim.entry(&pending), now).await {
+            Ok(Enqueued::New) => Ok(()),
+            Ok(Enqueued::Duplicate { .. }) => Err(match self.first_answer(deployed, &claim.key).await {
+                Ok(Some(answer)) => answer,
+                Ok(None) => Outcome::Refused(Refusal::InProgress { key: claim.key.clone() }),
+                Err(outcome) => outcome,
+            }),
+            Err(error) => Err(Outcome::Refused(Refusal::Storage(error))),
+        }
+    }
+
     /// The answer of a sync execution, for `GET /api/webhook:result/{id}`: its kept reply once it
     /// has ended, [`Outcome::StillRunning`] while it runs.
     pub async fn result(&self, execution: &Execution) -> Result<Outcome, StoreError> {
@@ -141,11 +171,15 @@ impl Dispatcher {
     }
 }
 
+/// How much longer than the sync timeout a key held for a running sync execution stays held,
+/// should its node die before letting go of it.
+const HOLD_MARGIN: Duration = Duration::from_secs(5);
+
 /// Waits on a blocking thread for a write the caller's answer depends on; a failed one is
 /// logged (the answer goes out, but a repeat of its key will run again).
 fn wait_for_commit(committed: hookflow_store::Committed, execution_id: &str) {
     match committed.blocking_recv() {
-        Ok(Ok(())) => {}
+        Ok(Ok(_)) => {}
         Ok(Err(error)) => {
             tracing::error!(
                 execution = execution_id,

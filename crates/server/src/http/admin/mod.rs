@@ -4,6 +4,7 @@
 //! loopback clients only. Secrets are never returned: passwords and signing secrets are masked,
 //! and a masked value sent back in a replacement keeps the stored secret.
 
+mod cluster;
 mod console;
 mod executions;
 mod openapi;
@@ -13,7 +14,6 @@ mod views;
 mod workflows;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
@@ -52,8 +52,6 @@ pub struct Admin {
     pub host: Arc<PluginHost>,
     /// Runs executions (cancel, rerun).
     pub dispatcher: Arc<Dispatcher>,
-    /// Where uploaded components are kept, so they are installed again at start.
-    pub plugin_dir: PathBuf,
     /// The bearer token; `None` opens the API to loopback clients only.
     pub token: Option<String>,
     /// Origin of webhook URLs in answers.
@@ -76,6 +74,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/api/parse/query", post(parse::query))
         .route("/api/parse/body", post(parse::body))
         .route("/api/plugins", get(plugins::list))
+        .route("/api/cluster", get(cluster::list))
         .route(
             "/api/plugins/{name}",
             put(plugins::upload).delete(plugins::delete).layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
@@ -221,13 +220,21 @@ async fn healthz() -> axum::Json<views::Health> {
 /// Readiness: the store can be read and written, and the plugins are loaded.
 #[utoipa::path(get, operation_id = "readyz", path = "/readyz", tag = "health", responses(
     (status = 200, description = "Ready to take requests", body = views::Health),
-    (status = 503, description = "The store cannot be read, or its last write failed", body = openapi::ErrorBody)))]
+    (status = 503, description = "The store cannot be read, its last write failed, or this node lost its cluster lease", body = openapi::ErrorBody)))]
 async fn readyz(State(admin): State<Arc<Admin>>) -> Response {
     // The writer logged the failure; a load balancer's polls need not log it again.
     if admin.store.write_failure().is_some() {
         return ApiError::new(ErrorCode::Overloaded, "not ready: the store cannot write right now; retry later")
             .with_header(header::RETRY_AFTER, "5")
             .into_response();
+    }
+    if admin.store.owner().is_none() {
+        return ApiError::new(
+            ErrorCode::Overloaded,
+            "not ready: this node lost its cluster lease and is joining again",
+        )
+        .with_header(header::RETRY_AFTER, "2")
+        .into_response();
     }
     // A point read: answers whether the store can be read without scanning anything.
     match admin.store.is_queued("").await {
@@ -244,8 +251,11 @@ async fn readyz(State(admin): State<Arc<Admin>>) -> Response {
 #[utoipa::path(get, operation_id = "metrics", path = "/metrics", tag = "health",
     responses((status = 200, description = "Prometheus text exposition format", body = String,
         content_type = "text/plain; version=0.0.4")))]
-async fn prometheus() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics().render())
+async fn prometheus(State(admin): State<Arc<Admin>>) -> impl IntoResponse {
+    // Read from the store, so in a cluster it is every node's backlog.
+    let depth =
+        admin.store.queue_depth().await.map_err(|error| tracing::warn!("metrics: no queue depth: {error}")).ok();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics().render(depth))
 }
 
 /// Path parameters whose rejection (`/versions/-1`, invalid UTF-8) is the JSON error shape:
@@ -344,6 +354,7 @@ fn deploy_error(error: DeployError) -> ApiError {
             ErrorCode::Conflict,
             format!("{error}: reload it and make your change again (If-Match named the version it was made from)"),
         ),
+        error @ DeployError::Contended(_) => ApiError::new(ErrorCode::Conflict, error.to_string()),
         error @ DeployError::SyncChanged(_) => {
             let fault = json!([{"path": "sync", "message": "fixed when the workflow is created"}]);
             ApiError::new(ErrorCode::ValidationFailed, error.to_string()).with_detail("faults", fault)

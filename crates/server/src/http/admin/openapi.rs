@@ -7,7 +7,7 @@ use serde_json::Value;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{executions, parse, plugins, views, workflows};
+use super::{cluster, executions, parse, plugins, views, workflows};
 use hookflow_workflow::{Execution, Fault, Workflow};
 
 /// The shape of every error answer.
@@ -46,15 +46,17 @@ struct ErrorDetail {
         executions::list, executions::show, executions::delete, executions::cancel, executions::rerun,
         parse::query, parse::body,
         plugins::list, plugins::upload, plugins::delete,
+        cluster::list,
         super::healthz, super::readyz, super::prometheus,
     ),
-    components(schemas(Workflow, Execution, views::WorkflowView, views::PluginView, ErrorBody)),
+    components(schemas(Workflow, Execution, views::WorkflowView, views::PluginView, views::ClusterNodeView, ErrorBody)),
     modifiers(&BearerToken),
     tags(
         (name = "workflows", description = "Deployed workflows and their webhook URLs"),
         (name = "executions", description = "Execution history, cancel and re-run"),
         (name = "parse", description = "Turn an example request into trigger variables"),
         (name = "plugins", description = "Node types: WebAssembly components of the `node` world"),
+        (name = "cluster", description = "The nodes sharing a PostgreSQL store"),
         (name = "health", description = "Probes and metrics; no token needed"),
     )
 )]

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 
 use super::openapi::ErrorBody;
 use super::views::{Listing, PluginView};
-use super::{Admin, ApiPath, internal};
+use super::{Admin, ApiPath, internal, store_failed};
 use crate::http::api_error::{ApiError, ErrorCode};
 use hookflow_plugin::LoadError;
 
@@ -46,9 +46,8 @@ pub(super) async fn upload(
         LoadError::BuiltinName(_) => ApiError::new(ErrorCode::Conflict, error.to_string()),
         error => ApiError::new(ErrorCode::ValidationFailed, error.to_string()),
     })?;
-    std::fs::create_dir_all(&admin.plugin_dir)
-        .and_then(|()| std::fs::write(admin.plugin_dir.join(format!("{name}.wasm")), &component))
-        .map_err(|e| internal(format!("installed, but cannot keep the component on disk: {e}")))?;
+    // Kept in the store, so it is installed again at start (and, in a cluster, on every node).
+    admin.store.put_plugin(&name, &plugin.digest, &component).await.map_err(store_failed)?;
     let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
     Ok((status, Json(PluginView::from(plugin.as_ref()))))
 }
@@ -76,9 +75,6 @@ pub(super) async fn delete(
         ));
     }
     admin.host.uninstall(&name);
-    match std::fs::remove_file(admin.plugin_dir.join(format!("{name}.wasm"))) {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(internal(error)),
-        _ => {}
-    }
+    admin.store.delete_plugin(&name).await.map_err(store_failed)?;
     Ok(StatusCode::NO_CONTENT)
 }

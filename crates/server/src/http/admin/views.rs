@@ -161,3 +161,31 @@ pub struct Health {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plugins: Option<usize>,
 }
+
+/// A node of the cluster.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterNodeView {
+    /// Its current identity (a node that lost its lease joins again under a new one).
+    pub id: i64,
+    /// Where it serves (its `--public-url`, else its listen address).
+    pub address: String,
+    /// When it joined under this identity.
+    pub started_at: Timestamp,
+    /// When it last renewed its lease.
+    pub renewed_at: Timestamp,
+    /// How many executions it holds now.
+    pub executions: u64,
+}
+
+impl From<hookflow_store::ClusterNode> for ClusterNodeView {
+    fn from(node: hookflow_store::ClusterNode) -> ClusterNodeView {
+        ClusterNodeView {
+            id: node.id,
+            address: node.address,
+            started_at: node.started_at,
+            renewed_at: node.renewed_at,
+            executions: node.executions,
+        }
+    }
+}
