@@ -112,6 +112,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_takeovers: args.max_takeovers,
     };
     if let StoreArg::Postgres(url) = &args.store {
+        // Behind a load balancer every request comes from the balancer: loopback means nothing.
+        anyhow::ensure!(
+            config.admin_token.is_some(),
+            "a cluster store (--store postgres://…) needs --admin-token (or HOOKFLOW_ADMIN_TOKEN): behind a load \
+             balancer the admin API cannot tell a local caller from anyone else"
+        );
         config.postgres = Some(PostgresConfig { lease: args.lease, ..PostgresConfig::new(url) });
     }
     config.limits.read_timeout = args.read_timeout;

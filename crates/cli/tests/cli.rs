@@ -9,10 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use hookflow_store::Store;
 use hookflow_workflow::{Execution, ExecutionStatus};
 use serde_json::{Value, json};
-use support::{Serve, fresh_dir, hookflow, http, stdout_json};
+use support::{Serve, fresh_dir, hookflow, http, stdout_json, stored_executions};
 
 #[test]
 fn parse_query_prints_the_path_list() {
@@ -79,8 +78,8 @@ fn serve_demo_answers_and_stops_cleanly_on_sigterm() {
 
     assert_eq!(serve.terminate(), Some(0));
     // The sync execution's record, written off the hot path, survived the shutdown.
-    let store = Store::open_file(&data.join("hookflow.redb")).unwrap();
-    assert_eq!(hookflow_tests::block_on(store.execution(&id)).unwrap().unwrap().status, ExecutionStatus::Resolved);
+    let stored = stored_executions(&data, std::slice::from_ref(&id)).remove(0);
+    assert_eq!(stored.map(|execution| execution.status), Some(ExecutionStatus::Resolved));
 }
 
 #[test]
@@ -101,39 +100,33 @@ fn async_requests_acknowledged_without_workers_run_after_a_process_restart() {
         })
         .collect();
     assert_eq!(serve.terminate(), Some(0));
-
-    // Restart with workers until every execution has run (normally the first restart does it).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let serve = Serve::start(&data, &[]);
-        std::thread::sleep(Duration::from_millis(300));
-        assert_eq!(serve.terminate(), Some(0));
-        let store = Store::open_file(&data.join("hookflow.redb")).unwrap();
-        let statuses: Vec<_> =
-            ids.iter().map(|id| hookflow_tests::block_on(store.execution(id)).unwrap().unwrap().status).collect();
-        if statuses.iter().all(|status| *status == ExecutionStatus::Resolved) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "not all executions ran: {statuses:?}");
-    }
+    // Restarted with workers, it runs every one of them.
+    run_to_completion(&data, &["--demo"], 2, &ids);
 }
 
-/// Restarts the server on `data` until every execution in `ids` is resolved; returns them.
+/// Starts the server on `data` again and waits until every execution in `ids` is resolved (after
+/// a crash on PostgreSQL, once the dead node's lease has run out); returns them as stored.
 fn run_to_completion(data: &Path, args: &[&str], endpoints: usize, ids: &[String]) -> Vec<Execution> {
+    let serve = Serve::start_with(data, args, endpoints);
     let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let serve = Serve::start_with(data, args, endpoints);
-        std::thread::sleep(Duration::from_millis(500));
-        assert_eq!(serve.terminate(), Some(0));
-        let store = Store::open_file(&data.join("hookflow.redb")).unwrap();
-        let executions: Vec<Option<Execution>> =
-            ids.iter().map(|id| hookflow_tests::block_on(store.execution(id)).unwrap()).collect();
-        if executions.iter().all(|e| e.as_ref().is_some_and(|e| e.status == ExecutionStatus::Resolved)) {
-            return executions.into_iter().flatten().collect();
+    let mut pending: Vec<&String> = ids.iter().collect();
+    while let Some(id) = pending.last() {
+        let shown = serve.admin("GET", &format!("/api/executions/{id}"));
+        if shown.status == 200 && shown.json()["status"] == "resolved" {
+            pending.pop();
+            continue;
         }
-        let statuses: Vec<_> = executions.iter().map(|e| e.as_ref().map(|e| e.status)).collect();
-        assert!(Instant::now() < deadline, "not all executions ran: {statuses:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} executions did not run, {id} among them: {}",
+            pending.len(),
+            ids.len(),
+            shown.text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
+    assert_eq!(serve.terminate(), Some(0));
+    stored_executions(data, ids).into_iter().map(Option::unwrap).collect()
 }
 
 #[test]
@@ -261,7 +254,7 @@ fn duplicates_of_idempotency_keys_around_a_kill_9_give_one_execution_each() {
     let ids: Vec<String> = execution_of_event.values().cloned().collect();
     run_to_completion(&data, &args, 1, &ids);
     let serve = Serve::start_with(&data, &args, 1);
-    let listed = http::request(serve.address, "GET", "/api/executions?workflow=events&limit=500", &[], b"").json();
+    let listed = serve.admin("GET", "/api/executions?workflow=events&limit=500").json();
     let stored = listed["items"].as_array().unwrap();
     assert!(sent < 500 && listed["nextCursor"].is_null(), "one page holds them all");
     let mut events: Vec<String> =
@@ -290,7 +283,7 @@ fn an_execution_killed_between_nodes_resumes_after_its_last_resolved_job() {
     // Killed as soon as some steps are recorded: most have not run yet.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let shown = http::request(serve.address, "GET", &format!("/api/executions/{id}"), &[], b"").json();
+        let shown = serve.admin("GET", &format!("/api/executions/{id}")).json();
         if shown["jobs"].as_array().is_some_and(|jobs| !jobs.is_empty()) {
             break;
         }
@@ -320,9 +313,7 @@ fn a_delay_survives_a_crash_and_ends_on_time() {
         {"key": "after", "type": "set", "config": {"values": {"order": "{{$context.body.order}}"}}}]});
     std::fs::write(workflows.join("later.json"), workflow.to_string()).unwrap();
     let args = ["--workflows", workflows.to_str().unwrap()];
-    let show = |serve: &Serve, id: &str| {
-        http::request(serve.address, "GET", &format!("/api/executions/{id}"), &[], b"").json()
-    };
+    let show = |serve: &Serve, id: &str| serve.admin("GET", &format!("/api/executions/{id}")).json();
     let poll = |serve: &Serve, id: &str, done: &dyn Fn(&Value) -> bool| {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -390,7 +381,9 @@ fn a_full_disk_is_reported_refused_and_recovered_from_without_losing_acknowledge
     std::fs::create_dir_all(&workflows).unwrap();
     let stored = json!({"key": "stored", "nodes": [{"key": "c", "type": "condition", "config": {}}]});
     std::fs::write(workflows.join("stored.json"), stored.to_string()).unwrap();
-    let serve = Serve::start_with(&data, &["--workflows", workflows.to_str().unwrap(), "--workers", "1"], 1);
+    // The redb file on a disk that fills up, whichever store the other tests run on.
+    let args = ["--workflows", workflows.to_str().unwrap(), "--workers", "1", "--store", "redb"];
+    let serve = Serve::start_with(&data, &args, 1);
     let address = serve.address;
     let ready = || http::request(address, "GET", "/readyz", &[], b"").status;
     assert_eq!(ready(), 200);

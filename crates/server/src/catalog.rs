@@ -296,8 +296,9 @@ impl Catalog {
 
     /// Makes every workflow here what the store holds (after events may have been missed).
     pub async fn resync(&self) -> Result<(), StoreError> {
-        let records = self.store.workflows().await?;
+        // Read under the lock: a change of this node's made meanwhile is in what is read.
         let _changing = self.changing.lock().await;
+        let records = self.store.workflows().await?;
         let stored: HashSet<String> = records.iter().filter_map(|record| record.definition.key.clone()).collect();
         for record in records {
             self.take_up(record);

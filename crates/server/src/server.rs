@@ -105,9 +105,6 @@ pub enum ServerError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The settings do not go together.
-    #[error("{0}")]
-    Config(String),
     /// The data directory could not be created or made private.
     #[error("cannot make the data directory private at {path}: {source}")]
     DataDir {
@@ -165,13 +162,6 @@ pub struct Server {
 impl Server {
     /// Starts everything and begins accepting requests.
     pub async fn start(mut config: ServerConfig) -> Result<Server, ServerError> {
-        if config.postgres.is_some() && config.admin_token.is_none() {
-            return Err(ServerError::Config(
-                "a cluster store (--store postgres://…) needs --admin-token (or HOOKFLOW_ADMIN_TOKEN): \
-                 behind a load balancer the admin API cannot rely on loopback"
-                    .into(),
-            ));
-        }
         let database = config.data_dir.join("hookflow.redb");
         private_data_dir(&config.data_dir, &database)?;
         config.host.cache_dir.get_or_insert_with(|| config.data_dir.join("component-cache"));

@@ -768,6 +768,7 @@ fn idempotency_op(entry: IdempotencyEntry<'_>) -> Result<Op, StoreError> {
         execution_id: entry.record.execution_id.clone(),
         record: encode("idempotency", entry.record)?,
         expires_at: entry.record.expires_at.0,
+        pending: entry.record.pending,
     })
 }
 
@@ -778,6 +779,7 @@ fn take_idempotency_op(entry: IdempotencyEntry<'_>, execution_id: &str, now: Tim
         execution_id: execution_id.to_string(),
         record: encode("idempotency", entry.record)?,
         expires_at: entry.record.expires_at.0,
+        pending: entry.record.pending,
         now: now.0,
     })
 }

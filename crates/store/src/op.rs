@@ -40,11 +40,28 @@ pub(crate) enum Op {
     /// Puts a held execution back on the queue, free to claim from `run_at` (a delay node holds
     /// it until then).
     Release { id: String, run_at: u64 },
-    /// Takes an idempotency key for an execution unless an unexpired one (by `now`) holds it
-    /// for another; then the rest of the request is skipped ([`Applied::Duplicate`]).
-    TakeIdempotency { workflow: String, key: String, execution_id: String, record: Vec<u8>, expires_at: u64, now: u64 },
+    /// Takes an idempotency key for an execution unless it holds another execution's: one that
+    /// has not expired by `now` and is either pending (a sync execution still running) or names
+    /// an execution that is still stored (a deleted one frees its key). Then the rest of the
+    /// request is skipped ([`Applied::Duplicate`]).
+    TakeIdempotency {
+        workflow: String,
+        key: String,
+        execution_id: String,
+        record: Vec<u8>,
+        expires_at: u64,
+        pending: bool,
+        now: u64,
+    },
     /// Stores an idempotency key (replacing what it held).
-    PutIdempotency { workflow: String, key: String, execution_id: String, record: Vec<u8>, expires_at: u64 },
+    PutIdempotency {
+        workflow: String,
+        key: String,
+        execution_id: String,
+        record: Vec<u8>,
+        expires_at: u64,
+        pending: bool,
+    },
     /// Forgets an idempotency key.
     DeleteIdempotency { workflow: String, key: String },
     /// Keeps the answer a sync caller got.

@@ -330,6 +330,21 @@ async fn an_idempotency_key_admits_one_execution(subject: Subject) {
     );
 }
 
+async fn a_deleted_execution_frees_its_idempotency_key(subject: Subject) {
+    let store = &subject.store;
+    let key = IdempotencyKey { workflow: "w", key: "evt_9" };
+    let first = new_execution("w", json!(1));
+    let record =
+        IdempotencyRecord { execution_id: first.id.clone(), expires_at: Timestamp(now().0 + 60_000), pending: false };
+    store.enqueue(&first, Some(IdempotencyEntry { key, record: &record }), None, now()).await.unwrap();
+    store.delete_executions(std::slice::from_ref(&first.id)).await.unwrap().unwrap();
+    let second = new_execution("w", json!(2));
+    let record = IdempotencyRecord { execution_id: second.id.clone(), ..record };
+    let entry = IdempotencyEntry { key, record: &record };
+    assert_eq!(store.enqueue(&second, Some(entry), None, now()).await.unwrap(), Enqueued::New);
+    assert_eq!(store.idempotency(key, now()).await.unwrap().map(|held| held.execution_id), Some(second.id));
+}
+
 async fn a_sync_key_is_held_while_it_runs_then_keeps_its_answer_or_is_released(subject: Subject) {
     let store = &subject.store;
     let key = IdempotencyKey { workflow: "s", key: "k" };
@@ -669,6 +684,7 @@ conformance!(
         claims_keep_a_workflows_concurrency_limit,
         a_cancel_ends_what_nobody_holds_and_asks_the_holder_otherwise,
         an_idempotency_key_admits_one_execution,
+        a_deleted_execution_frees_its_idempotency_key,
         a_sync_key_is_held_while_it_runs_then_keeps_its_answer_or_is_released,
         listings_follow_workflow_status_time_and_cursor,
         retention_finds_settled_executions_only,

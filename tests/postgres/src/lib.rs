@@ -165,8 +165,9 @@ impl PgServer {
             data = self.data_dir().display(),
             dir = self.dir.display(),
         );
-        let spawned = Command::new("sh")
-            .args(["-c", &stop])
+        // A session of its own, so that whatever ends this process's group spares it.
+        let spawned = Command::new("setsid")
+            .args(["sh", "-c", &stop])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

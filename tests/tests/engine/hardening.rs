@@ -191,7 +191,8 @@ fn the_mask_is_never_taken_for_a_secret() {
 fn the_data_directory_and_database_are_private() {
     use std::os::unix::fs::PermissionsExt as _;
     let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
-    let server = TestServer::start(&[], |_| {});
+    // The redb file, whichever store the other tests run on.
+    let server = TestServer::start(&[], |config| config.postgres = None);
     let data = server.stop();
     assert_eq!(mode(&data), 0o700);
     assert_eq!(mode(&data.join("hookflow.redb")), 0o600);
@@ -199,7 +200,7 @@ fn the_data_directory_and_database_are_private() {
     // An existing directory and database, readable by all, are tightened at start.
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(data.join("hookflow.redb"), std::fs::Permissions::from_mode(0o644)).unwrap();
-    let restarted = TestServer::start_in(data.clone(), |_| {});
+    let restarted = TestServer::start_in(data.clone(), |config| config.postgres = None);
     assert_eq!(mode(&data), 0o700);
     assert_eq!(mode(&data.join("hookflow.redb")), 0o600);
     drop(restarted.stop());

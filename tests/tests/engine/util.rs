@@ -6,7 +6,7 @@ use std::sync::{LazyLock, OnceLock};
 use std::time::{Duration, Instant};
 
 use hookflow_plugin::{HostConfig, PluginHost};
-use hookflow_server::server::{Server, ServerConfig};
+use hookflow_server::server::{PostgresConfig, Server, ServerConfig};
 use hookflow_tests::http::{self, HttpResponse};
 use hookflow_workflow::{
     Execution, ExecutionStatus, Observer, Plan, Reply, caller_reply, compile, execute, parse_workflow,
@@ -113,6 +113,22 @@ pub fn fresh_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// The store the servers of this run use: with `HOOKFLOW_TEST_STORE=postgres`, a fresh database
+/// of a private PostgreSQL server for each data directory (a restart finds it again); else the
+/// redb file in the data directory.
+fn postgres_for(data_dir: &std::path::Path) -> Option<PostgresConfig> {
+    if std::env::var("HOOKFLOW_TEST_STORE").ok()? != "postgres" {
+        return None;
+    }
+    let marker = data_dir.join("postgres-url");
+    let url = std::fs::read_to_string(&marker).unwrap_or_else(|_| {
+        let url = hookflow_test_postgres::PgServer::shared().fresh_database("engine");
+        std::fs::write(&marker, &url).unwrap();
+        url
+    });
+    Some(PostgresConfig { lease: Duration::from_secs(2), ..PostgresConfig::new(&url) })
+}
+
 /// A hookflow server running in this process on a random loopback port, with its own runtime.
 pub struct TestServer {
     runtime: tokio::runtime::Runtime,
@@ -143,6 +159,7 @@ impl TestServer {
         let plugins_dir = fresh_dir("plugins");
         std::fs::write(plugins_dir.join("misbehave.wasm"), hookflow_tests::fixture("misbehave")).unwrap();
         let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), data_dir.clone());
+        config.postgres = postgres_for(&data_dir);
         config.plugins_dir = Some(plugins_dir);
         config.host.cache_dir = Some(cache_dir());
         config.host.max_instances = 16;

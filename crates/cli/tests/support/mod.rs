@@ -10,7 +10,47 @@ use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::Value;
 
+use hookflow_store::{PostgresConfig, Store, StoreConfig};
 pub use hookflow_tests::http;
+use hookflow_workflow::Execution;
+
+/// The admin token of `serve` processes on a PostgreSQL store (a cluster store needs one).
+pub const TOKEN: &str = "cluster-test-token";
+
+/// Whether this run's `serve` processes keep their state in PostgreSQL
+/// (`HOOKFLOW_TEST_STORE=postgres`) rather than the redb file in `--data`.
+pub fn on_postgres() -> bool {
+    std::env::var("HOOKFLOW_TEST_STORE").is_ok_and(|store| store == "postgres")
+}
+
+/// The database of a data directory's server on this run's private PostgreSQL server (made on
+/// first use; a restart on the same directory finds it again).
+pub fn postgres_url(data: &Path) -> String {
+    let marker = data.join("postgres-url");
+    std::fs::read_to_string(&marker).unwrap_or_else(|_| {
+        let url = hookflow_test_postgres::PgServer::shared().fresh_database("cli");
+        std::fs::create_dir_all(data).unwrap();
+        std::fs::write(&marker, &url).unwrap();
+        url
+    })
+}
+
+/// The stored executions `ids` of the server that kept its data in `data` (stopped now).
+pub fn stored_executions(data: &Path, ids: &[String]) -> Vec<Option<Execution>> {
+    let config = if on_postgres() {
+        StoreConfig::Postgres(PostgresConfig::new(&postgres_url(data)))
+    } else {
+        StoreConfig::Embedded { path: data.join("hookflow.redb") }
+    };
+    hookflow_tests::block_on(async {
+        let store = Store::open(&config, None).await.unwrap();
+        let mut executions = Vec::new();
+        for id in ids {
+            executions.push(store.execution(id).await.unwrap());
+        }
+        executions
+    })
+}
 
 pub fn hookflow(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hookflow")).args(args).output().unwrap()
@@ -41,9 +81,19 @@ impl Serve {
         Serve::start_env(data, extra, endpoints, &[])
     }
 
-    /// [`Serve::start_with`] with extra environment variables.
+    /// [`Serve::start_with`] with extra environment variables. On a PostgreSQL run (unless
+    /// `extra` names its own `--store`) it keeps its state in its data directory's database,
+    /// with the admin token [`TOKEN`].
     pub fn start_env(data: &Path, extra: &[&str], endpoints: usize, env: &[(&str, &str)]) -> Serve {
         let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--data", data.to_str().unwrap()];
+        let url;
+        if on_postgres() && !extra.contains(&"--store") {
+            url = postgres_url(data);
+            args.extend(["--store", url.as_str(), "--lease", "2s"]);
+            if !extra.contains(&"--admin-token") {
+                args.extend(["--admin-token", TOKEN]);
+            }
+        }
         args.extend_from_slice(extra);
         let mut child = Command::new(env!("CARGO_BIN_EXE_hookflow"))
             .args(&args)
@@ -75,6 +125,18 @@ impl Serve {
         let url = stdout[0].split_whitespace().last().unwrap().to_string();
         let address = url.trim_start_matches("http://").split('/').next().unwrap().parse().unwrap();
         Serve { child, address, stdout }
+    }
+
+    /// The headers an admin call needs (the token, on a PostgreSQL run).
+    pub fn admin_headers() -> Vec<(&'static str, String)> {
+        if on_postgres() { vec![("Authorization", format!("Bearer {TOKEN}"))] } else { Vec::new() }
+    }
+
+    /// An admin API call (with the token a PostgreSQL run needs).
+    pub fn admin(&self, method: &str, path: &str) -> http::HttpResponse {
+        let headers = Serve::admin_headers();
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(name, value)| (*name, value.as_str())).collect();
+        http::request(self.address, method, path, &headers, b"")
     }
 
     /// Sends SIGTERM and returns the exit code.

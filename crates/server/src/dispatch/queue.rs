@@ -257,9 +257,16 @@ impl Dispatcher {
                 (running, wake_at)
             })
             .await;
-            let Ok((ran, wake_at)) = ran else {
-                tracing::error!("execution panicked; it stays claimed and is retried at the next start");
-                return Left::Stuck;
+            let (ran, wake_at) = match ran {
+                Ok(ran) => ran,
+                Err(error) if error.is_cancelled() => {
+                    tracing::debug!("the process stops before the execution ran; it is resumed later");
+                    return Left::Stuck;
+                }
+                Err(_) => {
+                    tracing::error!("execution panicked; it stays claimed and is retried at the next start");
+                    return Left::Stuck;
+                }
             };
             execution = ran;
             if self.store.owner() != Some(owner) {

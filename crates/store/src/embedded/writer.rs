@@ -319,13 +319,16 @@ impl Tables<'_> {
                 effects.push(Effect::Removed { id: id.clone() });
             }
             Op::Release { id, run_at } => effects.push(Effect::Released { id: id.clone(), run_at: *run_at }),
-            Op::TakeIdempotency { workflow, key, execution_id, record, expires_at: _, now } => {
+            Op::TakeIdempotency { workflow, key, execution_id, record, now, .. } => {
                 let held = match self.idempotency.get((workflow.as_str(), key.as_str())).map_err(write_failed)? {
                     Some(value) => Some(decode::<IdempotencyRecord>("idempotency", value.value())?),
                     None => None,
                 };
                 if let Some(held) = held.filter(|held| held.expires_at.0 > *now && held.execution_id != *execution_id) {
-                    return Ok(Some(Applied::Duplicate(held.execution_id)));
+                    let stored = self.executions.get(held.execution_id.as_str()).map_err(write_failed)?.is_some();
+                    if held.pending || stored {
+                        return Ok(Some(Applied::Duplicate(held.execution_id)));
+                    }
                 }
                 self.idempotency.insert((workflow.as_str(), key.as_str()), record.as_slice()).map_err(write_failed)?;
             }

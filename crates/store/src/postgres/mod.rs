@@ -135,10 +135,11 @@ pub(crate) fn is_connection_error(error: &tokio_postgres::Error) -> bool {
         return true;
     }
     match error.code() {
-        // No SQLSTATE: the socket, TLS or the protocol failed.
-        None => error.as_db_error().is_none(),
         // Connection exceptions, and the server shutting down or starting up.
         Some(code) => code.code().starts_with("08") || code.code().starts_with("57P"),
+        // No SQLSTATE: the socket or TLS failed — or a value could not be converted, which is
+        // no connection's fault.
+        None => std::error::Error::source(error).is_some_and(|source| source.is::<std::io::Error>()),
     }
 }
 

@@ -60,6 +60,7 @@ CREATE TABLE hookflow.idempotency (
     key text COLLATE "C" NOT NULL,
     execution_id text COLLATE "C" NOT NULL,
     expires_at bigint NOT NULL,
+    pending boolean NOT NULL,
     record bytea NOT NULL,
     PRIMARY KEY (workflow, key)
 );

@@ -23,6 +23,7 @@ pub(crate) enum Param<'a> {
     BigInt(i64),
     Int(i32),
     NullableBigInt(Option<i64>),
+    Bool(bool),
 }
 
 impl ToSql for Param<'_> {
@@ -33,6 +34,7 @@ impl ToSql for Param<'_> {
             Param::BigInt(value) => value.to_sql(ty, out),
             Param::Int(value) => value.to_sql(ty, out),
             Param::NullableBigInt(value) => value.to_sql(ty, out),
+            Param::Bool(value) => value.to_sql(ty, out),
         }
     }
 
@@ -41,6 +43,7 @@ impl ToSql for Param<'_> {
             || <&[u8] as ToSql>::accepts(ty)
             || <i64 as ToSql>::accepts(ty)
             || <i32 as ToSql>::accepts(ty)
+            || <bool as ToSql>::accepts(ty)
     }
 
     to_sql_checked!();
@@ -139,14 +142,15 @@ const DEQUEUE_FENCED: &str = "DELETE FROM hookflow.queue WHERE id = $1 AND owner
 const RELEASE: &str = "UPDATE hookflow.queue SET owner = NULL, run_at = $2, waiting = true WHERE id = $1";
 const RELEASE_FENCED: &str =
     "UPDATE hookflow.queue SET owner = NULL, run_at = $2, waiting = true WHERE id = $1 AND owner = $3";
-const TAKE_KEY: &str = "INSERT INTO hookflow.idempotency (workflow, key, execution_id, expires_at, record) \
-     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (workflow, key) DO UPDATE \
-     SET execution_id = EXCLUDED.execution_id, expires_at = EXCLUDED.expires_at, record = EXCLUDED.record \
-     WHERE hookflow.idempotency.expires_at <= $6 OR hookflow.idempotency.execution_id = EXCLUDED.execution_id";
+const TAKE_KEY: &str = "INSERT INTO hookflow.idempotency AS held (workflow, key, execution_id, expires_at, pending, record) \
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (workflow, key) DO UPDATE \
+     SET execution_id = EXCLUDED.execution_id, expires_at = EXCLUDED.expires_at, pending = EXCLUDED.pending, record = EXCLUDED.record \
+     WHERE held.expires_at <= $7 OR held.execution_id = EXCLUDED.execution_id \
+        OR (NOT held.pending AND NOT EXISTS (SELECT 1 FROM hookflow.executions WHERE id = held.execution_id))";
 const KEY_HOLDER: &str = "SELECT execution_id FROM hookflow.idempotency WHERE workflow = $1 AND key = $2";
-const PUT_KEY: &str = "INSERT INTO hookflow.idempotency (workflow, key, execution_id, expires_at, record) \
-     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (workflow, key) DO UPDATE \
-     SET execution_id = EXCLUDED.execution_id, expires_at = EXCLUDED.expires_at, record = EXCLUDED.record";
+const PUT_KEY: &str = "INSERT INTO hookflow.idempotency (workflow, key, execution_id, expires_at, pending, record) \
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (workflow, key) DO UPDATE \
+     SET execution_id = EXCLUDED.execution_id, expires_at = EXCLUDED.expires_at, pending = EXCLUDED.pending, record = EXCLUDED.record";
 const DELETE_KEY: &str = "DELETE FROM hookflow.idempotency WHERE workflow = $1 AND key = $2";
 const PUT_REPLY: &str = "INSERT INTO hookflow.replies (execution_id, record) VALUES ($1, $2) \
      ON CONFLICT (execution_id) DO UPDATE SET record = EXCLUDED.record";
@@ -285,7 +289,7 @@ pub(crate) fn statements<'a>(ops: &'a [Op], fence: Option<(&'a str, Owner)>) -> 
             Op::Release { id, run_at } => {
                 out.push(fenced(RELEASE, RELEASE_FENCED, vec![Param::Text(id), big(*run_at)], owner));
             }
-            Op::TakeIdempotency { workflow, key: name, execution_id, record, expires_at, now } => {
+            Op::TakeIdempotency { workflow, key: name, execution_id, record, expires_at, pending, now } => {
                 out.push(Statement::plain(
                     TAKE_KEY,
                     vec![
@@ -293,6 +297,7 @@ pub(crate) fn statements<'a>(ops: &'a [Op], fence: Option<(&'a str, Owner)>) -> 
                         Param::Text(name),
                         Param::Text(execution_id),
                         big(*expires_at),
+                        Param::Bool(*pending),
                         Param::Bytes(record),
                         big(*now),
                     ],
@@ -304,7 +309,7 @@ pub(crate) fn statements<'a>(ops: &'a [Op], fence: Option<(&'a str, Owner)>) -> 
                 ));
                 key = Some((workflow, name));
             }
-            Op::PutIdempotency { workflow, key: name, execution_id, record, expires_at } => {
+            Op::PutIdempotency { workflow, key: name, execution_id, record, expires_at, pending } => {
                 out.push(Statement::plain(
                     PUT_KEY,
                     vec![
@@ -312,6 +317,7 @@ pub(crate) fn statements<'a>(ops: &'a [Op], fence: Option<(&'a str, Owner)>) -> 
                         Param::Text(name),
                         Param::Text(execution_id),
                         big(*expires_at),
+                        Param::Bool(*pending),
                         Param::Bytes(record),
                     ],
                 ));
