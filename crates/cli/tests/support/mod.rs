@@ -3,6 +3,8 @@
 
 #![allow(dead_code, reason = "each test binary uses its own part of the support code")]
 
+pub mod cluster;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -51,7 +51,8 @@ impl Dispatcher {
     /// free right now claims it in the same write.
     pub(super) async fn accept_async(&self, deployed: &Deployed, trigger: Value, claim: Option<Claim>) -> Outcome {
         if let Some(failure) = self.store.write_failure() {
-            tracing::warn!(workflow = %deployed.key, "refused a request: {failure}");
+            // The store logged its failure once; each refusal is not news.
+            tracing::debug!(workflow = %deployed.key, "refused a request: {failure}");
             return Outcome::Refused(Refusal::Overloaded("the store cannot write; nothing was queued".into()));
         }
         let options = &deployed.workflow().options;
