@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hookflow_test_postgres::PgServer;
 use hookflow_workflow::timestamp::Timestamp;
 use serde_json::{Value, json};
-use support::cluster::{Balancer, Cluster, Counter, admin, cluster_nodes, wait_until};
+use support::cluster::{Cluster, Counter, admin, balancer, cluster_nodes, wait_until};
 use support::{fresh_dir, http};
 
 /// The lease the nodes run with (`--lease 2s`), and how long a takeover may take: the lease runs
@@ -133,7 +133,7 @@ fn killing_the_busiest_node_loses_nothing_acknowledged_and_the_others_take_over(
         1,
         &["--plugins", plugins.to_str().unwrap(), "--allow-outbound", &outbound, "--workers", "3"],
     );
-    let balancer = Balancer::start("kill", &cluster.addresses());
+    let balancer = balancer("kill", &cluster.addresses());
 
     let running = Arc::new(AtomicBool::new(true));
     let senders = load(balancer.address, "/api/webhook:trigger/work", 3, Duration::from_millis(60), &running);
@@ -272,7 +272,7 @@ fn a_database_crash_loses_nothing_acknowledged_and_the_nodes_recover_without_a_r
     let server = PgServer::start("pgcrash");
     let url = server.fresh_database("pgcrash");
     let cluster = Cluster::start("pgcrash", &url, 2, &workflows, 1, &[]);
-    let balancer = Balancer::start("pgcrash", &cluster.addresses());
+    let balancer = balancer("pgcrash", &cluster.addresses());
 
     let running = Arc::new(AtomicBool::new(true));
     let senders = load(balancer.address, "/api/webhook:trigger/quick", 4, Duration::from_millis(20), &running);
@@ -383,4 +383,52 @@ fn the_catalog_components_and_idempotency_keys_are_shared() {
     println!(
         "a workflow created on A served by C after {served_after:?}; a component uploaded on A installed on C after {installed_after:?}"
     );
+}
+
+#[test]
+fn an_execution_taken_over_too_often_ends_in_error() {
+    let _serial = one_at_a_time();
+    let quick = json!({"key": "quick", "sync": false, "nodes": [{"key": "c", "type": "condition", "config": {}}]});
+    let workflows = workflows_dir("takeovers-workflows", &[quick]);
+    let url = PgServer::shared().fresh_database("takeovers");
+    let database = url.rsplit('/').next().unwrap().to_string();
+    // Accepted by a node without workers: it waits on the queue.
+    let idle = Cluster::start("takeovers-idle", &url, 1, &workflows, 1, &["--workers", "0", "--max-takeovers", "3"]);
+    let accepted = http::post(idle.address(0), "/api/webhook:trigger/quick", &[], b"");
+    let id = accepted.header("x-hookflow-execution").unwrap().to_string();
+    drop(idle);
+    // As if four nodes had died running it.
+    PgServer::shared().psql(&database, &format!("UPDATE hookflow.queue SET takeovers = 4 WHERE id = '{id}'"));
+    let cluster = Cluster::start("takeovers", &url, 1, &workflows, 1, &["--max-takeovers", "3"]);
+    let ended = wait_for_the_end(cluster.address(0), std::slice::from_ref(&id), Duration::from_secs(30)).remove(0);
+    assert_eq!(ended["status"], "error", "{ended}");
+    assert_eq!(ended["error"], "abandoned after 4 takeovers (--max-takeovers 3): the nodes running it kept dying");
+    assert_eq!(ended["jobs"], json!([]), "its nodes did not run again");
+}
+
+#[test]
+fn a_cluster_store_needs_an_admin_token_and_a_postgres_url() {
+    let data = fresh_dir("store-flags");
+    let no_token =
+        support::hookflow(&["serve", "--data", data.to_str().unwrap(), "--store", "postgres://hookflow@127.0.0.1:1/h"]);
+    assert_eq!(no_token.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&no_token.stderr);
+    assert!(message.contains("needs --admin-token"), "{message}");
+    let bogus = support::hookflow(&["serve", "--data", data.to_str().unwrap(), "--store", "mysql://x"]);
+    assert_eq!(bogus.status.code(), Some(2), "a usage error");
+    assert!(String::from_utf8_lossy(&bogus.stderr).contains("expected `redb` or a PostgreSQL URL"));
+    // An unreachable database is a clear failure, not a hang.
+    let unreachable = support::hookflow(&[
+        "serve",
+        "--data",
+        data.to_str().unwrap(),
+        "--admin-token",
+        "t",
+        "--store",
+        "postgres://hookflow@127.0.0.1:1/h?connect_timeout=2",
+    ]);
+    assert_eq!(unreachable.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&unreachable.stderr);
+    assert!(message.contains("cannot open the database postgres://127.0.0.1:1/h"), "{message}");
+    assert!(!message.contains("hookflow@"), "no user or password in messages: {message}");
 }

@@ -17,6 +17,8 @@ pub struct PgServer {
     port: u16,
     /// Run its commands as the `postgres` user (this process is root).
     as_postgres: bool,
+    /// Server settings beyond the test defaults (`-c name=value` each).
+    settings: Vec<String>,
 }
 
 /// Databases made by this process, for unique names.
@@ -36,6 +38,12 @@ impl PgServer {
 
     /// A server of its own (for a test that stops and restarts it); stopped when dropped.
     pub fn start(name: &str) -> PgServer {
+        PgServer::start_with(name, &[])
+    }
+
+    /// [`PgServer::start`] with more settings, `name=value` each (e.g.
+    /// `shared_preload_libraries=pg_stat_statements`).
+    pub fn start_with(name: &str, settings: &[&str]) -> PgServer {
         let bin = server_binaries();
         let as_postgres = is_root();
         static STARTED: AtomicUsize = AtomicUsize::new(0);
@@ -47,7 +55,8 @@ impl PgServer {
         if as_postgres {
             run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir));
         }
-        let server = PgServer { bin, dir, port: free_port(), as_postgres };
+        let settings = settings.iter().map(|setting| format!("-c {setting}")).collect();
+        let server = PgServer { bin, dir, port: free_port(), as_postgres, settings };
         let data = server.data_dir();
         run(server
             .command("initdb")
@@ -61,9 +70,10 @@ impl PgServer {
     pub fn start_again(&self) {
         let options = format!(
             "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories={} -c max_connections=300 \
-             -c shared_buffers=64MB -c log_min_messages=warning",
+             -c shared_buffers=64MB -c log_min_messages=warning {}",
             self.port,
-            self.dir.display()
+            self.dir.display(),
+            self.settings.join(" ")
         );
         run(self
             .command("pg_ctl")

@@ -1,12 +1,14 @@
 //! A cluster for the tests: `hookflow serve` processes on one PostgreSQL database, HAProxy in
-//! front of them (the configuration of `examples/cluster/haproxy.cfg`, health-checking
+//! front of them (`hookflow-test-haproxy`: `examples/cluster/haproxy.cfg`, health-checking
 //! `/readyz`), and a loopback server that counts the calls the nodes' `http-request` nodes make.
 
 use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+
+pub use hookflow_test_haproxy::Balancer;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -125,74 +127,17 @@ pub fn wait_until(what: &str, within: Duration, mut check: impl FnMut() -> bool)
     }
 }
 
-/// HAProxy in front of the nodes, running `examples/cluster/haproxy.cfg` with this test's
-/// addresses; stopped when dropped.
-pub struct Balancer {
-    child: Child,
-    /// Where it listens.
-    pub address: SocketAddr,
-}
-
-impl Balancer {
-    /// Starts HAProxy for `nodes` and waits until it accepts connections.
-    pub fn start(name: &str, nodes: &[SocketAddr]) -> Balancer {
-        let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/cluster/haproxy.cfg");
-        let template = std::fs::read_to_string(&template).unwrap();
-        let address = free_address();
-        let mut config = String::new();
-        for line in template.lines() {
-            let trimmed = line.trim_start();
-            if trimmed.starts_with("bind ") {
-                config.push_str(&format!("    bind {address}\n"));
-            } else if trimmed.starts_with("server ") {
-                continue;
-            } else {
-                config.push_str(line);
-                config.push('\n');
-            }
-            if trimmed.starts_with("default-server") {
-                for (index, node) in nodes.iter().enumerate() {
-                    config.push_str(&format!("    server node{index} {node} check\n"));
-                }
-            }
-        }
-        let file = fresh_dir(&format!("{name}-haproxy")).with_extension("cfg");
-        std::fs::write(&file, config).unwrap();
-        let child = Command::new(haproxy())
-            .args(["-db", "-f"])
-            .arg(&file)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|error| panic!("cannot start HAProxy ({error}): scripts/test installs Debian's haproxy"));
-        wait_until("HAProxy listens", Duration::from_secs(10), || TcpStream::connect(address).is_ok());
-        // Until its health checks have seen every node, it may route to none.
-        wait_until("HAProxy routes", Duration::from_secs(10), || {
-            http::try_send_raw(address, &http::request_bytes(address, "GET", "/readyz", &[], b""), false)
-                .is_ok_and(|answer| answer.status == 200)
-        });
-        Balancer { child, address }
-    }
-}
-
-impl Drop for Balancer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn haproxy() -> PathBuf {
-    ["/usr/sbin/haproxy", "/usr/local/sbin/haproxy", "/usr/bin/haproxy"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|path| path.exists())
-        .unwrap_or_else(|| PathBuf::from("haproxy"))
-}
-
-fn free_address() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+/// HAProxy in front of the nodes (`examples/cluster/haproxy.cfg`), routing once its health
+/// checks have seen them ready.
+pub fn balancer(name: &str, nodes: &[SocketAddr]) -> Balancer {
+    let config = fresh_dir(&format!("{name}-haproxy")).with_extension("cfg");
+    let balancer = Balancer::start(&config, nodes).unwrap_or_else(|why| panic!("{why}"));
+    let address = balancer.address;
+    wait_until("HAProxy routes", Duration::from_secs(10), || {
+        http::try_send_raw(address, &http::request_bytes(address, "GET", "/readyz", &[], b""), false)
+            .is_ok_and(|answer| answer.status == 200)
+    });
+    balancer
 }
 
 /// A loopback HTTP server that records every call's JSON body `{"execution", "node"}` — what an

@@ -6,7 +6,12 @@
 //! ```text
 //! harness --bin-dir DIR --wrk-script FILE [--peers DIR] [--with-peers] [--seconds 10]
 //!         [--warmup 3] [--connections 32,128] [--nodes 1,5,20] [--json FILE]
+//!         [--store postgres [--cluster 1,2,3]]
 //! ```
+//!
+//! `--store postgres` measures the stores instead ([`store`]): the async flow on redb and on
+//! PostgreSQL with each `--cluster` node count, with the CPU, write-ahead log and statements each
+//! execution costs.
 //!
 //! `--nodes` adds, per count N, a hookflow sync workflow of N nodes (N − 1 passing conditions and
 //! a response), for the cost of a growing workflow.
@@ -25,6 +30,8 @@ use std::time::{Duration, Instant};
 use hookflow_test_http as http;
 use serde_json::{Value, json};
 
+mod store;
+
 /// The body every system is sent.
 const BODY: &str = r#"{"status": "paid", "order": 42}"#;
 
@@ -36,18 +43,38 @@ fn main() {
         eprintln!("harness: cannot create {}: {error}", scratch.display());
         std::process::exit(1);
     }
+    if options.store == StoreChoice::Postgres {
+        let rows = store::compare(&options, &scratch);
+        let json = json!({"machine": machine(), "seconds": options.seconds, "warmupSeconds": options.warmup,
+            "loadGenerator": "wrk -t2", "stores": rows});
+        write_json(&options.json, &json);
+        let _ = fs::remove_dir_all(&scratch);
+        return;
+    }
     let mut report = Report::default();
     for system in systems(&options, &scratch) {
         eprintln!("== {}", system.name);
         report.measure(&options, system);
     }
     report.print(&options);
-    let json = report.to_json(&options);
-    match fs::write(&options.json, format!("{json:#}\n")) {
-        Ok(()) => println!("\nJSON: {}", options.json.display()),
-        Err(error) => eprintln!("harness: cannot write {}: {error}", options.json.display()),
-    }
+    write_json(&options.json, &report.to_json(&options));
     let _ = fs::remove_dir_all(&scratch);
+}
+
+fn write_json(path: &Path, json: &Value) {
+    match fs::write(path, format!("{json:#}\n")) {
+        Ok(()) => println!("\nJSON: {}", path.display()),
+        Err(error) => eprintln!("harness: cannot write {}: {error}", path.display()),
+    }
+}
+
+/// Which store `--store` compares redb with.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum StoreChoice {
+    /// The usual systems (baseline, hookflow on redb, peers).
+    Redb,
+    /// redb side by side with PostgreSQL at each `--cluster` node count.
+    Postgres,
 }
 
 /// Command-line options.
@@ -81,6 +108,12 @@ struct Options {
     /// Where the JSON report goes.
     #[arg(long, default_value = "bench-results.json")]
     json: PathBuf,
+    /// `postgres`: compare the stores (the async flow on redb and on PostgreSQL) instead.
+    #[arg(long, value_enum, default_value = "redb")]
+    store: StoreChoice,
+    /// With `--store postgres`: node counts of the PostgreSQL rows (more than one behind HAProxy).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    cluster: Vec<usize>,
 }
 
 /// A system under test: how to start it and what to load.
