@@ -252,7 +252,7 @@ fn finished(execution: &Execution) {
     let workflow = execution.workflow.as_str();
     let failing = execution.jobs.iter().rev().find(|job| job.status != JobStatus::Resolved);
     let node = failing.map_or("", |job| job.node_key.as_str());
-    let reason = match (failing.and_then(|job| job.error.as_deref()), execution.status) {
+    let reason = match (failing.and_then(|job| job.error.as_deref()).or(execution.error.as_deref()), execution.status) {
         (Some(error), _) => error,
         (None, ExecutionStatus::Aborted) => "interrupted: the sync caller's timeout ran out",
         (None, ExecutionStatus::Canceled) => "canceled by an operator",

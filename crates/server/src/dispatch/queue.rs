@@ -15,7 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, broadcast};
 use tracing::Instrument as _;
 
 use hookflow_plugin::Placement;
-use hookflow_store::{Canceled, Claimed, Enqueued, Owner, RecordFate, StoreError, StoreEvent};
+use hookflow_store::{Canceled, Claimed, Enqueued, IdempotencyEntry, Owner, RecordFate, StoreError, StoreEvent};
 use hookflow_workflow::{Execution, ExecutionStatus, Executor, Job, JobStatus, Observer};
 
 use super::idempotency::Claim;
@@ -65,12 +65,9 @@ impl Dispatcher {
             return Outcome::Refused(Refusal::Overloaded(refusal.to_string()));
         }
         let execution = self.new_execution(deployed, trigger);
-        let now = self.clock.now();
-        let record = claim.as_ref().map(|claim| claim.record(&execution.id, now));
+        let record = claim.as_ref().map(|claim| claim.record(&execution.id, self.clock.now()));
         let entry = claim.as_ref().zip(record.as_ref()).map(|(claim, record)| claim.entry(record));
-        let worker = self.free_worker(deployed);
-        let owner = worker.as_ref().and_then(|_| self.store.owner());
-        match self.store.enqueue(&execution, entry, owner, now).await {
+        match self.queue(deployed, &execution, entry).await {
             Ok(Enqueued::New) => {}
             Ok(Enqueued::Duplicate { execution_id }) => {
                 // Another node took the key first: answered like its request.
@@ -85,7 +82,28 @@ impl Dispatcher {
                 ));
             }
         }
-        if let (Some(worker), Some(owner)) = (worker, owner) {
+        Outcome::Answered { execution_id: execution.id, reply: deployed.accept_reply.clone() }
+    }
+
+    /// Stores a new execution of `deployed` and queues it; a worker free right now claims it in
+    /// the same write and runs it (none for a workflow with `options.maxConcurrency`: the store's
+    /// claims keep that).
+    async fn queue(
+        &self,
+        deployed: &Deployed,
+        execution: &Execution,
+        idempotency: Option<IdempotencyEntry<'_>>,
+    ) -> Result<Enqueued, StoreError> {
+        let worker = deployed
+            .workflow()
+            .options
+            .max_concurrency
+            .is_none()
+            .then(|| self.workers.clone().try_acquire_owned().ok())
+            .flatten();
+        let owner = worker.as_ref().and_then(|_| self.store.owner());
+        let enqueued = self.store.enqueue(execution, idempotency, owner, self.clock.now()).await?;
+        if let (Enqueued::New, Some(worker), Some(owner)) = (&enqueued, worker, owner) {
             let claimed = Claimed {
                 id: execution.id.clone(),
                 workflow: deployed.key.clone(),
@@ -95,16 +113,7 @@ impl Dispatcher {
             };
             self.run(claimed, owner, worker);
         }
-        Outcome::Answered { execution_id: execution.id, reply: deployed.accept_reply.clone() }
-    }
-
-    /// A worker that is free right now, for an execution of `deployed` to be claimed as it is
-    /// queued; none for a workflow with `options.maxConcurrency` (the store's claims keep that).
-    fn free_worker(&self, deployed: &Deployed) -> Option<OwnedSemaphorePermit> {
-        if deployed.workflow().options.max_concurrency.is_some() {
-            return None;
-        }
-        self.workers.clone().try_acquire_owned().ok()
+        Ok(enqueued)
     }
 
     /// Cancels an async execution: one nobody runs ends `canceled` at once, one running (here or
@@ -134,21 +143,9 @@ impl Dispatcher {
     pub async fn rerun(&self, deployed: &Deployed, trigger: Value) -> Result<Execution, StoreError> {
         let execution = self.new_execution(deployed, trigger);
         self.load.add(&deployed.key);
-        let worker = self.free_worker(deployed);
-        let owner = worker.as_ref().and_then(|_| self.store.owner());
-        if let Err(error) = self.store.enqueue(&execution, None, owner, self.clock.now()).await {
+        if let Err(error) = self.queue(deployed, &execution, None).await {
             self.load.finished(&deployed.key);
             return Err(error);
-        }
-        if let (Some(worker), Some(owner)) = (worker, owner) {
-            let claimed = Claimed {
-                id: execution.id.clone(),
-                workflow: deployed.key.clone(),
-                takeovers: 0,
-                cancel: false,
-                waited: false,
-            };
-            self.run(claimed, owner, worker);
         }
         Ok(execution)
     }

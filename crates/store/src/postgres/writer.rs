@@ -257,7 +257,7 @@ impl State {
                 self.connection = None;
                 self.shared.set_failure(Some(error));
                 let now = Instant::now();
-                self.retrying = batch.into_iter().map(|request| Retrying { request, since: now }).collect();
+                self.retrying.extend(batch.into_iter().map(|request| Retrying { request, since: now }));
             }
             Err(Failure::Refused(error)) if batch.len() == 1 => {
                 tracing::error!("store: a write was refused: {error}");
