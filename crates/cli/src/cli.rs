@@ -241,6 +241,12 @@ impl std::fmt::Debug for StoreArg {
     }
 }
 
+/// An IP address or a CIDR block.
+pub fn parse_address_block(text: &str) -> Result<ipnet::IpNet, String> {
+    hookflow_workflow::parse_address_block(text)
+        .ok_or_else(|| format!("{text:?} is neither an IP address nor a CIDR block (10.0.0.0/8, 2001:db8::/32)"))
+}
+
 /// `redb`, or a `postgres://` (`postgresql://`) URL.
 pub fn parse_store(text: &str) -> Result<StoreArg, String> {
     match text {
@@ -285,6 +291,11 @@ pub struct ServeArgs {
     /// Origin for printed webhook URLs, e.g. https://hooks.example.com (default: http://<listen>).
     #[arg(long)]
     pub public_url: Option<String>,
+    /// Proxies in front (IPs or CIDR blocks, comma-separated) whose X-Forwarded-For names the
+    /// client, for workflows' trigger.ipAllowlist: the client is the right-most hop that is not
+    /// one of them.
+    #[arg(long, value_name = "CIDR,...", value_delimiter = ',', value_parser = parse_address_block)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Bearer token of the admin API (without one it answers loopback clients only).
     #[arg(long, env = "HOOKFLOW_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,

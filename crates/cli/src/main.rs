@@ -76,6 +76,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.plugins_dir = args.plugins;
     config.demo = args.demo;
     config.public_url = args.public_url;
+    config.trusted_proxies.clone_from(&args.trusted_proxies);
     config.admin_token = args.admin_token.filter(|token| !token.is_empty());
     config.body_limit = args.body_limit;
     config.host =

@@ -12,7 +12,8 @@ use hookflow_plugin::PluginHost;
 use hookflow_store::{Applied, Store, StoreError, WorkflowRecord};
 use hookflow_workflow::timestamp::Timestamp;
 use hookflow_workflow::{
-    ExecutionLimits, NodeKind, Plan, PlanNode, Reply, ValidationError, Workflow, compile, is_valid_key, parse_workflow,
+    ExecutionLimits, NodeKind, Plan, PlanNode, Reply, ValidationError, Workflow, compile, is_valid_key,
+    parse_address_block, parse_workflow,
 };
 
 /// Length of a generated workflow key.
@@ -38,6 +39,8 @@ pub struct Deployed {
     pub runs_inline: bool,
     /// Whether the plan holds a `delay` node (its async requests count against `--max-delayed`).
     pub has_delay: bool,
+    /// `trigger.ipAllowlist`, parsed (validation refused entries that do not parse).
+    pub allowlist: Vec<ipnet::IpNet>,
 }
 
 /// The most nodes a plan run on the request's thread may have.
@@ -53,7 +56,9 @@ impl Deployed {
             && plan.workflow.trigger.sync_deadline_ms.is_none()
             && quick.is_some_and(|count| count <= MAX_INLINE_NODES);
         let has_delay = plan.count_nodes_if(&|node| node.kind != NodeKind::Delay).is_none();
-        Deployed { key, version, plan, accept_reply, runs_inline, has_delay }
+        let allowlist =
+            plan.workflow.trigger.ip_allowlist.iter().filter_map(|entry| parse_address_block(entry)).collect();
+        Deployed { key, version, plan, accept_reply, runs_inline, has_delay, allowlist }
     }
 
     /// The definition.

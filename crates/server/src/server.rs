@@ -52,8 +52,11 @@ pub struct ServerConfig {
     pub plugins_dir: Option<PathBuf>,
     /// Deploy the example workflows.
     pub demo: bool,
-    /// Origin of printed webhook URLs (default `http://<listen address>`).
+    /// Origin of printed webhook URLs (default `http://<listen address>`), and the URL senders
+    /// sign (Twilio).
     pub public_url: Option<String>,
+    /// Proxies in front whose `X-Forwarded-For` names the client (`--trusted-proxies`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Bearer token of the admin API; `None` opens it to loopback clients only.
     pub admin_token: Option<String>,
     /// Largest accepted trigger body, in bytes.
@@ -84,6 +87,7 @@ impl ServerConfig {
             plugins_dir: None,
             demo: false,
             public_url: None,
+            trusted_proxies: Vec::new(),
             admin_token: None,
             body_limit: 1 << 20,
             limits: ListenerConfig::default(),
@@ -262,6 +266,8 @@ impl Server {
             dispatcher: dispatcher.clone(),
             body_limit: config.body_limit,
             read_timeout: config.limits.read_timeout,
+            trusted_proxies: config.trusted_proxies.clone(),
+            public_url: config.public_url.clone(),
         });
         let app = Router::new().merge(ingress::router(ingress)).merge(admin::router(admin)).fallback(not_found);
         let (stop, stopped) = oneshot::channel::<()>();

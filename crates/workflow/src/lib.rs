@@ -22,8 +22,9 @@ pub use execution::{Execution, ExecutionIds, ExecutionStatus, Job, JobStatus, Ne
 pub use executor::{Executor, Observer, Ran, caller_reply, execute};
 pub use limits::{ExecutionLimits, MAX_NESTING, MAX_RECORDED_VALUE, nesting_of, nests_deeper_than, recorded};
 pub use model::{
-    BasicAuth, HeaderSpec, Idempotency, Node, Options, RequestSpec, SECRET_MASK, Signature, SignatureEncoding, Trigger,
-    TriggerResponse, Variable, Workflow, standard_webhooks_key,
+    ApiKey, BasicAuth, Handshake, HeaderSpec, Idempotency, Node, Options, RequestSpec, SECRET_MASK, SecretSlot,
+    Signature, SignatureEncoding, Trigger, TriggerResponse, Variable, Workflow, parse_address_block,
+    standard_webhooks_key, standard_webhooks_public_key,
 };
 pub use node::{Directive, EndStatus, NodeCall, NodeFailure, NodeInfo, NodeOutcome, NodeRunner, Reply};
 pub use plan::{

@@ -59,6 +59,157 @@ pub struct Trigger {
     /// while the execution goes on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_deadline_ms: Option<u64>,
+    /// Keys a caller presents in a header or the query string (senders that cannot sign).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<ApiKey>,
+    /// Client addresses allowed to call (IPs or CIDR blocks); empty allows every address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ip_allowlist: Vec<String>,
+    /// A sender's verification handshake, answered by the engine before any execution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handshake: Option<Handshake>,
+}
+
+impl Trigger {
+    /// Every secret of the trigger (the Basic password, signing secrets, API keys, handshake
+    /// tokens) with where it is: what admin views mask and what a replacement sending the mask
+    /// keeps.
+    pub fn secrets(&self) -> Vec<(SecretSlot, &String)> {
+        let mut secrets = Vec::new();
+        if let Some(auth) = &self.basic_auth {
+            secrets.push((SecretSlot::new("basicAuth.password", "basic"), &auth.password));
+        }
+        if let Some(signature) = &self.signature {
+            let scheme = signature.scheme();
+            for (index, secret) in signature.secrets().iter().enumerate() {
+                secrets.push((SecretSlot::new(format!("signature.secrets[{index}]"), scheme), secret));
+            }
+        }
+        if let Some(api_key) = &self.api_key {
+            for (index, key) in api_key.keys.iter().enumerate() {
+                secrets.push((SecretSlot::new(format!("apiKey.keys[{index}]"), "apiKey"), key));
+            }
+        }
+        if let Some((field, secret)) = self.handshake.as_ref().and_then(Handshake::secret) {
+            secrets.push((SecretSlot::new(format!("handshake.{field}"), "handshake"), secret));
+        }
+        secrets
+    }
+
+    /// [`Trigger::secrets`], to change.
+    pub fn secrets_mut(&mut self) -> Vec<(SecretSlot, &mut String)> {
+        let mut secrets = Vec::new();
+        if let Some(auth) = &mut self.basic_auth {
+            secrets.push((SecretSlot::new("basicAuth.password", "basic"), &mut auth.password));
+        }
+        if let Some(signature) = &mut self.signature {
+            let scheme = signature.scheme();
+            for (index, secret) in signature.secrets_mut().iter_mut().enumerate() {
+                secrets.push((SecretSlot::new(format!("signature.secrets[{index}]"), scheme), secret));
+            }
+        }
+        if let Some(api_key) = &mut self.api_key {
+            for (index, key) in api_key.keys.iter_mut().enumerate() {
+                secrets.push((SecretSlot::new(format!("apiKey.keys[{index}]"), "apiKey"), key));
+            }
+        }
+        if let Some((field, secret)) = self.handshake.as_mut().and_then(Handshake::secret_mut) {
+            secrets.push((SecretSlot::new(format!("handshake.{field}"), "handshake"), secret));
+        }
+        secrets
+    }
+}
+
+/// Where a trigger secret is: its path under `trigger` and the scheme it belongs to (a signing
+/// secret of one scheme is not one of another).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretSlot {
+    /// E.g. `signature.secrets[0]`.
+    pub path: String,
+    /// E.g. `stripe`, `basic`, `apiKey`.
+    pub scheme: &'static str,
+}
+
+impl SecretSlot {
+    fn new(path: impl Into<String>, scheme: &'static str) -> SecretSlot {
+        SecretSlot { path: path.into(), scheme }
+    }
+}
+
+/// Keys a caller presents: in a header, or in a query parameter (exactly one of the two; the
+/// parameter is removed from `$context.query`). Several keys may be valid at once (rotation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApiKey {
+    /// The header holding the key, e.g. `X-Api-Key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    /// The query parameter holding the key, e.g. `token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// Accepted keys.
+    pub keys: Vec<String>,
+}
+
+/// A sender's verification handshake: the engine answers it before any execution, so senders
+/// that verify an endpoint before they deliver to it can be connected to any workflow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "type", rename_all_fields = "camelCase", deny_unknown_fields)]
+pub enum Handshake {
+    /// Slack's Events API: `{"type": "url_verification", "challenge": C}` → `{"challenge": C}`.
+    #[serde(rename = "slack")]
+    Slack,
+    /// Microsoft Graph subscriptions: a POST with `?validationToken=T` → `T` as text.
+    #[serde(rename = "microsoft-graph")]
+    MicrosoftGraph,
+    /// Meta (WhatsApp, Messenger, Instagram): `GET ?hub.mode=subscribe&hub.verify_token=V&hub.challenge=C`
+    /// → `C` as text when `V` is the verify token.
+    #[serde(rename = "meta")]
+    Meta {
+        /// The verify token set in Meta's dashboard.
+        verify_token: String,
+    },
+    /// Zoom: `{"event": "endpoint.url_validation", "payload": {"plainToken": P}}` →
+    /// `{"plainToken": P, "encryptedToken": hex(HMAC-SHA256(secret token, P))}`.
+    #[serde(rename = "zoom")]
+    Zoom {
+        /// The app's secret token.
+        secret_token: String,
+    },
+    /// X (Twitter) CRC: `GET ?crc_token=T` → `{"response_token": "sha256=" + base64(HMAC-SHA256(consumer secret, T))}`.
+    #[serde(rename = "x")]
+    X {
+        /// The app's consumer secret.
+        consumer_secret: String,
+    },
+    /// CloudEvents' abuse protection: `OPTIONS` with `WebHook-Request-Origin: O` → `200` with
+    /// `WebHook-Allowed-Origin: O`.
+    #[serde(rename = "cloudevents")]
+    Cloudevents,
+}
+
+impl Handshake {
+    /// The handshake's secret and the name of its field, if it has one.
+    pub fn secret(&self) -> Option<(&'static str, &String)> {
+        match self {
+            Handshake::Meta { verify_token } => Some(("verifyToken", verify_token)),
+            Handshake::Zoom { secret_token } => Some(("secretToken", secret_token)),
+            Handshake::X { consumer_secret } => Some(("consumerSecret", consumer_secret)),
+            Handshake::Slack | Handshake::MicrosoftGraph | Handshake::Cloudevents => None,
+        }
+    }
+
+    /// [`Handshake::secret`], to change.
+    pub fn secret_mut(&mut self) -> Option<(&'static str, &mut String)> {
+        match self {
+            Handshake::Meta { verify_token } => Some(("verifyToken", verify_token)),
+            Handshake::Zoom { secret_token } => Some(("secretToken", secret_token)),
+            Handshake::X { consumer_secret } => Some(("consumerSecret", consumer_secret)),
+            Handshake::Slack | Handshake::MicrosoftGraph | Handshake::Cloudevents => None,
+        }
+    }
 }
 
 /// Where an idempotency key comes from (exactly one of `header` and `bodyPath`) and how long it
@@ -102,7 +253,8 @@ pub enum Signature {
         secrets: Vec<String>,
     },
     /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>` over
-    /// `id.timestamp.body`, with `whsec_<base64>` secrets.
+    /// `id.timestamp.body`, with `whsec_<base64>` secrets (also under the `svix-` header names);
+    /// `v1a,<base64>` ed25519 signatures against `whpk_<base64>` public keys.
     #[serde(rename = "standard-webhooks")]
     StandardWebhooks {
         /// Accepted secrets (`whsec_...`).
@@ -120,6 +272,31 @@ pub enum Signature {
         #[serde(default = "default_tolerance", rename = "toleranceSeconds")]
         tolerance_seconds: u64,
     },
+    /// Slack: `X-Slack-Signature: v0=<hex>`, HMAC-SHA256 of `v0:<X-Slack-Request-Timestamp>:<body>`.
+    #[serde(rename = "slack")]
+    Slack {
+        /// Accepted signing secrets.
+        secrets: Vec<String>,
+        /// How far the timestamp may be from now, in seconds (default 300).
+        #[serde(default = "default_tolerance", rename = "toleranceSeconds")]
+        tolerance_seconds: u64,
+    },
+    /// Zoom: `x-zm-signature: v0=<hex>`, HMAC-SHA256 of `v0:<x-zm-request-timestamp>:<body>`.
+    #[serde(rename = "zoom")]
+    Zoom {
+        /// Accepted secret tokens.
+        secrets: Vec<String>,
+        /// How far the timestamp may be from now, in seconds (default 300).
+        #[serde(default = "default_tolerance", rename = "toleranceSeconds")]
+        tolerance_seconds: u64,
+    },
+    /// Twilio: `X-Twilio-Signature`, base64 HMAC-SHA1 of the URL the sender called (built from
+    /// `--public-url`) followed by the form parameters sorted by name, each name then value.
+    #[serde(rename = "twilio")]
+    Twilio {
+        /// Accepted auth tokens.
+        secrets: Vec<String>,
+    },
 }
 
 impl Signature {
@@ -128,7 +305,10 @@ impl Signature {
         match self {
             Signature::HmacSha256 { secrets, .. }
             | Signature::StandardWebhooks { secrets, .. }
-            | Signature::Stripe { secrets, .. } => secrets,
+            | Signature::Stripe { secrets, .. }
+            | Signature::Slack { secrets, .. }
+            | Signature::Zoom { secrets, .. }
+            | Signature::Twilio { secrets } => secrets,
         }
     }
 
@@ -137,7 +317,22 @@ impl Signature {
         match self {
             Signature::HmacSha256 { secrets, .. }
             | Signature::StandardWebhooks { secrets, .. }
-            | Signature::Stripe { secrets, .. } => secrets,
+            | Signature::Stripe { secrets, .. }
+            | Signature::Slack { secrets, .. }
+            | Signature::Zoom { secrets, .. }
+            | Signature::Twilio { secrets } => secrets,
+        }
+    }
+
+    /// The scheme's name, as `type` says it.
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            Signature::HmacSha256 { .. } => "hmac-sha256",
+            Signature::StandardWebhooks { .. } => "standard-webhooks",
+            Signature::Stripe { .. } => "stripe",
+            Signature::Slack { .. } => "slack",
+            Signature::Zoom { .. } => "zoom",
+            Signature::Twilio { .. } => "twilio",
         }
     }
 }
@@ -154,10 +349,28 @@ pub enum SignatureEncoding {
     Base64,
 }
 
-/// A secret of the Standard Webhooks form `whsec_<base64>` as key bytes.
+/// A secret of the Standard Webhooks form `whsec_<base64>` as key bytes (not a `whpk_` public
+/// key).
 pub fn standard_webhooks_key(secret: &str) -> Option<Vec<u8>> {
     use base64::Engine as _;
+    if secret.starts_with("whpk_") {
+        return None;
+    }
     base64::engine::general_purpose::STANDARD.decode(secret.strip_prefix("whsec_").unwrap_or(secret)).ok()
+}
+
+/// An entry of `trigger.ipAllowlist`: a CIDR block (`203.0.113.0/24`, `2001:db8::/32`) or one
+/// address.
+pub fn parse_address_block(text: &str) -> Option<ipnet::IpNet> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>().ok().or_else(|| text.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+}
+
+/// A Standard Webhooks public key `whpk_<base64>`: 32 bytes of an ed25519 key.
+pub fn standard_webhooks_public_key(secret: &str) -> Option<[u8; 32]> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(secret.strip_prefix("whpk_")?).ok()?;
+    bytes.try_into().ok()
 }
 
 fn default_tolerance() -> u64 {
@@ -189,6 +402,10 @@ pub struct RequestSpec {
     /// Body paths the operator expects.
     #[serde(default)]
     pub body: Vec<Variable>,
+    /// Also give nodes the body as it arrived, base64, as `$context.rawBody` (for a node that
+    /// checks a signature scheme the engine lacks).
+    #[serde(default, rename = "rawBody", skip_serializing_if = "std::ops::Not::not")]
+    pub raw_body: bool,
 }
 
 /// One configured request variable: a path (or header name) and its display name.

@@ -9,7 +9,10 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::limits::ExecutionLimits;
-use super::model::{Node, SECRET_MASK, Signature, Workflow, standard_webhooks_key};
+use super::model::{
+    Handshake, Node, SECRET_MASK, Signature, Workflow, parse_address_block, standard_webhooks_key,
+    standard_webhooks_public_key,
+};
 use super::node::{NodeInfo, NodeRunner};
 use super::secrets::Secrets;
 use super::template::{Root, Step, Template, join_key, parse_value_path};
@@ -230,12 +233,36 @@ impl<R: NodeRunner + ?Sized> Checker<'_, R> {
             self.fault("options.maxConcurrency", "at least 1: with 0 no execution would ever run");
         }
         let mask_fault = format!("{SECRET_MASK:?} is the mask shown in place of a stored secret, not a secret");
-        if trigger.basic_auth.as_ref().is_some_and(|auth| auth.password == SECRET_MASK) {
-            self.fault("trigger.basicAuth.password", mask_fault.clone());
+        for (slot, _) in trigger.secrets().into_iter().filter(|(_, secret)| *secret == SECRET_MASK) {
+            self.fault(format!("trigger.{}", slot.path), mask_fault.clone());
         }
-        let secrets = trigger.signature.as_ref().map_or(&[][..], |signature| signature.secrets());
-        for (index, _) in secrets.iter().enumerate().filter(|(_, secret)| *secret == SECRET_MASK) {
-            self.fault(format!("trigger.signature.secrets[{index}]"), mask_fault.clone());
+        if let Some(api_key) = &trigger.api_key {
+            match (&api_key.header, &api_key.query) {
+                (Some(header), None) if !is_header_name(header) => {
+                    self.fault("trigger.apiKey.header", format!("{header:?} is not a valid header name"));
+                }
+                (None, Some(query)) if query.is_empty() => {
+                    self.fault("trigger.apiKey.query", "name the query parameter")
+                }
+                (Some(_), None) | (None, Some(_)) => {}
+                _ => self.fault("trigger.apiKey", "give exactly one of \"header\" and \"query\""),
+            }
+            if api_key.keys.is_empty() || api_key.keys.iter().any(String::is_empty) {
+                self.fault("trigger.apiKey.keys", "give at least one key, none empty");
+            }
+        }
+        for (index, entry) in trigger.ip_allowlist.iter().enumerate() {
+            if parse_address_block(entry).is_none() {
+                self.fault(
+                    format!("trigger.ipAllowlist[{index}]"),
+                    format!("{entry:?} is neither an IP address nor a CIDR block (203.0.113.0/24, 2001:db8::/32)"),
+                );
+            }
+        }
+        if let Some((field, secret)) = trigger.handshake.as_ref().and_then(Handshake::secret)
+            && secret.is_empty()
+        {
+            self.fault(format!("trigger.handshake.{field}"), "cannot be empty");
         }
         for (index, header) in trigger.request.headers.iter().enumerate() {
             if !is_header_name(&header.key) {
@@ -315,8 +342,16 @@ impl<R: NodeRunner + ?Sized> Checker<'_, R> {
             }
             Signature::StandardWebhooks { secrets, .. } => {
                 for (index, secret) in secrets.iter().enumerate() {
-                    if standard_webhooks_key(secret).is_none_or(|key| key.is_empty()) {
-                        self.fault(format!("trigger.signature.secrets[{index}]"), "expected whsec_ followed by base64");
+                    let valid = if secret.starts_with("whpk_") {
+                        standard_webhooks_public_key(secret).is_some()
+                    } else {
+                        standard_webhooks_key(secret).is_some_and(|key| !key.is_empty())
+                    };
+                    if !valid {
+                        self.fault(
+                            format!("trigger.signature.secrets[{index}]"),
+                            "expected whsec_ followed by base64, or whpk_ followed by the base64 of a 32-byte ed25519 public key",
+                        );
                     }
                 }
             }

@@ -139,8 +139,8 @@ fn bloated_requests() {
 
     let query: Vec<String> = (0..3000).map(|n| format!("p{n}={n}")).collect();
     let response = http::post(server.address, &format!("/api/webhook:trigger/echo?{}", query.join("&")), &[], b"");
-    assert_eq!(response.status, 200, "3000 query parameters parse");
-    assert_eq!(response.json()["query"].as_object().unwrap().len(), 3000);
+    assert_eq!(response.status, 200, "3000 query parameters are no error");
+    assert_eq!(response.json()["query"].as_object().unwrap().len(), 1000, "the first 1000 are read, as qs does");
 
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     let response = server.post("echo", &[("Content-Type", "application/json")], deep.as_bytes());

@@ -154,8 +154,15 @@ fn content_types() {
     assert_eq!(parsed(body_of(None, b"")), Value::Null, "an empty body is null");
     assert_eq!(parsed(body_of(Some("text/plain"), b"")), Value::Null, "an empty body is null whatever the type");
 
+    // Text and XML bodies are strings.
+    assert_eq!(parsed(body_of(Some("text/plain"), b"hello")), json!("hello"));
+    assert_eq!(parsed(body_of(Some("text/csv; charset=utf-8"), b"a,b\n1,2")), json!("a,b\n1,2"));
+    assert_eq!(parsed(body_of(Some("application/xml"), b"<a>1</a>")), json!("<a>1</a>"));
+    assert_eq!(parsed(body_of(Some("application/atom+xml"), b"<feed/>")), json!("<feed/>"));
+    assert_error(&body_of(Some("text/plain"), b"\xff\xfe"), 400, "invalid_body");
+
     assert_error(&body_of(None, b"{\"a\": 1}"), 415, "unsupported_media_type");
-    assert_error(&body_of(Some("text/plain"), b"hello"), 415, "unsupported_media_type");
+    assert_error(&body_of(Some("application/octet-stream"), b"hello"), 415, "unsupported_media_type");
     assert_error(&body_of(Some("multipart/form-data; boundary=x"), b"--x--"), 415, "unsupported_media_type");
 
     let malformed = body_of(Some("application/json"), b"{\n  \"a\": 1,\n  \"b\": }");

@@ -43,6 +43,10 @@ pub enum ErrorCode {
     Conflict,
     /// 403: the admin API is closed to this client.
     AdminDisabled,
+    /// 403: this client may not call this webhook (`trigger.ipAllowlist`, a wrong handshake token).
+    Forbidden,
+    /// 429: the workflow's rate limit is reached.
+    RateLimited,
     /// 500: the engine itself failed (storage, a bug).
     Internal,
 }
@@ -66,6 +70,8 @@ impl ErrorCode {
             ErrorCode::ValidationFailed => "validation_failed",
             ErrorCode::Conflict => "conflict",
             ErrorCode::AdminDisabled => "admin_disabled",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Internal => "internal",
         }
     }
@@ -85,7 +91,8 @@ impl ErrorCode {
             ErrorCode::ExecutionTimeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorCode::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::Conflict => StatusCode::CONFLICT,
-            ErrorCode::AdminDisabled => StatusCode::FORBIDDEN,
+            ErrorCode::AdminDisabled | ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 }

@@ -65,14 +65,12 @@ impl WorkflowView {
     }
 }
 
-/// A definition with its passwords and signing secrets replaced by [`MASK`].
+/// A definition with its secrets (passwords, signing secrets, API keys, handshake tokens)
+/// replaced by [`MASK`].
 pub fn masked(definition: &Workflow) -> Workflow {
     let mut definition = definition.clone();
-    if let Some(auth) = &mut definition.trigger.basic_auth {
-        auth.password = MASK.into();
-    }
-    if let Some(signature) = &mut definition.trigger.signature {
-        signature.secrets_mut().iter_mut().for_each(|secret| *secret = MASK.into());
+    for (_, secret) in definition.trigger.secrets_mut() {
+        *secret = MASK.into();
     }
     definition
 }

@@ -215,31 +215,35 @@ async fn view(admin: &Admin, deployed: &Deployed) -> Result<WorkflowView, ApiErr
     Ok(view)
 }
 
-/// A restored definition keeps today's credentials: a password or secret rotated since that
-/// version (after a leak, say) must not come back with it.
+/// A restored definition keeps today's credentials: a password, secret or key rotated since that
+/// version (after a leak, say) must not come back with it. A signing scheme's secrets are the
+/// ones today's definition has for the same scheme.
 fn keep_current_secrets(restored: &mut Workflow, current: &Workflow) {
-    if let (Some(old), Some(now)) = (&mut restored.trigger.basic_auth, &current.trigger.basic_auth) {
-        old.password.clone_from(&now.password);
-    }
+    let today = current.trigger.secrets();
     if let (Some(old), Some(now)) = (&mut restored.trigger.signature, &current.trigger.signature)
-        && std::mem::discriminant(old) == std::mem::discriminant(now)
+        && old.scheme() == now.scheme()
     {
         *old.secrets_mut() = now.secrets().to_vec();
     }
+    for (slot, secret) in restored.trigger.secrets_mut() {
+        if slot.path.starts_with("signature.") {
+            continue;
+        }
+        if let Some((_, now)) = today.iter().find(|(kept, _)| *kept == slot) {
+            secret.clone_from(now);
+        }
+    }
 }
 
-/// A replacement that sends back masked secrets keeps the stored ones.
+/// A replacement that sends back masked secrets keeps the stored ones (the same slot of the same
+/// scheme).
 fn keep_masked_secrets(definition: &mut Workflow, current: &Workflow) {
-    if let (Some(new), Some(old)) = (&mut definition.trigger.basic_auth, &current.trigger.basic_auth)
-        && new.password == MASK
-    {
-        new.password.clone_from(&old.password);
-    }
-    if let (Some(new), Some(old)) = (&mut definition.trigger.signature, &current.trigger.signature) {
-        for (secret, kept) in new.secrets_mut().iter_mut().zip(old.secrets()) {
-            if secret == MASK {
-                secret.clone_from(kept);
-            }
+    let stored = current.trigger.secrets();
+    for (slot, secret) in definition.trigger.secrets_mut() {
+        if *secret == MASK
+            && let Some((_, kept)) = stored.iter().find(|(kept, _)| *kept == slot)
+        {
+            secret.clone_from(kept);
         }
     }
 }

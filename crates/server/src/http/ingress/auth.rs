@@ -1,11 +1,12 @@
-//! HTTP Basic authentication (RFC 7617) of trigger requests.
+//! Credentials of trigger requests: HTTP Basic (RFC 7617) and API keys.
 
 use axum::http::{HeaderMap, header};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use serde_json::Value;
 
 use crate::http::api_error::{ApiError, ErrorCode};
-use hookflow_workflow::BasicAuth;
+use hookflow_workflow::{ApiKey, BasicAuth};
 
 /// Checks the request's credentials against the configured ones; `None` configured lets all in.
 /// Missing, malformed and wrong credentials are all a 401 with `WWW-Authenticate`.
@@ -30,6 +31,38 @@ pub fn check_basic_auth(headers: &HeaderMap, expected: Option<&BasicAuth>) -> Re
     };
     Err(ApiError::new(ErrorCode::Unauthorized, message)
         .with_header(header::WWW_AUTHENTICATE, "Basic realm=\"hookflow\", charset=\"UTF-8\""))
+}
+
+/// Checks the request's API key (`trigger.apiKey`): the configured header's value, or the
+/// configured query parameter's, which is then removed from `query` (the trigger data never holds
+/// the key). Every accepted key is compared, in constant time.
+pub fn check_api_key(headers: &HeaderMap, query: &mut Value, expected: Option<&ApiKey>) -> Result<(), ApiError> {
+    let Some(expected) = expected else {
+        return Ok(());
+    };
+    let (presented, place) = match (&expected.header, &expected.query) {
+        (Some(name), _) => {
+            let value = headers.get(name.as_str()).and_then(|value| value.to_str().ok()).map(str::to_string);
+            (value, format!("the {name} header"))
+        }
+        (None, Some(name)) => {
+            let value = query.as_object_mut().and_then(|query| query.shift_remove(name));
+            (value.and_then(|value| value.as_str().map(str::to_string)), format!("the {name} query parameter"))
+        }
+        (None, None) => (None, "nowhere".to_string()),
+    };
+    let Some(presented) = presented else {
+        return Err(ApiError::new(ErrorCode::Unauthorized, format!("this webhook needs an API key in {place}")));
+    };
+    let accepted = expected
+        .keys
+        .iter()
+        .fold(false, |found, key| found | constant_time_eq(presented.trim().as_bytes(), key.as_bytes()));
+    if accepted {
+        Ok(())
+    } else {
+        Err(ApiError::new(ErrorCode::Unauthorized, format!("the API key in {place} is not one this webhook accepts")))
+    }
 }
 
 /// `Basic <base64(user:password)>` → `(user, password)`.

@@ -1,19 +1,25 @@
 //! The webhook trigger: `POST /api/webhook:trigger/{key}`. Checks, in order, the key (404), the
-//! method (405), the body size (413, while streaming), Basic auth (401), the signature on the raw
-//! body (401) and the content type and syntax of the body (415, 400); turns the request into trigger data
-//! `{"headers", "query", "body"}`; hands it to dispatch; answers (docs/webhook.md).
+//! client's address (`trigger.ipAllowlist`, 403), a handshake that needs no credentials (answered
+//! at once), the method (405), the body size (413, while streaming, then decoded), Basic auth and
+//! the API key (401), the signature on the body as sent (401), a signed handshake (answered), and
+//! the content type and syntax of the body (415, 400); turns the request into trigger data
+//! `{"headers", "query", "body"}` (and `rawBody`); hands it to dispatch; answers
+//! (docs/webhook.md).
 
 mod answer;
 mod auth;
 mod body;
+mod client;
+mod handshake;
 mod query;
 mod signature;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path, Request, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, Method, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -28,8 +34,10 @@ use crate::catalog::{Catalog, Deployed};
 use crate::dispatch::{Dispatcher, RESULT_PATH};
 use crate::http::api_error::{ApiError, ErrorCode};
 use crate::metrics::metrics;
+use base64::Engine as _;
 use hookflow_workflow::template::{parse_value_path, select};
 use hookflow_workflow::{Idempotency, Variable};
+use ipnet::IpNet;
 
 /// The route of the trigger endpoint.
 pub const TRIGGER_PATH: &str = "/api/webhook:trigger/";
@@ -44,6 +52,11 @@ pub struct Ingress {
     pub body_limit: usize,
     /// How long the body may take to arrive.
     pub read_timeout: Duration,
+    /// Proxies whose `X-Forwarded-For` names the client (`--trusted-proxies`).
+    pub trusted_proxies: Vec<IpNet>,
+    /// The origin senders call (`--public-url`), for signatures over the URL; without one,
+    /// `http://` and the request's `Host`.
+    pub public_url: Option<String>,
 }
 
 /// The trigger routes.
@@ -104,23 +117,43 @@ async fn trigger(State(ingress): State<Arc<Ingress>>, Path(key): Path<String>, r
 }
 
 async fn handle(ingress: &Ingress, deployed: Arc<Deployed>, request: Request) -> Result<Response, ApiError> {
+    let trigger = &deployed.workflow().trigger;
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip());
+    if let Some(peer) = peer {
+        let client = client::client_address(peer, request.headers(), &ingress.trusted_proxies);
+        client::check_allowlist(client, &deployed.allowlist)?;
+    }
+    if let Some(answer) =
+        handshake::unsigned(trigger.handshake.as_ref(), request.method(), request.uri().query(), request.headers())
+    {
+        return answer;
+    }
     if request.method() != Method::POST {
         return Err(ApiError::new(
             ErrorCode::MethodNotAllowed,
             format!("webhooks accept POST only, not {}", request.method()),
         )
-        .with_header(header::ALLOW, "POST"));
+        .with_header(header::ALLOW, handshake::allowed_methods(trigger.handshake.as_ref())));
     }
     let (parts, body) = request.into_parts();
-    let bytes = body::read_limited(&parts.headers, body, ingress.body_limit, ingress.read_timeout).await?;
-    let trigger = &deployed.workflow().trigger;
+    let sent = body::read_limited(&parts.headers, body, ingress.body_limit, ingress.read_timeout).await?;
+    let bytes = body::decode_content_encoding(&parts.headers, sent, ingress.body_limit)?;
     auth::check_basic_auth(&parts.headers, trigger.basic_auth.as_ref())?;
-    signature::check_signature(&parts.headers, &bytes, trigger.signature.as_ref())?;
+    let mut query = parts.uri.query().map_or_else(|| Value::Object(Map::new()), parse_query);
+    auth::check_api_key(&parts.headers, &mut query, trigger.api_key.as_ref())?;
+    let url = called_url(ingress.public_url.as_deref(), &parts);
+    let signed = signature::Signed { headers: &parts.headers, body: &bytes, url: &url };
+    signature::check_signature(&signed, trigger.signature.as_ref())?;
     let body = body::parse_body(&parts.headers, &bytes)?;
-    let query = parts.uri.query().map_or_else(|| Value::Object(Map::new()), parse_query);
+    if let Some(answer) = handshake::signed(trigger.handshake.as_ref(), &body) {
+        return Ok(answer);
+    }
     let headers = captured_headers(&parts.headers, &trigger.request.headers);
     let idempotency_key = trigger.idempotency.as_ref().and_then(|spec| idempotency_key(spec, &parts.headers, &body));
-    let data = serde_json::json!({ "headers": headers, "query": query, "body": body });
+    let mut data = serde_json::json!({ "headers": headers, "query": query, "body": body });
+    if trigger.request.raw_body {
+        data["rawBody"] = Value::String(base64::engine::general_purpose::STANDARD.encode(&bytes));
+    }
     let outcome = if deployed.workflow().sync {
         ingress.dispatcher.dispatch(deployed, data, idempotency_key).await
     } else {
@@ -131,6 +164,20 @@ async fn handle(ingress: &Ingress, deployed: Arc<Deployed>, request: Request) ->
         queued.await.map_err(|_| ApiError::new(ErrorCode::Internal, "the request could not be queued; retry"))?
     };
     Ok(answer::respond(outcome))
+}
+
+/// The URL the sender called as it saw it: the public origin (`--public-url`, else `http://` and
+/// the `Host` header) followed by the path and query of the request.
+fn called_url(public_url: Option<&str>, parts: &axum::http::request::Parts) -> String {
+    let origin = match public_url {
+        Some(origin) => origin.trim_end_matches('/').to_string(),
+        None => {
+            let host = parts.headers.get(header::HOST).and_then(|host| host.to_str().ok()).unwrap_or_default();
+            format!("http://{host}")
+        }
+    };
+    let path = parts.uri.path_and_query().map_or("/", |path| path.as_str());
+    format!("{origin}{path}")
 }
 
 /// `GET /api/webhook:result/{id}`: the answer of a sync execution whose caller got `202`,

@@ -1,31 +1,46 @@
-//! Webhook signatures, verified on the raw body before it is parsed: HMAC-SHA256 in one header,
-//! Standard Webhooks, and Stripe. Every accepted secret is tried (rotation); the MAC is computed
-//! once per secret and compared to each presented candidate in constant time; a header with more
-//! than [`MAX_CANDIDATES`] candidates is refused before any MAC is computed, so the work per
-//! request is bounded by the body size times the number of secrets. A failure never says what
-//! the expected value was.
+//! Webhook signatures, verified on the body as it was sent (its `Content-Encoding` undone) before
+//! it is parsed: HMAC-SHA256 in one header, Standard Webhooks (also under Svix's header names,
+//! and `v1a` ed25519 signatures), Stripe, Slack, Zoom and Twilio. Every accepted secret is tried
+//! (rotation); the MAC is computed once per secret and compared to each presented candidate in
+//! constant time; a header with more than [`MAX_CANDIDATES`] candidates is refused before any MAC
+//! is computed, so the work per request is bounded by the body size times the number of secrets.
+//! A failure never says what the expected value was.
 
 use axum::http::HeaderMap;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
+use sha1::Sha1;
 use sha2::Sha256;
 
 use super::auth::constant_time_eq;
+use super::query::decode;
 use crate::http::api_error::{ApiError, ErrorCode};
 use hookflow_workflow::timestamp::Timestamp;
-use hookflow_workflow::{Signature, SignatureEncoding, standard_webhooks_key};
+use hookflow_workflow::{Signature, SignatureEncoding, standard_webhooks_key, standard_webhooks_public_key};
 
 type HmacSha256 = Hmac<Sha256>;
+
+/// What a signature is checked against.
+pub struct Signed<'a> {
+    /// The request's headers.
+    pub headers: &'a HeaderMap,
+    /// The body as it was sent (its `Content-Encoding` undone).
+    pub body: &'a [u8],
+    /// The URL the sender called, as it saw it: the public origin, the path and the query
+    /// (Twilio signs it).
+    pub url: &'a str,
+}
 
 /// The most candidate signatures read from one header.
 pub const MAX_CANDIDATES: usize = 8;
 
 /// Checks the request's signature; `None` configured lets all in.
-pub fn check_signature(headers: &HeaderMap, body: &[u8], signature: Option<&Signature>) -> Result<(), ApiError> {
+pub fn check_signature(request: &Signed<'_>, signature: Option<&Signature>) -> Result<(), ApiError> {
     let Some(signature) = signature else {
         return Ok(());
     };
+    let (headers, body) = (request.headers, request.body);
     let now = Timestamp::now().0 / 1000;
     let verdict = match signature {
         Signature::HmacSha256 { header, prefix, encoding, secrets } => {
@@ -35,6 +50,23 @@ pub fn check_signature(headers: &HeaderMap, body: &[u8], signature: Option<&Sign
             standard_webhooks(headers, body, secrets, now, *tolerance_seconds)
         }
         Signature::Stripe { secrets, tolerance_seconds } => stripe(headers, body, secrets, now, *tolerance_seconds),
+        Signature::Slack { secrets, tolerance_seconds } => versioned_hmac(
+            headers,
+            body,
+            ("x-slack-request-timestamp", "x-slack-signature"),
+            secrets,
+            now,
+            *tolerance_seconds,
+        ),
+        Signature::Zoom { secrets, tolerance_seconds } => versioned_hmac(
+            headers,
+            body,
+            ("x-zm-request-timestamp", "x-zm-signature"),
+            secrets,
+            now,
+            *tolerance_seconds,
+        ),
+        Signature::Twilio { secrets } => twilio(headers, body, request.url, secrets),
     };
     verdict.map_err(|why| ApiError::new(ErrorCode::InvalidSignature, format!("signature rejected: {why}")))
 }
@@ -81,24 +113,105 @@ fn standard_webhooks(
     now: u64,
     tolerance: u64,
 ) -> Result<(), String> {
-    let id = header_text(headers, "webhook-id")?;
-    let timestamp = header_text(headers, "webhook-timestamp")?;
-    let time: u64 = timestamp.trim().parse().map_err(|_| "webhook-timestamp is not a number".to_string())?;
+    // Svix-powered senders send the same scheme under their own names.
+    let prefix = if headers.contains_key("webhook-signature") || !headers.contains_key("svix-signature") {
+        "webhook"
+    } else {
+        "svix"
+    };
+    let id = header_text(headers, &format!("{prefix}-id"))?;
+    let timestamp = header_text(headers, &format!("{prefix}-timestamp"))?;
+    let time: u64 = timestamp.trim().parse().map_err(|_| format!("{prefix}-timestamp is not a number"))?;
     check_tolerance(time, now, tolerance)?;
-    let signatures = header_text(headers, "webhook-signature")?;
+    let signatures = header_text(headers, &format!("{prefix}-signature"))?;
     let entries: Vec<&str> = signatures.split_whitespace().collect();
-    check_candidate_count("webhook-signature", entries.len())?;
-    let presented: Vec<Vec<u8>> = entries
-        .into_iter()
-        .filter_map(|entry| entry.strip_prefix("v1,"))
-        .filter_map(|encoded| STANDARD.decode(encoded).ok())
-        .collect();
+    check_candidate_count(&format!("{prefix}-signature"), entries.len())?;
+    let decoded = |version: &str| -> Vec<Vec<u8>> {
+        entries
+            .iter()
+            .filter_map(|entry| entry.strip_prefix(version))
+            .filter_map(|encoded| STANDARD.decode(encoded).ok())
+            .collect()
+    };
+    let (symmetric, asymmetric) = (decoded("v1,"), decoded("v1a,"));
     let signed = [id.as_bytes(), b".", timestamp.trim().as_bytes(), b".", body];
-    let matches = secrets
-        .iter()
-        .filter_map(|secret| standard_webhooks_key(secret))
-        .any(|key| matches_any(&key, &signed, &presented));
-    matches.then_some(()).ok_or_else(|| "no webhook-signature matches".to_string())
+    let matches = secrets.iter().any(|secret| match standard_webhooks_public_key(secret) {
+        Some(public) => verifies_ed25519(&public, &signed.concat(), &asymmetric),
+        None => standard_webhooks_key(secret).is_some_and(|key| matches_any(&key, &signed, &symmetric)),
+    });
+    matches.then_some(()).ok_or_else(|| format!("no {prefix}-signature matches"))
+}
+
+/// Whether any presented `v1a` signature is `public`'s ed25519 signature of `message` (strict
+/// verification: no malleable signatures, no small-order keys).
+fn verifies_ed25519(public: &[u8; 32], message: &[u8], presented: &[Vec<u8>]) -> bool {
+    let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(public) else { return false };
+    presented.iter().any(|signature| {
+        ed25519_dalek::Signature::from_slice(signature)
+            .is_ok_and(|signature| key.verify_strict(message, &signature).is_ok())
+    })
+}
+
+/// Slack's and Zoom's scheme: `<signature header>: v0=<hex>`, HMAC-SHA256 of
+/// `v0:<timestamp header>:<body>`.
+fn versioned_hmac(
+    headers: &HeaderMap,
+    body: &[u8],
+    (timestamp_header, signature_header): (&str, &str),
+    secrets: &[String],
+    now: u64,
+    tolerance: u64,
+) -> Result<(), String> {
+    let timestamp = header_text(headers, timestamp_header)?;
+    let time: u64 = timestamp.trim().parse().map_err(|_| format!("{timestamp_header} is not a number"))?;
+    check_tolerance(time, now, tolerance)?;
+    let signature = header_text(headers, signature_header)?;
+    let presented = signature
+        .trim()
+        .strip_prefix("v0=")
+        .and_then(decode_hex)
+        .ok_or_else(|| format!("{signature_header} is not v0=<hex>"))?;
+    let signed = [b"v0:", timestamp.trim().as_bytes(), b":", body];
+    let matches =
+        secrets.iter().any(|secret| matches_any(secret.as_bytes(), &signed, std::slice::from_ref(&presented)));
+    matches.then_some(()).ok_or_else(|| format!("{signature_header} does not match"))
+}
+
+/// Twilio: `X-Twilio-Signature`, base64 HMAC-SHA1 of the URL followed by each form parameter
+/// (names sorted, each name's values sorted, duplicates once) as name then value — what Twilio's
+/// request validators compute. A JSON body carries its own hash in the URL (`bodySHA256`), which
+/// the URL's signature covers.
+fn twilio(headers: &HeaderMap, body: &[u8], url: &str, secrets: &[String]) -> Result<(), String> {
+    let signature = header_text(headers, "x-twilio-signature")?;
+    let presented = STANDARD.decode(signature.trim()).map_err(|_| "X-Twilio-Signature is not base64".to_string())?;
+    let form = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.trim_start().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+    let mut signed = url.as_bytes().to_vec();
+    if form {
+        let text = std::str::from_utf8(body).map_err(|_| "the form body is not UTF-8".to_string())?;
+        let mut pairs: Vec<(String, String)> = text
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| {
+                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                (decode(name), decode(value))
+            })
+            .collect();
+        pairs.sort();
+        pairs.dedup();
+        for (name, value) in pairs {
+            signed.extend_from_slice(name.as_bytes());
+            signed.extend_from_slice(value.as_bytes());
+        }
+    }
+    let matches = secrets.iter().any(|secret| {
+        let Ok(mut mac) = Hmac::<Sha1>::new_from_slice(secret.as_bytes()) else { return false };
+        mac.update(&signed);
+        constant_time_eq(&mac.finalize().into_bytes(), &presented)
+    });
+    matches.then_some(()).ok_or_else(|| "X-Twilio-Signature does not match the URL and parameters".to_string())
 }
 
 fn stripe(headers: &HeaderMap, body: &[u8], secrets: &[String], now: u64, tolerance: u64) -> Result<(), String> {
