@@ -37,6 +37,11 @@ impl HttpResponse {
     pub fn error_code(&self) -> String {
         self.json()["error"]["code"].as_str().unwrap_or_default().to_string()
     }
+
+    /// The `error.message` of a JSON error body.
+    pub fn error_message(&self) -> String {
+        self.json()["error"]["message"].as_str().unwrap_or_default().to_string()
+    }
 }
 
 /// Sends a POST with the given headers and body (`Content-Length` is added).

@@ -13,6 +13,7 @@ mod languages;
 mod nodes;
 mod operations;
 mod outbound;
+mod senders;
 mod signatures;
 mod trigger;
 mod util;

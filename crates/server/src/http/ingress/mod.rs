@@ -1,7 +1,7 @@
 //! The webhook trigger: `POST /api/webhook:trigger/{key}`. Checks, in order, the key (404), the
 //! client's address (`trigger.ipAllowlist`, 403), a handshake that needs no credentials (answered
 //! at once), the method (405), the body size (413, while streaming, then decoded), Basic auth and
-//! the API key (401), the signature on the body as sent (401), a signed handshake (answered), and
+//! the API key (401), the signature on the decoded body (401), a signed handshake (answered), and
 //! the content type and syntax of the body (415, 400); turns the request into trigger data
 //! `{"headers", "query", "body"}` (and `rawBody`); hands it to dispatch; answers
 //! (docs/webhook.md).
