@@ -33,8 +33,13 @@ pub enum Command {
     Workflow(Remote<WorkflowCommand>),
     /// Read, cancel and re-run the executions of a running server.
     #[command(after_help = "Examples:\n  hookflow executions list --workflow orders --status failed\n  \
-                             hookflow executions show 01KB2Y7V9X3T4G6M8P0R2S4W6Y")]
+                             hookflow executions show 01KB2Y7V9X3T4G6M8P0R2S4W6Y\n  \
+                             hookflow executions rerun --workflow orders --status error --since 2h --dry-run")]
     Executions(Remote<ExecutionsCommand>),
+    /// Read the log of trigger requests a running server refused.
+    #[command(after_help = "Examples:\n  hookflow refusals list --workflow orders\n  \
+                             hookflow refusals list --code invalid_signature --since 1h")]
+    Refusals(Remote<RefusalsCommand>),
     /// Manage the node types (WebAssembly components) of a running server.
     #[command(after_help = "Examples:\n  hookflow plugin list\n  hookflow plugin add scorer ./scorer.wasm")]
     Plugin(Remote<PluginCommand>),
@@ -145,6 +150,9 @@ pub enum ExecutionsCommand {
         /// Only those created before: an RFC 3339 instant, or a duration ago.
         #[arg(long)]
         until: Option<String>,
+        /// Only dead letters (executions that failed their last retry).
+        #[arg(long)]
+        dead_letter: bool,
         /// Most executions to show.
         #[arg(long, default_value_t = 50)]
         limit: usize,
@@ -171,11 +179,59 @@ pub enum ExecutionsCommand {
         /// The execution id.
         id: String,
     },
-    /// Run an execution's workflow again on its stored trigger data (in the background).
-    #[command(after_help = "Example:\n  hookflow executions rerun 01KB2Y7V9X3T4G6M8P0R2S4W6Y")]
+    /// Run an execution's workflow again on its stored trigger data (in the background) — or,
+    /// without an id, every finished execution the filters match that was not re-run before
+    /// (a redrive).
+    #[command(after_help = "Examples:\n  hookflow executions rerun 01KB2Y7V9X3T4G6M8P0R2S4W6Y\n  \
+                             hookflow executions rerun --workflow orders --status error --since 2h --dry-run\n  \
+                             hookflow executions rerun --workflow orders --dead-letter")]
     Rerun {
-        /// The execution id.
-        id: String,
+        /// The execution id; without one, the filters choose.
+        #[arg(conflicts_with_all = ["workflow", "status", "dead_letter", "since", "until", "dry_run"])]
+        id: Option<String>,
+        /// Only this workflow's.
+        #[arg(long)]
+        workflow: Option<String>,
+        /// Only these statuses (repeat, or comma-separated; default error, aborted, failed).
+        #[arg(long, value_delimiter = ',')]
+        status: Vec<String>,
+        /// Only dead letters (executions that failed their last retry).
+        #[arg(long)]
+        dead_letter: bool,
+        /// Only those created since: an RFC 3339 instant, or a duration ago (`2h`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only those created before: an RFC 3339 instant, or a duration ago.
+        #[arg(long)]
+        until: Option<String>,
+        /// Count the matches; re-run nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// `hookflow refusals` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RefusalsCommand {
+    /// List refused trigger requests, newest first, with why each was refused.
+    #[command(after_help = "Examples:\n  hookflow refusals list\n  \
+                             hookflow refusals list --workflow orders --code invalid_signature --since 1h")]
+    List {
+        /// Only this workflow's.
+        #[arg(long)]
+        workflow: Option<String>,
+        /// Only this error code (invalid_signature, unauthorized, forbidden, rate_limited, …).
+        #[arg(long)]
+        code: Option<String>,
+        /// Only those since: an RFC 3339 instant, or a duration ago (`2h`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Most refusals to show.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Continue after this refusal id (the `next` of a previous page).
+        #[arg(long)]
+        cursor: Option<String>,
     },
 }
 
@@ -296,6 +352,10 @@ pub struct ServeArgs {
     /// one of them.
     #[arg(long, value_name = "CIDR,...", value_delimiter = ',', value_parser = parse_address_block)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Refused trigger requests kept in the refusal log per workflow (the oldest dropped); 0
+    /// keeps none (they are still counted in /metrics).
+    #[arg(long, value_name = "N", default_value_t = hookflow_server::server::DEFAULT_KEEP_REFUSALS)]
+    pub keep_refusals: usize,
     /// Bearer token of the admin API (without one it answers loopback clients only).
     #[arg(long, env = "HOOKFLOW_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,

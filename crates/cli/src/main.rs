@@ -42,6 +42,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Workflow(remote) => client_runtime()?.block_on(operate::workflow(remote)),
         Command::Executions(remote) => client_runtime()?.block_on(operate::executions(remote)),
+        Command::Refusals(remote) => client_runtime()?.block_on(operate::refusals(remote)),
         Command::Plugin(remote) => client_runtime()?.block_on(operate::plugin(remote)),
     }
 }
@@ -77,6 +78,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.demo = args.demo;
     config.public_url = args.public_url;
     config.trusted_proxies.clone_from(&args.trusted_proxies);
+    config.keep_refusals = args.keep_refusals;
     config.admin_token = args.admin_token.filter(|token| !token.is_empty());
     config.body_limit = args.body_limit;
     config.host =

@@ -20,7 +20,7 @@ use anyhow::Context as _;
 use hookflow_plugin::{HostConfig, PluginHost};
 use serde_json::Value;
 
-use crate::cli::{ExecutionsCommand, PluginCommand, Remote, WorkflowCommand};
+use crate::cli::{ExecutionsCommand, PluginCommand, RefusalsCommand, Remote, WorkflowCommand};
 use crate::remote::{AdminClient, Answer};
 use crate::scaffold;
 
@@ -138,7 +138,7 @@ pub async fn workflow(remote: Remote<WorkflowCommand>) -> anyhow::Result<()> {
 pub async fn executions(remote: Remote<ExecutionsCommand>) -> anyhow::Result<()> {
     let (client, out) = client(&remote)?;
     match remote.command {
-        ExecutionsCommand::List { workflow, status, since, until, limit, cursor } => {
+        ExecutionsCommand::List { workflow, status, since, until, dead_letter, limit, cursor } => {
             let since = since.map(|since| instant(&since)).transpose()?;
             let until = until.map(|until| instant(&until)).transpose()?;
             let query = [
@@ -146,6 +146,7 @@ pub async fn executions(remote: Remote<ExecutionsCommand>) -> anyhow::Result<()>
                 param("status", status.as_deref()),
                 param("since", since.as_deref()),
                 param("until", until.as_deref()),
+                param("deadLetter", dead_letter.then_some("true")),
                 param("cursor", cursor.as_deref()),
             ]
             .concat();
@@ -157,6 +158,9 @@ pub async fn executions(remote: Remote<ExecutionsCommand>) -> anyhow::Result<()>
                 if let Some(value) = value {
                     again.push_str(&format!(" {flag} {value}"));
                 }
+            }
+            if dead_letter {
+                again.push_str(" --dead-letter");
             }
             again.push_str(" --cursor");
             out.print(&answer, |page| {
@@ -192,11 +196,85 @@ pub async fn executions(remote: Remote<ExecutionsCommand>) -> anyhow::Result<()>
             let answer = client.delete(&format!("/api/executions/{}", segment(&id))).await?;
             out.print(&answer, |_| outln!("deleted {id}"))
         }
-        ExecutionsCommand::Rerun { id } => {
+        ExecutionsCommand::Rerun { id: Some(id), .. } => {
             let answer = client.post(&format!("/api/executions/{}/rerun", segment(&id)), None).await?;
             out.print(&answer, |e| {
                 outln!("queued {} ({} version {})", text(&e["id"]), text(&e["workflow"]), e["version"]);
                 outln!("follow it with: hookflow executions show {}", text(&e["id"]));
+            })
+        }
+        ExecutionsCommand::Rerun { id: None, workflow, status, dead_letter, since, until, dry_run } => {
+            let mut filter = serde_json::json!({"dryRun": dry_run});
+            if let Some(workflow) = workflow {
+                filter["workflow"] = workflow.into();
+            }
+            if !status.is_empty() {
+                filter["status"] = status.into();
+            }
+            if dead_letter {
+                filter["deadLetter"] = true.into();
+            }
+            if let Some(since) = since {
+                filter["since"] = instant(&since)?.into();
+            }
+            if let Some(until) = until {
+                filter["until"] = instant(&until)?.into();
+            }
+            let answer = client.post("/api/executions/rerun", Some(filter.to_string())).await?;
+            out.print(&answer, |redrive| {
+                let matched = redrive["matched"].as_u64().unwrap_or(0);
+                let queued = redrive["queued"].as_array().map_or(0, Vec::len);
+                if dry_run {
+                    outln!("{matched} executions match; nothing re-run (without --dry-run they are)");
+                } else {
+                    outln!("{matched} executions matched; {queued} re-runs queued");
+                    for id in redrive["queued"].as_array().into_iter().flatten().take(10) {
+                        outln!("  {}", text(id));
+                    }
+                    if queued > 10 {
+                        outln!("  … (all of them with --json)");
+                    }
+                }
+            })
+        }
+    }
+}
+
+/// Runs `hookflow refusals ...`.
+pub async fn refusals(remote: Remote<RefusalsCommand>) -> anyhow::Result<()> {
+    let (client, out) = client(&remote)?;
+    match remote.command {
+        RefusalsCommand::List { workflow, code, since, limit, cursor } => {
+            let since = since.map(|since| instant(&since)).transpose()?;
+            let query = [
+                param("workflow", workflow.as_deref()),
+                param("code", code.as_deref()),
+                param("since", since.as_deref()),
+                param("cursor", cursor.as_deref()),
+            ]
+            .concat();
+            let answer = client.get(&format!("/api/refusals?limit={limit}{query}")).await?;
+            let mut again = String::from("hookflow refusals list");
+            for (flag, value) in [("--workflow", &workflow), ("--code", &code), ("--since", &since)] {
+                if let Some(value) = value {
+                    again.push_str(&format!(" {flag} {value}"));
+                }
+            }
+            again.push_str(" --cursor");
+            out.print(&answer, |page| {
+                let rows = items(page)
+                    .map(|r| {
+                        vec![
+                            text(&r["time"]),
+                            text(&r["workflow"]),
+                            format!("{} {}", r["status"], text(&r["code"])),
+                            text(&r["client"]),
+                            cell(text(&r["reason"])),
+                        ]
+                    })
+                    .collect();
+                table(&["TIME", "WORKFLOW", "ANSWER", "CLIENT", "REASON"], rows);
+                more(page, &again);
             })
         }
     }
@@ -438,6 +516,19 @@ fn print_execution(execution: &Value) {
     outln!("id:        {}", text(&execution["id"]));
     outln!("workflow:  {} (version {})", text(&execution["workflow"]), execution["version"]);
     outln!("status:    {}", text(&execution["status"]));
+    if execution["attempt"].as_u64().unwrap_or(1) > 1 || execution["deadLetter"] == true {
+        let dead_letter = if execution["deadLetter"] == true { " (a dead letter: no attempt left)" } else { "" };
+        outln!("attempt:   {}{dead_letter}", execution["attempt"]);
+    }
+    if !execution["retryAt"].is_null() {
+        outln!("retry at:  {}", text(&execution["retryAt"]));
+    }
+    if !execution["rerunAs"].is_null() {
+        outln!("re-run as: {}", text(&execution["rerunAs"]));
+    }
+    if !execution["error"].is_null() {
+        outln!("error:     {}", text(&execution["error"]));
+    }
     outln!("created:   {}", text(&execution["createdAt"]));
     outln!(
         "finished:  {} ({})",

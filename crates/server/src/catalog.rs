@@ -12,9 +12,11 @@ use hookflow_plugin::PluginHost;
 use hookflow_store::{Applied, Store, StoreError, WorkflowRecord};
 use hookflow_workflow::timestamp::Timestamp;
 use hookflow_workflow::{
-    ExecutionLimits, NodeKind, Plan, PlanNode, Reply, ValidationError, Workflow, compile, is_valid_key,
+    ExecutionLimits, NodeKind, Plan, PlanNode, Reply, RetryPolicy, ValidationError, Workflow, compile, is_valid_key,
     parse_address_block, parse_workflow,
 };
+
+use crate::rate_limit::RateLimiter;
 
 /// Length of a generated workflow key.
 const GENERATED_KEY_LEN: usize = 16;
@@ -41,6 +43,10 @@ pub struct Deployed {
     pub has_delay: bool,
     /// `trigger.ipAllowlist`, parsed (validation refused entries that do not parse).
     pub allowlist: Vec<ipnet::IpNet>,
+    /// `options.retry`, parsed.
+    pub retry: Option<RetryPolicy>,
+    /// `options.rateLimit`'s bucket (this version's: a new version starts full).
+    pub rate_limit: Option<RateLimiter>,
 }
 
 /// The most nodes a plan run on the request's thread may have.
@@ -58,7 +64,10 @@ impl Deployed {
         let has_delay = plan.count_nodes_if(&|node| node.kind != NodeKind::Delay).is_none();
         let allowlist =
             plan.workflow.trigger.ip_allowlist.iter().filter_map(|entry| parse_address_block(entry)).collect();
-        Deployed { key, version, plan, accept_reply, runs_inline, has_delay, allowlist }
+        let options = &plan.workflow.options;
+        let retry = options.retry.as_ref().and_then(RetryPolicy::of);
+        let rate_limit = options.rate_limit.as_ref().and_then(RateLimiter::new);
+        Deployed { key, version, plan, accept_reply, runs_inline, has_delay, allowlist, retry, rate_limit }
     }
 
     /// The definition.

@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod dispatch;
 pub mod http;
 pub mod metrics;
+pub mod rate_limit;
 pub mod reload;
 pub mod retention;
 pub mod server;

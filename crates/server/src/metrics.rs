@@ -17,6 +17,9 @@ const BUCKETS: &[f64] =
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, u16), u64>>,
     executions: Mutex<BTreeMap<&'static str, u64>>,
+    refusals: Mutex<BTreeMap<(String, &'static str), u64>>,
+    retries: Mutex<BTreeMap<String, u64>>,
+    dead_letters: Mutex<BTreeMap<String, u64>>,
     node_calls: Mutex<BTreeMap<String, Histogram>>,
     commits: Mutex<Histogram>,
 }
@@ -77,6 +80,11 @@ pub fn metrics() -> &'static Metrics {
     METRICS.get_or_init(Metrics::default)
 }
 
+/// A label value, escaped for the exposition format.
+fn label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
 fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -90,6 +98,21 @@ impl Metrics {
     /// An execution ended with `status`.
     pub fn execution_finished(&self, status: &'static str) {
         *locked(&self.executions).entry(status).or_default() += 1;
+    }
+
+    /// A trigger request to `workflow` was refused with `code`.
+    pub fn refusal(&self, workflow: &str, code: &'static str) {
+        *locked(&self.refusals).entry((workflow.to_string(), code)).or_default() += 1;
+    }
+
+    /// An execution of `workflow` failed an attempt and waits for its next one.
+    pub fn retry(&self, workflow: &str) {
+        *locked(&self.retries).entry(workflow.to_string()).or_default() += 1;
+    }
+
+    /// An execution of `workflow` failed its last attempt.
+    pub fn dead_letter(&self, workflow: &str) {
+        *locked(&self.dead_letters).entry(workflow.to_string()).or_default() += 1;
     }
 
     /// One node call took `elapsed`.
@@ -109,7 +132,7 @@ impl Metrics {
         out.push_str("# HELP hookflow_trigger_requests_total Trigger requests by workflow and answered status.\n");
         out.push_str("# TYPE hookflow_trigger_requests_total counter\n");
         for ((workflow, status), count) in locked(&self.requests).iter() {
-            let workflow = workflow.replace('\\', "\\\\").replace('"', "\\\"");
+            let workflow = label(workflow);
             let _ =
                 writeln!(out, "hookflow_trigger_requests_total{{workflow=\"{workflow}\",status=\"{status}\"}} {count}");
         }
@@ -117,6 +140,22 @@ impl Metrics {
         out.push_str("# TYPE hookflow_executions_total counter\n");
         for (status, count) in locked(&self.executions).iter() {
             let _ = writeln!(out, "hookflow_executions_total{{status=\"{status}\"}} {count}");
+        }
+        out.push_str("# HELP hookflow_refusals_total Refused trigger requests by workflow and error code.\n");
+        out.push_str("# TYPE hookflow_refusals_total counter\n");
+        for ((workflow, code), count) in locked(&self.refusals).iter() {
+            let workflow = label(workflow);
+            let _ = writeln!(out, "hookflow_refusals_total{{workflow=\"{workflow}\",code=\"{code}\"}} {count}");
+        }
+        out.push_str("# HELP hookflow_execution_retries_total Failed attempts followed by another (options.retry).\n");
+        out.push_str("# TYPE hookflow_execution_retries_total counter\n");
+        for (workflow, count) in locked(&self.retries).iter() {
+            let _ = writeln!(out, "hookflow_execution_retries_total{{workflow=\"{}\"}} {count}", label(workflow));
+        }
+        out.push_str("# HELP hookflow_dead_letters_total Executions that failed their last attempt.\n");
+        out.push_str("# TYPE hookflow_dead_letters_total counter\n");
+        for (workflow, count) in locked(&self.dead_letters).iter() {
+            let _ = writeln!(out, "hookflow_dead_letters_total{{workflow=\"{}\"}} {count}", label(workflow));
         }
         if let Some(depth) = queue_depth {
             out.push_str("# HELP hookflow_queue_depth Async executions accepted and not finished (queued, running or waiting).\n");

@@ -35,6 +35,9 @@ pub const DEMO_WORKFLOWS: &[(&str, &str)] = &[
     ("demo-payment-async.json", include_str!("../../../examples/workflows/demo-payment-async.json")),
 ];
 
+/// How many refused trigger requests the refusal log keeps per workflow by default.
+pub const DEFAULT_KEEP_REFUSALS: usize = 10_000;
+
 /// Everything `serve` needs to know.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -57,6 +60,9 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// Proxies in front whose `X-Forwarded-For` names the client (`--trusted-proxies`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Refused trigger requests kept in the refusal log per workflow (`--keep-refusals`); 0
+    /// keeps none.
+    pub keep_refusals: usize,
     /// Bearer token of the admin API; `None` opens it to loopback clients only.
     pub admin_token: Option<String>,
     /// Largest accepted trigger body, in bytes.
@@ -88,6 +94,7 @@ impl ServerConfig {
             demo: false,
             public_url: None,
             trusted_proxies: Vec::new(),
+            keep_refusals: DEFAULT_KEEP_REFUSALS,
             admin_token: None,
             body_limit: 1 << 20,
             limits: ListenerConfig::default(),
@@ -268,6 +275,7 @@ impl Server {
             read_timeout: config.limits.read_timeout,
             trusted_proxies: config.trusted_proxies.clone(),
             public_url: config.public_url.clone(),
+            keep_refusals: config.keep_refusals,
         });
         let app = Router::new().merge(ingress::router(ingress)).merge(admin::router(admin)).fallback(not_found);
         let (stop, stopped) = oneshot::channel::<()>();

@@ -110,6 +110,8 @@ pub struct SyncFinish<'a> {
     pub idempotency: Option<IdempotencyEntry<'a>>,
     /// A key held while it ran that no answer is kept under (a 5xx): forgotten, so a retry runs.
     pub release: Option<IdempotencyKey<'a>>,
+    /// A failure hook's execution, stored and queued with it (then the write is durable).
+    pub follow_up: Option<&'a Execution>,
 }
 
 /// A stored workflow: the current definition and its bookkeeping.
@@ -149,6 +151,10 @@ pub struct ExecutionFilter {
     pub since: Option<Timestamp>,
     /// Only executions created before this instant.
     pub until: Option<Timestamp>,
+    /// Only dead letters (`true`) or only executions that are not (`false`).
+    pub dead_letter: Option<bool>,
+    /// Only executions re-run already (`true`) or not yet (`false`).
+    pub rerun: Option<bool>,
 }
 
 impl ExecutionFilter {
@@ -157,6 +163,16 @@ impl ExecutionFilter {
             && self.status.is_none_or(|status| status == execution.status)
             && self.since.is_none_or(|since| execution.created_at >= since)
             && self.until.is_none_or(|until| execution.created_at < until)
+            && self.dead_letter.is_none_or(|dead_letter| dead_letter == execution.dead_letter)
+            && self.rerun.is_none_or(|rerun| rerun == execution.rerun_as.is_some())
+    }
+
+    /// Whether the filter asks for what only a decoded record tells (no index has it), so a
+    /// listing reads past the records it skips.
+    fn reads_records(&self) -> bool {
+        self.status == Some(hookflow_workflow::ExecutionStatus::Unreadable)
+            || self.dead_letter.is_some()
+            || self.rerun.is_some()
     }
 
     /// The range of ids `[low, high)` a listing reads (ids sort by creation time, so a time range
@@ -182,6 +198,14 @@ fn first_id_at(instant: Timestamp) -> String {
 
 /// Sorts after every execution id (ULIDs are Crockford base32, `[0-9A-Z]`).
 const PAST_EVERY_ID: &str = "~";
+
+/// The idempotency keys that make a redrive re-run each execution once, under a name no
+/// workflow key can have (keys are `[A-Za-z0-9_-]`), keyed by the earlier execution's id.
+const RERUN_KEYS: &str = "#rerun";
+
+/// How long a rerun's key guards against a concurrent second rerun; after that the earlier
+/// record's `rerunAs` does.
+const RERUN_KEY_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// What became of [`Store::enqueue`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,6 +253,41 @@ pub struct WorkflowQueue {
     pub queued: usize,
     /// Waiting in a delay.
     pub waiting: usize,
+}
+
+/// A refused trigger request, as the refusal log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Refusal {
+    /// Sortable unique id (a ULID of `time`).
+    pub id: String,
+    /// When it was refused.
+    pub time: Timestamp,
+    /// The workflow's key.
+    pub workflow: String,
+    /// The request's method.
+    pub method: String,
+    /// The status answered.
+    pub status: u16,
+    /// The error code answered.
+    pub code: String,
+    /// The error message answered.
+    pub reason: String,
+    /// The client's address.
+    pub client: String,
+    /// The workflow's configured headers of the request (lower-case), secrets masked.
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+/// Which refusals a listing wants.
+#[derive(Debug, Clone, Default)]
+pub struct RefusalFilter {
+    /// Only this workflow's.
+    pub workflow: Option<String>,
+    /// Only refusals with this error code.
+    pub code: Option<String>,
+    /// Only refusals at or after this instant.
+    pub since: Option<Timestamp>,
 }
 
 /// A node of the cluster, as `GET /api/cluster` lists it.
@@ -503,13 +562,7 @@ impl Store {
         if let Some(idempotency) = idempotency {
             ops.push(take_idempotency_op(idempotency, &execution.id, now)?);
         }
-        ops.push(put_execution(execution)?);
-        ops.push(Op::Enqueue {
-            id: execution.id.clone(),
-            workflow: execution.workflow.clone(),
-            run_at: now.0,
-            owner: claim,
-        });
+        ops.extend(enqueue_ops(execution, claim, now)?);
         match self.write(ops).await? {
             Applied::Duplicate(execution_id) => Ok(Enqueued::Duplicate { execution_id }),
             _ => Ok(Enqueued::New),
@@ -538,6 +591,38 @@ impl Store {
         on_backend!(self, backend => backend.next_due(now).await)
     }
 
+    /// Stores a new execution that re-runs `earlier` (whose record, naming it in `rerunAs`, is
+    /// written with it) and queues it, held by `claim` or free to claim; durable on return.
+    /// `once`: only if no other rerun took `earlier` first (a redrive), else nothing is written
+    /// and the other rerun is named.
+    pub async fn rerun(
+        &self,
+        earlier: &Execution,
+        rerun: &Execution,
+        claim: Option<Owner>,
+        once: bool,
+        now: Timestamp,
+    ) -> Result<Enqueued, StoreError> {
+        let mut ops = Vec::with_capacity(4);
+        if once {
+            let record = IdempotencyRecord {
+                execution_id: rerun.id.clone(),
+                expires_at: Timestamp(
+                    now.0.saturating_add(u64::try_from(RERUN_KEY_TTL.as_millis()).unwrap_or(u64::MAX)),
+                ),
+                pending: false,
+            };
+            let key = IdempotencyKey { workflow: RERUN_KEYS, key: &earlier.id };
+            ops.push(take_idempotency_op(IdempotencyEntry { key, record: &record }, &rerun.id, now)?);
+        }
+        ops.push(put_execution(earlier)?);
+        ops.extend(enqueue_ops(rerun, claim, now)?);
+        match self.write(ops).await? {
+            Applied::Duplicate(execution_id) => Ok(Enqueued::Duplicate { execution_id }),
+            _ => Ok(Enqueued::New),
+        }
+    }
+
     /// Records that a claimed execution started (lazy: recovery needs only the queue and the
     /// jobs); fenced by `owner`'s claim.
     pub fn mark_started(&self, execution: &Execution, owner: Owner) {
@@ -558,9 +643,31 @@ impl Store {
 
     /// Records a finished async execution with all its jobs (or deletes it, when it is not to be
     /// kept) and takes it off the queue, in one transaction (durable; not waited for): once it is
-    /// committed the execution never runs again. Fenced by `owner`'s claim.
-    pub fn record_finished(&self, execution: &Execution, fate: RecordFate, owner: Owner) {
-        self.submit_fenced(&execution.id, owner, finish_ops(execution, fate));
+    /// committed the execution never runs again. `follow_up` (a failure hook's execution) is
+    /// stored and queued in the same transaction, free to claim. Fenced by `owner`'s claim.
+    pub fn record_finished(
+        &self,
+        execution: &Execution,
+        fate: RecordFate,
+        owner: Owner,
+        follow_up: Option<&Execution>,
+    ) {
+        self.submit_fenced(&execution.id, owner, finish_ops(execution, fate, follow_up));
+    }
+
+    /// Puts an execution whose attempt failed back on the queue for its next attempt, due at
+    /// `run_at`: its record (`queued`, the resolved jobs it keeps, `retryAt`) replaces its
+    /// job-by-job progress, in one transaction (durable; not waited for). Fenced by `owner`'s
+    /// claim.
+    pub fn schedule_retry(&self, execution: &Execution, run_at: Timestamp, owner: Owner) {
+        let ops = put_execution(execution).map(|record| {
+            vec![
+                record,
+                Op::DeleteJobs { id: execution.id.clone() },
+                Op::Release { id: execution.id.clone(), run_at: run_at.0 },
+            ]
+        });
+        self.submit_fenced(&execution.id, owner, ops);
     }
 
     /// Puts a claimed execution back on the queue, free to claim from `run_at` (a delay node
@@ -618,9 +725,9 @@ impl Store {
     /// the next durable commit or [`Store::flush`]) without a key; with one, the receiver hears
     /// once the key and its answer are durable, so the caller is answered only after that.
     pub fn record_sync_execution(&self, finish: SyncFinish<'_>) -> Committed {
-        let SyncFinish { execution, fate, reply, idempotency, release } = finish;
+        let SyncFinish { execution, fate, reply, idempotency, release, follow_up } = finish;
         let ops = (|| {
-            let mut ops = finish_ops(execution, fate)?;
+            let mut ops = finish_ops(execution, fate, follow_up)?;
             ops.extend(reply.map(|reply| reply_op(&execution.id, reply)).transpose()?);
             ops.extend(idempotency.map(idempotency_op).transpose()?);
             ops.extend(
@@ -629,7 +736,7 @@ impl Store {
             );
             Ok(ops)
         })();
-        self.submit_notified(ops, idempotency.is_some() || release.is_some())
+        self.submit_notified(ops, idempotency.is_some() || release.is_some() || follow_up.is_some())
     }
 
     /// Keeps the answer a sync caller is about to get, under its idempotency key; the receiver
@@ -668,6 +775,40 @@ impl Store {
     /// Waits until every write issued before the call is durable.
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.write(Vec::new()).await.map(drop)
+    }
+
+    // --- the refusal log ---
+
+    /// Logs a refused trigger request, keeping the newest `keep` of its workflow (the oldest
+    /// dropped); lazy (durable with the next durable commit), the receiver hears once it is
+    /// listed.
+    pub fn record_refusal(&self, refusal: &Refusal, keep: usize) -> Committed {
+        let ops = encode("refusals", refusal).map(|record| {
+            vec![Op::PutRefusal {
+                id: refusal.id.clone(),
+                workflow: refusal.workflow.clone(),
+                code: refusal.code.clone(),
+                record,
+                keep: u64::try_from(keep).unwrap_or(u64::MAX),
+            }]
+        });
+        self.submit_notified(ops, false)
+    }
+
+    /// Refusals newest first: those older than `before` (a refusal id) that match the filter,
+    /// at most `limit`.
+    pub async fn refusals(
+        &self,
+        filter: &RefusalFilter,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Refusal>, StoreError> {
+        let low = filter.since.map(first_id_at).unwrap_or_default();
+        let high = before.map_or_else(|| PAST_EVERY_ID.to_string(), str::to_string);
+        if low >= high || limit == 0 {
+            return Ok(Vec::new());
+        }
+        on_backend!(self, backend => backend.refusals(filter, &low, &high, limit).await)
     }
 
     // --- reading executions ---
@@ -756,6 +897,14 @@ fn put_execution(execution: &Execution) -> Result<Op, StoreError> {
     })
 }
 
+/// Stores a new execution and queues it, due at `run_at`, held by `owner` or free to claim.
+fn enqueue_ops(execution: &Execution, owner: Option<Owner>, run_at: Timestamp) -> Result<[Op; 2], StoreError> {
+    Ok([
+        put_execution(execution)?,
+        Op::Enqueue { id: execution.id.clone(), workflow: execution.workflow.clone(), run_at: run_at.0, owner },
+    ])
+}
+
 /// Keeps the answer a sync execution's caller got.
 fn reply_op(execution_id: &str, reply: &Reply) -> Result<Op, StoreError> {
     Ok(Op::PutReply { id: execution_id.to_string(), record: encode("replies", &ReplyRecord::of(reply))? })
@@ -785,12 +934,18 @@ fn take_idempotency_op(entry: IdempotencyEntry<'_>, execution_id: &str, now: Tim
 }
 
 /// The whole record of a finished execution (or, when it is not to be kept, its deletion)
-/// replaces its job-by-job progress and its queue entry.
-fn finish_ops(execution: &Execution, fate: RecordFate) -> Result<Vec<Op>, StoreError> {
+/// replaces its job-by-job progress and its queue entry; `follow_up` is stored and queued
+/// before the queue entry goes (a fenced request's writes hold while the claim does).
+fn finish_ops(execution: &Execution, fate: RecordFate, follow_up: Option<&Execution>) -> Result<Vec<Op>, StoreError> {
     let id = execution.id.clone();
     let record = match fate {
         RecordFate::Keep => put_execution(execution)?,
         RecordFate::Delete => Op::DeleteExecution { id: id.clone() },
     };
-    Ok(vec![record, Op::DeleteJobs { id: id.clone() }, Op::Dequeue { id }])
+    let mut ops = vec![record, Op::DeleteJobs { id: id.clone() }];
+    if let Some(follow_up) = follow_up {
+        ops.extend(enqueue_ops(follow_up, None, follow_up.created_at)?);
+    }
+    ops.push(Op::Dequeue { id });
+    Ok(ops)
 }

@@ -72,6 +72,8 @@ pub(crate) enum Op {
     /// its canceled record, deletes its job-by-job progress and takes it off the queue;
     /// otherwise nothing ([`Applied::Skipped`]).
     CancelUnclaimed { id: String, workflow: String, record: Vec<u8> },
+    /// Logs a refused trigger request, then drops the workflow's oldest past `keep`.
+    PutRefusal { id: String, workflow: String, code: String, record: Vec<u8>, keep: u64 },
     /// Asks whoever runs a queued execution to cancel it; one waiting in a delay becomes due at
     /// `now`, so it is claimed and canceled. Nothing when it is not on the queue
     /// ([`Applied::Skipped`]).

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use hookflow_workflow::timestamp::Timestamp;
-use hookflow_workflow::{Execution, ExecutionStatus, Job, JobStatus, Next, Reply};
+use hookflow_workflow::{Execution, ExecutionStatus, FIRST_ATTEMPT, Job, JobStatus, Next, Reply};
 
 use crate::StoreError;
 
@@ -34,6 +34,26 @@ pub(crate) struct ExecutionRecord<'a> {
     jobs: Vec<JobRecord<'a>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     error: Option<Cow<'a, str>>,
+    // Added within format 1: absent (their defaults) in every record written before them, and in
+    // records that never needed them.
+    #[serde(default = "first_attempt", skip_serializing_if = "is_first_attempt")]
+    attempt: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retry_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    dead_letter: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rerun_as: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    failure_of: Option<Cow<'a, str>>,
+}
+
+fn first_attempt() -> u32 {
+    FIRST_ATTEMPT
+}
+
+fn is_first_attempt(attempt: &u32) -> bool {
+    *attempt == FIRST_ATTEMPT
 }
 
 impl<'a> ExecutionRecord<'a> {
@@ -49,6 +69,11 @@ impl<'a> ExecutionRecord<'a> {
             finished_at: execution.finished_at,
             jobs: execution.jobs.iter().map(JobRecord::of).collect(),
             error: execution.error.as_deref().map(Cow::Borrowed),
+            attempt: execution.attempt,
+            retry_at: execution.retry_at,
+            dead_letter: execution.dead_letter,
+            rerun_as: execution.rerun_as.as_deref().map(Cow::Borrowed),
+            failure_of: execution.failure_of.as_deref().map(Cow::Borrowed),
         }
     }
 
@@ -69,6 +94,11 @@ impl<'a> ExecutionRecord<'a> {
             finished_at: self.finished_at,
             jobs: self.jobs.into_iter().map(JobRecord::into_job).collect(),
             error: self.error.map(Cow::into_owned),
+            attempt: self.attempt,
+            retry_at: self.retry_at,
+            dead_letter: self.dead_letter,
+            rerun_as: self.rerun_as.map(Cow::into_owned),
+            failure_of: self.failure_of.map(Cow::into_owned),
         }
     }
 }

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use hookflow_store::{
     Applied, Canceled, Claimed, Enqueued, ExecutionFilter, IdempotencyEntry, IdempotencyKey, IdempotencyRecord, Owner,
-    PostgresConfig, RecordFate, Store, StoreConfig, StoreEvent, SyncFinish, WorkflowQueue, WorkflowRecord,
+    PostgresConfig, RecordFate, Refusal, RefusalFilter, Store, StoreConfig, StoreEvent, SyncFinish, WorkflowQueue,
+    WorkflowRecord,
 };
 use hookflow_test_postgres::PgServer;
 use hookflow_workflow::timestamp::Timestamp;
@@ -164,7 +165,7 @@ async fn a_queued_execution_is_claimed_once_and_finished(subject: Subject) {
     execution.jobs = vec![first, job("second", JobStatus::Resolved)];
     execution.status = ExecutionStatus::Resolved;
     execution.finished_at = Some(now());
-    store.record_finished(&execution, RecordFate::Keep, owner);
+    store.record_finished(&execution, RecordFate::Keep, owner, None);
     store.flush().await.unwrap();
     assert_eq!(store.execution(&execution.id).await.unwrap(), Some(execution.clone()));
     assert!(!store.is_queued(&execution.id).await.unwrap());
@@ -202,7 +203,7 @@ async fn writes_of_an_owner_that_lost_its_claim_are_refused(subject: Subject) {
     store.record_job(&execution.id, 0, &job("late", JobStatus::Resolved), owner);
     let mut finished = execution.clone();
     finished.status = ExecutionStatus::Resolved;
-    store.record_finished(&finished, RecordFate::Keep, owner);
+    store.record_finished(&finished, RecordFate::Keep, owner, None);
     store.flush().await.unwrap();
     let stored = store.execution(&execution.id).await.unwrap().unwrap();
     assert_eq!((stored.status, stored.jobs.len()), (ExecutionStatus::Queued, 0), "nothing of the old owner landed");
@@ -247,7 +248,7 @@ async fn claims_keep_a_workflows_concurrency_limit(subject: Subject) {
     let first = ids(store.claim(owner, 10, now(), &limits).await.unwrap());
     assert_eq!(first, [limited[0].id.clone(), free.id.clone()]);
     assert_eq!(ids(store.claim(owner, 10, now(), &limits).await.unwrap()), Vec::<String>::new());
-    store.record_finished(&limited[0], RecordFate::Keep, owner);
+    store.record_finished(&limited[0], RecordFate::Keep, owner, None);
     store.flush().await.unwrap();
     assert_eq!(ids(store.claim(owner, 10, now(), &limits).await.unwrap()), [limited[1].id.clone()]);
 }
@@ -294,7 +295,7 @@ async fn a_cancel_ends_what_nobody_holds_and_asks_the_holder_otherwise(subject: 
 
     let mut finished = held.clone();
     finished.status = ExecutionStatus::Resolved;
-    store.record_finished(&finished, RecordFate::Keep, owner);
+    store.record_finished(&finished, RecordFate::Keep, owner, None);
     store.flush().await.unwrap();
     assert_eq!(store.cancel(&canceled(&finished), now()).await.unwrap(), Canceled::NotQueued);
     assert_eq!(store.execution(&held.id).await.unwrap().unwrap().status, ExecutionStatus::Resolved);
@@ -373,6 +374,7 @@ async fn a_sync_key_is_held_while_it_runs_then_keeps_its_answer_or_is_released(s
         reply: Some(&reply),
         idempotency: Some(IdempotencyEntry { key, record: &kept }),
         release: None,
+        follow_up: None,
     };
     store.record_sync_execution(finish).await.unwrap().unwrap();
     assert_eq!(store.idempotency(key, now()).await.unwrap(), Some(kept));
@@ -385,8 +387,14 @@ async fn a_sync_key_is_held_while_it_runs_then_keeps_its_answer_or_is_released(s
     let held = IdempotencyRecord { execution_id: failed.id.clone(), ..pending.clone() };
     store.hold_idempotency(IdempotencyEntry { key: other, record: &held }, now()).await.unwrap();
     failed.status = ExecutionStatus::Error;
-    let finish =
-        SyncFinish { execution: &failed, fate: RecordFate::Keep, reply: None, idempotency: None, release: Some(other) };
+    let finish = SyncFinish {
+        execution: &failed,
+        fate: RecordFate::Keep,
+        reply: None,
+        idempotency: None,
+        release: Some(other),
+        follow_up: None,
+    };
     store.record_sync_execution(finish).await.unwrap().unwrap();
     assert_eq!(store.idempotency(other, now()).await.unwrap(), None);
 }
@@ -400,7 +408,7 @@ async fn listings_follow_workflow_status_time_and_cursor(subject: Subject) {
         store.enqueue(&execution, None, Some(owner), now()).await.unwrap();
         if n % 2 == 0 {
             execution.status = ExecutionStatus::Resolved;
-            store.record_finished(&execution, RecordFate::Keep, owner);
+            store.record_finished(&execution, RecordFate::Keep, owner, None);
         }
         made.push(execution);
         // Distinct milliseconds keep the ids in creation order.
@@ -449,13 +457,13 @@ async fn retention_finds_settled_executions_only(subject: Subject) {
     let mut settled = new_execution("w", json!(1));
     store.enqueue(&settled, None, Some(owner), now()).await.unwrap();
     settled.status = ExecutionStatus::Resolved;
-    store.record_finished(&settled, RecordFate::Keep, owner);
+    store.record_finished(&settled, RecordFate::Keep, owner, None);
     let running = new_execution("w", json!(2));
     store.enqueue(&running, None, Some(owner), now()).await.unwrap();
     let mut deleted = new_execution("w", json!(3));
     store.enqueue(&deleted, None, Some(owner), now()).await.unwrap();
     deleted.status = ExecutionStatus::Resolved;
-    store.record_finished(&deleted, RecordFate::Delete, owner);
+    store.record_finished(&deleted, RecordFate::Delete, owner, None);
     store.flush().await.unwrap();
     let cutoff = Timestamp(now().0 + 1);
     assert_eq!(store.settled_before(cutoff, None, 10).await.unwrap(), [settled.id.clone()]);
@@ -561,6 +569,7 @@ async fn records_are_the_same_bytes_in_both_backends(subject: Subject) {
         reply: Some(&reply),
         idempotency: None,
         release: None,
+        follow_up: None,
     };
     store.record_sync_execution(finish).await.unwrap().unwrap();
     let stored = raw_record(subject, &execution.id).await;
@@ -644,6 +653,156 @@ async fn a_node_that_finds_its_lease_expired_joins_again_under_a_new_identity(su
     assert_eq!(other.claim(other_owner, 10, now(), &no_limits()).await.unwrap().len(), 1, "what it held is free");
 }
 
+async fn a_failed_attempt_waits_for_its_next_one_with_its_resolved_jobs(subject: Subject) {
+    let store = &subject.store;
+    let owner = subject.owner().await;
+    let (other, other_owner) = subject.second_owner().await;
+    let mut execution = new_execution("w", json!(1));
+    let start = now();
+    store.enqueue(&execution, None, Some(owner), start).await.unwrap();
+    let kept = job("kept", JobStatus::Resolved);
+    store.record_job(&execution.id, 0, &kept, owner);
+    store.record_job(&execution.id, 1, &job("failed", JobStatus::Error), owner);
+    let retry_at = Timestamp(start.0 + 60_000);
+    execution.jobs = vec![kept.clone()];
+    execution.attempt = 2;
+    execution.retry_at = Some(retry_at);
+    execution.error = Some("attempt 1 ended error: boom".into());
+    other.schedule_retry(&execution, retry_at, other_owner);
+    other.flush().await.unwrap();
+    assert_eq!(store.execution(&execution.id).await.unwrap().unwrap().jobs.len(), 2, "only the holder reschedules");
+
+    store.schedule_retry(&execution, retry_at, owner);
+    store.flush().await.unwrap();
+    assert_eq!(store.execution(&execution.id).await.unwrap(), Some(execution.clone()), "its progress is replaced");
+    assert_eq!(store.claim(owner, 10, start, &no_limits()).await.unwrap(), [], "not before its next attempt");
+    assert_eq!(store.next_due(start).await.unwrap(), Some(retry_at));
+    let claimed = store.claim(other_owner, 10, retry_at, &no_limits()).await.unwrap();
+    assert_eq!(claimed.len(), 1, "any owner runs the next attempt");
+    let listed = store.executions(&ExecutionFilter::default(), None, 10).await.unwrap();
+    assert_eq!((listed[0].attempt, listed[0].retry_at), (2, Some(retry_at)));
+}
+
+async fn a_failure_hook_is_queued_with_the_failure_it_reports(subject: Subject) {
+    let store = &subject.store;
+    let owner = subject.owner().await;
+    let (other, other_owner) = subject.second_owner().await;
+    let mut failed = new_execution("w", json!(1));
+    store.enqueue(&failed, None, Some(owner), now()).await.unwrap();
+    failed.status = ExecutionStatus::Error;
+    failed.dead_letter = true;
+    failed.finished_at = Some(now());
+    let mut hook = new_execution("alerts", json!({"body": {"execution": {"id": failed.id}}}));
+    hook.failure_of = Some(failed.id.clone());
+    other.record_finished(&failed, RecordFate::Keep, other_owner, Some(&hook));
+    other.flush().await.unwrap();
+    assert!(store.execution(&hook.id).await.unwrap().is_none(), "a fenced-off finish queues no hook");
+
+    store.record_finished(&failed, RecordFate::Keep, owner, Some(&hook));
+    store.flush().await.unwrap();
+    assert_eq!(store.execution(&failed.id).await.unwrap(), Some(failed.clone()));
+    assert_eq!(store.execution(&hook.id).await.unwrap(), Some(hook.clone()));
+    let claimed = store.claim(owner, 10, now(), &no_limits()).await.unwrap();
+    assert_eq!(claimed.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), [hook.id.as_str()], "the hook is queued");
+
+    let mut sync = new_execution("w", json!(2));
+    sync.status = ExecutionStatus::Failed;
+    let mut sync_hook = new_execution("alerts", json!(3));
+    sync_hook.failure_of = Some(sync.id.clone());
+    let finish = SyncFinish {
+        execution: &sync,
+        fate: RecordFate::Keep,
+        reply: None,
+        idempotency: None,
+        release: None,
+        follow_up: Some(&sync_hook),
+    };
+    store.record_sync_execution(finish).await.unwrap().unwrap();
+    assert_eq!(store.execution(&sync_hook.id).await.unwrap(), Some(sync_hook.clone()));
+    assert_eq!(store.claim(owner, 10, now(), &no_limits()).await.unwrap().len(), 1, "a sync failure's hook too");
+}
+
+async fn a_redrive_reruns_each_execution_once(subject: Subject) {
+    let store = &subject.store;
+    let (other, _) = subject.second_owner().await;
+    let mut dead = Vec::new();
+    for n in 0..3 {
+        let mut execution = new_execution("w", json!(n));
+        execution.status = ExecutionStatus::Error;
+        execution.dead_letter = n < 2;
+        store.record_sync_execution(SyncFinish {
+            execution: &execution,
+            fate: RecordFate::Keep,
+            reply: None,
+            idempotency: None,
+            release: None,
+            follow_up: None,
+        });
+        dead.push(execution);
+    }
+    store.flush().await.unwrap();
+    let filter = ExecutionFilter { dead_letter: Some(true), rerun: Some(false), ..ExecutionFilter::default() };
+    let matched = store.executions(&filter, None, 1).await.unwrap();
+    assert_eq!(matched.iter().map(|e| &e.id).collect::<Vec<_>>(), [&dead[1].id], "newest first, by a decoded field");
+    let older = store.executions(&filter, Some(&dead[1].id), 10).await.unwrap();
+    assert_eq!(older.iter().map(|e| &e.id).collect::<Vec<_>>(), [&dead[0].id]);
+
+    let first = new_execution("w", dead[0].trigger.clone());
+    let second = new_execution("w", dead[0].trigger.clone());
+    let marked = |rerun: &Execution| Execution { rerun_as: Some(rerun.id.clone()), ..dead[0].clone() };
+    assert_eq!(store.rerun(&marked(&first), &first, None, true, now()).await.unwrap(), Enqueued::New);
+    // Another node's redrive, racing with the first: it re-runs nothing.
+    let raced = other.rerun(&marked(&second), &second, None, true, now()).await.unwrap();
+    assert_eq!(raced, Enqueued::Duplicate { execution_id: first.id.clone() });
+    assert!(store.execution(&second.id).await.unwrap().is_none());
+    assert_eq!(store.execution(&dead[0].id).await.unwrap().unwrap().rerun_as, Some(first.id.clone()));
+    assert!(store.is_queued(&first.id).await.unwrap());
+    let left = store.executions(&filter, None, 10).await.unwrap();
+    assert_eq!(left.iter().map(|e| &e.id).collect::<Vec<_>>(), [&dead[1].id], "a re-run execution matches no more");
+}
+
+async fn the_refusal_log_keeps_the_newest_per_workflow(subject: Subject) {
+    let store = &subject.store;
+    let refusal = |n: usize, workflow: &str, code: &str| {
+        let id = IDS.next(now());
+        Refusal {
+            id: id.to_string(),
+            time: Timestamp(id.timestamp_ms()),
+            workflow: workflow.into(),
+            method: "POST".into(),
+            status: 401,
+            code: code.into(),
+            reason: format!("refusal {n}"),
+            client: "203.0.113.7".into(),
+            headers: [("x-request".to_string(), n.to_string())].into(),
+        }
+    };
+    let mut logged = Vec::new();
+    for n in 0..7 {
+        let code = if n % 2 == 0 { "invalid_signature" } else { "unauthorized" };
+        let entry = refusal(n, "orders", code);
+        store.record_refusal(&entry, 5).await.unwrap().unwrap();
+        logged.push(entry);
+    }
+    let other = refusal(99, "billing", "rate_limited");
+    store.record_refusal(&other, 5).await.unwrap().unwrap();
+    let orders = RefusalFilter { workflow: Some("orders".into()), ..RefusalFilter::default() };
+    let kept = store.refusals(&orders, None, 100).await.unwrap();
+    let newest_five: Vec<Refusal> = logged[2..].iter().rev().cloned().collect();
+    assert_eq!(kept, newest_five, "the oldest two were dropped");
+    let all = store.refusals(&RefusalFilter::default(), None, 100).await.unwrap();
+    assert_eq!(all.len(), 6);
+    assert_eq!(all[0], other, "newest first across workflows");
+    let page = store.refusals(&orders, Some(&logged[5].id), 2).await.unwrap();
+    assert_eq!(page, [logged[4].clone(), logged[3].clone()], "a cursor pages back");
+    let signatures = RefusalFilter { code: Some("invalid_signature".into()), ..orders.clone() };
+    let found: Vec<String> =
+        store.refusals(&signatures, None, 100).await.unwrap().into_iter().map(|r| r.reason).collect();
+    assert_eq!(found, ["refusal 6", "refusal 4", "refusal 2"]);
+    let since = RefusalFilter { since: Some(logged[6].time), ..orders };
+    assert!(store.refusals(&since, None, 100).await.unwrap().iter().all(|r| r.time >= logged[6].time));
+}
+
 /// Each check of `both` as a test on each backend; each of `postgres` (what only a shared store
 /// has: other nodes, leases, a second backend to compare with) on PostgreSQL.
 macro_rules! conformance {
@@ -690,6 +849,10 @@ conformance!(
         retention_finds_settled_executions_only,
         records_deeper_than_serde_json_reads_by_default_read_back,
         a_record_that_does_not_decode_is_listed_unreadable_and_can_be_deleted,
+        a_failed_attempt_waits_for_its_next_one_with_its_resolved_jobs,
+        a_failure_hook_is_queued_with_the_failure_it_reports,
+        a_redrive_reruns_each_execution_once,
+        the_refusal_log_keeps_the_newest_per_workflow,
     ],
     postgres: [
         records_are_the_same_bytes_in_both_backends,

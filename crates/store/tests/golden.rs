@@ -196,6 +196,7 @@ async fn writes_a_golden_database() {
         reply: Some(&contents.reply),
         idempotency: Some(key),
         release: None,
+        follow_up: None,
     };
     store.record_sync_execution(resolved).await.unwrap().unwrap();
     let failed = SyncFinish {
@@ -204,6 +205,7 @@ async fn writes_a_golden_database() {
         reply: None,
         idempotency: None,
         release: None,
+        follow_up: None,
     };
     store.record_sync_execution(failed).await.unwrap().unwrap();
     let queued = Execution { status: ExecutionStatus::Queued, ..contents.waiting.clone() };

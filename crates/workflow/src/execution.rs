@@ -30,6 +30,29 @@ pub struct Execution {
     /// named in it, such as `execution exceeded --max-jobs (10000)`), or why its record is `unreadable`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Which run this is: 1 for the first, one more for each retry (`options.retry`).
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
+    /// When the next attempt runs, while the execution waits for it (`queued`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<Timestamp>,
+    /// Its last attempt failed: it is not retried again (a redrive may re-run it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dead_letter: bool,
+    /// The execution that re-ran it (a rerun or a redrive); a redrive does not match it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerun_as: Option<String>,
+    /// The failed execution whose workflow's `options.onFailure` started this one (such an
+    /// execution starts no failure hook itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_of: Option<String>,
+}
+
+/// The number of an execution's first run.
+pub const FIRST_ATTEMPT: u32 = 1;
+
+fn first_attempt() -> u32 {
+    FIRST_ATTEMPT
 }
 
 /// Where new execution ids come from: ULIDs of the current time, each greater than the one
@@ -63,6 +86,11 @@ impl Execution {
             finished_at: None,
             jobs: Vec::new(),
             error: None,
+            attempt: FIRST_ATTEMPT,
+            retry_at: None,
+            dead_letter: false,
+            rerun_as: None,
+            failure_of: None,
         }
     }
 
@@ -80,6 +108,11 @@ impl Execution {
             finished_at: None,
             jobs: Vec::new(),
             error: Some(reason),
+            attempt: FIRST_ATTEMPT,
+            retry_at: None,
+            dead_letter: false,
+            rerun_as: None,
+            failure_of: None,
         }
     }
 }

@@ -12,23 +12,25 @@ mod limits;
 mod model;
 mod node;
 mod plan;
+mod retry;
 mod secrets;
 pub mod template;
 pub mod timestamp;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use example::example_paths;
-pub use execution::{Execution, ExecutionIds, ExecutionStatus, Job, JobStatus, Next};
+pub use execution::{Execution, ExecutionIds, ExecutionStatus, FIRST_ATTEMPT, Job, JobStatus, Next};
 pub use executor::{Executor, Observer, Ran, caller_reply, execute};
 pub use limits::{ExecutionLimits, MAX_NESTING, MAX_RECORDED_VALUE, nesting_of, nests_deeper_than, recorded};
 pub use model::{
-    ApiKey, BasicAuth, Handshake, HeaderSpec, Idempotency, Node, Options, RequestSpec, SECRET_MASK, SecretSlot,
-    Signature, SignatureEncoding, Trigger, TriggerResponse, Variable, Workflow, parse_address_block,
-    standard_webhooks_key, standard_webhooks_public_key,
+    ApiKey, BasicAuth, Handshake, HeaderSpec, Idempotency, Node, Options, RateLimit, RequestSpec, Retry, SECRET_MASK,
+    SecretSlot, Signature, SignatureEncoding, Trigger, TriggerResponse, Variable, Workflow, parse_address_block,
+    parse_duration, standard_webhooks_key, standard_webhooks_public_key,
 };
 pub use node::{Directive, EndStatus, NodeCall, NodeFailure, NodeInfo, NodeOutcome, NodeRunner, Reply};
 pub use plan::{
     Fault, NodeKind, Plan, PlanNode, ValidationError, compile, is_header_name, is_header_value, is_valid_key,
     parse_workflow,
 };
+pub use retry::{RetryPolicy, downstream_retry_after, is_retryable};
 pub use secrets::{SecretError, Secrets};

@@ -499,6 +499,75 @@ pub struct Options {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub max_concurrency: Option<u64>,
+    /// Runs a failed async execution again from its failed job, with backoff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
+    /// The key of an async workflow started with the execution when one ends `error`,
+    /// `aborted` or `failed` for good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<String>,
+    /// Most trigger requests accepted per period (a token bucket); more are `429 rate_limited`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// `options.retry`: how often, and how far apart, a failed async execution runs again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Retry {
+    /// Runs in all, the first included (default 5).
+    #[serde(default = "default_max_attempts")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100))]
+    pub max_attempts: u32,
+    /// The wait before the second attempt, doubled for each one after (default `10s`).
+    #[serde(default = "default_initial_delay")]
+    #[cfg_attr(feature = "openapi", schema(example = "10s"))]
+    pub initial_delay: String,
+    /// The longest wait between two attempts (default `1h`).
+    #[serde(default = "default_max_delay")]
+    #[cfg_attr(feature = "openapi", schema(example = "1h"))]
+    pub max_delay: String,
+}
+
+fn default_max_attempts() -> u32 {
+    5
+}
+
+fn default_initial_delay() -> String {
+    "10s".into()
+}
+
+fn default_max_delay() -> String {
+    "1h".into()
+}
+
+/// `options.rateLimit`: a token bucket of `burst` tokens (default `requests`), refilled at
+/// `requests` per `per`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RateLimit {
+    /// Requests per period.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    pub requests: u32,
+    /// The period (default `1s`).
+    #[serde(default = "default_rate_period")]
+    #[cfg_attr(feature = "openapi", schema(example = "1s"))]
+    pub per: String,
+    /// How many requests may arrive at once (default `requests`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    pub burst: Option<u32>,
+}
+
+fn default_rate_period() -> String {
+    "1s".into()
+}
+
+/// A duration as options write it (`"10s"`, `"250ms"`, `"1h 30m"`); `None` when it does not parse.
+pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    humantime::parse_duration(text.trim()).ok()
 }
 
 /// One node of a chain.

@@ -10,13 +10,14 @@ use serde_json::Value;
 
 use super::limits::ExecutionLimits;
 use super::model::{
-    Handshake, Node, SECRET_MASK, Signature, Workflow, parse_address_block, standard_webhooks_key,
+    Handshake, Node, SECRET_MASK, Signature, Workflow, parse_address_block, parse_duration, standard_webhooks_key,
     standard_webhooks_public_key,
 };
 use super::node::{NodeInfo, NodeRunner};
 use super::secrets::Secrets;
 use super::template::{Root, Step, Template, join_key, parse_value_path};
 use crate::execution::ExecutionStatus;
+use crate::retry::MAX_ATTEMPTS;
 
 /// A validated workflow, ready to run.
 #[derive(Debug, Clone)]
@@ -139,7 +140,7 @@ pub fn parse_workflow(json: &str) -> Result<Workflow, ValidationError> {
 
 /// The path of the first part of a definition that is an array where an object belongs.
 fn array_in_place_of_object(definition: &Value) -> Option<String> {
-    const OBJECTS: [&str; 7] = [
+    const OBJECTS: [&str; 11] = [
         "trigger",
         "options",
         "trigger.basicAuth",
@@ -147,6 +148,10 @@ fn array_in_place_of_object(definition: &Value) -> Option<String> {
         "trigger.response",
         "trigger.signature",
         "trigger.idempotency",
+        "trigger.apiKey",
+        "trigger.handshake",
+        "options.retry",
+        "options.rateLimit",
     ];
     if !definition.is_object() {
         return Some(String::new());
@@ -324,6 +329,7 @@ impl<R: NodeRunner + ?Sized> Checker<'_, R> {
                 }
             }
         }
+        self.check_operations(workflow);
         for (index, status) in workflow.options.delete_execution_on_status.iter().enumerate() {
             let known = serde_json::from_value::<ExecutionStatus>(Value::String(status.clone()));
             if !matches!(known, Ok(status) if status.is_final()) {
@@ -331,6 +337,53 @@ impl<R: NodeRunner + ?Sized> Checker<'_, R> {
                     format!("options.deleteExecutionOnStatus[{index}]"),
                     format!("{status:?} is not a final execution status (resolved, failed, error, aborted, canceled)"),
                 );
+            }
+        }
+    }
+
+    /// `options.retry`, `options.onFailure` and `options.rateLimit`.
+    fn check_operations(&mut self, workflow: &Workflow) {
+        let options = &workflow.options;
+        if let Some(retry) = &options.retry {
+            if workflow.sync {
+                self.fault("options.retry", "applies to async workflows only: a sync caller does not wait for retries");
+            }
+            if !(1..=MAX_ATTEMPTS).contains(&retry.max_attempts) {
+                self.fault("options.retry.maxAttempts", format!("expected 1 to {MAX_ATTEMPTS}"));
+            }
+            let initial = self.duration("options.retry.initialDelay", &retry.initial_delay);
+            let max = self.duration("options.retry.maxDelay", &retry.max_delay);
+            if let (Some(initial), Some(max)) = (initial, max)
+                && max < initial
+            {
+                self.fault("options.retry.maxDelay", "cannot be shorter than initialDelay");
+            }
+        }
+        if let Some(target) = &options.on_failure {
+            if !is_valid_key(target) {
+                self.fault("options.onFailure", format!("{target:?} is not a workflow key"));
+            } else if workflow.key.as_deref() == Some(target.as_str()) {
+                self.fault("options.onFailure", "a workflow cannot be its own failure hook");
+            }
+        }
+        if let Some(limit) = &options.rate_limit {
+            if limit.requests == 0 {
+                self.fault("options.rateLimit.requests", "at least 1");
+            }
+            if limit.burst == Some(0) {
+                self.fault("options.rateLimit.burst", "at least 1");
+            }
+            self.duration("options.rateLimit.per", &limit.per);
+        }
+    }
+
+    /// A positive duration such as `10s`, or a fault at `path`.
+    fn duration(&mut self, path: &str, text: &str) -> Option<std::time::Duration> {
+        match parse_duration(text) {
+            Some(duration) if !duration.is_zero() => Some(duration),
+            _ => {
+                self.fault(path, format!("{text:?} is not a positive duration such as \"250ms\", \"10s\" or \"1h\""));
+                None
             }
         }
     }

@@ -10,9 +10,11 @@
 //! executions run on tokio's blocking pool, except sync ones made only of quick built-ins, which
 //! run on the request's own runtime thread with instance slots of their own.
 
+mod failures;
 mod idempotency;
 mod load;
 mod queue;
+mod redrive;
 mod sync;
 
 use std::collections::HashMap;
@@ -29,6 +31,7 @@ use hookflow_store::{RecordFate, Store, StoreError};
 use hookflow_workflow::{Clock, Execution, ExecutionIds, ExecutionStatus, JobStatus, Reply};
 use idempotency::Claims;
 use load::Load;
+pub use redrive::{RedriveFilter, Redriven};
 
 /// Dispatch settings.
 #[derive(Debug, Clone)]
@@ -252,18 +255,29 @@ fn finished(execution: &Execution) {
     let workflow = execution.workflow.as_str();
     let failing = execution.jobs.iter().rev().find(|job| job.status != JobStatus::Resolved);
     let node = failing.map_or("", |job| job.node_key.as_str());
-    let reason = match (failing.and_then(|job| job.error.as_deref()).or(execution.error.as_deref()), execution.status) {
-        (Some(error), _) => error,
-        (None, ExecutionStatus::Aborted) => "interrupted: the sync caller's timeout ran out",
-        (None, ExecutionStatus::Canceled) => "canceled by an operator",
-        (None, _) => "",
-    };
+    let reason = failure_reason(execution).unwrap_or_default();
     match execution.status {
         ExecutionStatus::Resolved => tracing::debug!(workflow, status, "execution finished"),
         ExecutionStatus::Error | ExecutionStatus::Aborted => {
             tracing::warn!(workflow, status, node, "execution ended: {reason}");
         }
         _ => tracing::info!(workflow, status, node, "execution ended: {reason}"),
+    }
+}
+
+/// Why an execution ended as it did: its failing job's error, else the execution's own, else
+/// what its status says (a sync caller's timeout, an operator's cancel); `None` when nothing
+/// says.
+fn failure_reason(execution: &Execution) -> Option<String> {
+    let failing = execution.jobs.iter().rev().find(|job| job.status != JobStatus::Resolved);
+    match (failing.and_then(|job| job.error.as_deref()).or(execution.error.as_deref()), execution.status) {
+        (Some(error), _) => Some(error.to_string()),
+        (None, ExecutionStatus::Aborted) => Some("interrupted: the sync caller's timeout ran out".into()),
+        (None, ExecutionStatus::Canceled) => Some("canceled by an operator".into()),
+        (None, ExecutionStatus::Failed) => {
+            failing.map(|job| format!("node {:?} ended the execution as failed", job.node_key))
+        }
+        (None, _) => None,
     }
 }
 

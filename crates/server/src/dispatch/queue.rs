@@ -1,8 +1,8 @@
 //! Async executions: stored durably and queued before the caller's acknowledgement, claimed from
 //! the store by this process (at once when a worker is free, else by the claimer), run by a
 //! worker with each job recorded as it finishes (so another owner, or a restart, resumes after
-//! it), put back on the queue while a delay node holds them, canceled by operators, and run
-//! again on request.
+//! it), put back on the queue while a delay node holds them or their next attempt waits
+//! ([`super::failures`]), and canceled by operators.
 //!
 //! Every write of a claimed execution's progress is fenced by the claim's owner: a node that
 //! lost its lease stops the execution before its next node and nothing it still writes lands.
@@ -94,6 +94,18 @@ impl Dispatcher {
         execution: &Execution,
         idempotency: Option<IdempotencyEntry<'_>>,
     ) -> Result<Enqueued, StoreError> {
+        let now = self.clock.now();
+        self.queue_with(deployed, execution, |owner| self.store.enqueue(execution, idempotency, owner, now)).await
+    }
+
+    /// Queues a new execution of `deployed` by `write` (given the owner that claims it in the
+    /// same write, when a worker is free now), then runs it on that worker.
+    pub(super) async fn queue_with<F: Future<Output = Result<Enqueued, StoreError>>>(
+        &self,
+        deployed: &Deployed,
+        execution: &Execution,
+        write: impl FnOnce(Option<Owner>) -> F,
+    ) -> Result<Enqueued, StoreError> {
         let worker = deployed
             .workflow()
             .options
@@ -102,7 +114,7 @@ impl Dispatcher {
             .then(|| self.workers.clone().try_acquire_owned().ok())
             .flatten();
         let owner = worker.as_ref().and_then(|_| self.store.owner());
-        let enqueued = self.store.enqueue(execution, idempotency, owner, self.clock.now()).await?;
+        let enqueued = write(owner).await?;
         if let (Enqueued::New, Some(worker), Some(owner)) = (&enqueued, worker, owner) {
             let claimed = Claimed {
                 id: execution.id.clone(),
@@ -136,18 +148,6 @@ impl Dispatcher {
             }
             Canceled::NotQueued => None,
         })
-    }
-
-    /// Runs a workflow's current version again on an earlier execution's trigger data, in the
-    /// background (as an async execution); returns the new execution.
-    pub async fn rerun(&self, deployed: &Deployed, trigger: Value) -> Result<Execution, StoreError> {
-        let execution = self.new_execution(deployed, trigger);
-        self.load.add(&deployed.key);
-        if let Err(error) = self.queue(deployed, &execution, None).await {
-            self.load.finished(&deployed.key);
-            return Err(error);
-        }
-        Ok(execution)
     }
 
     /// Runs a claimed execution on a task of its own, holding `worker` until it leaves.
@@ -199,8 +199,14 @@ impl Dispatcher {
             return Left::Finished;
         }
         if execution.status.is_final() {
-            self.store.record_finished(&execution, RecordFate::Keep, owner);
+            self.store.record_finished(&execution, RecordFate::Keep, owner, None);
             return Left::Finished;
+        }
+        if let Some(retry_at) = execution.retry_at.filter(|at| *at > self.clock.now() && !self.cancel_requested(id)) {
+            // Claimed before its next attempt is due (after a restart: the queue forgets when):
+            // back on the queue until then.
+            self.store.release(id, retry_at, owner);
+            return Left::Waits;
         }
         if claimed.takeovers > self.max_takeovers {
             let why = format!(
@@ -212,7 +218,9 @@ impl Dispatcher {
             execution.error = Some(why);
             execution.finished_at = Some(self.clock.now());
             finished(&execution);
-            self.store.record_finished(&execution, RecordFate::Keep, owner);
+            let hook =
+                self.catalog.get(&execution.workflow).and_then(|current| self.failure_hook(&current, &execution));
+            self.store.record_finished(&execution, RecordFate::Keep, owner, hook.as_ref());
             return Left::Finished;
         }
         let deployed = match self.catalog.version(&execution.workflow, execution.version).await {
@@ -226,11 +234,13 @@ impl Dispatcher {
                 execution.status = ExecutionStatus::Error;
                 execution.error = Some(format!("cannot run: {why}"));
                 execution.finished_at = Some(self.clock.now());
-                self.store.record_finished(&execution, RecordFate::Keep, owner);
+                self.store.record_finished(&execution, RecordFate::Keep, owner, None);
                 return Left::Finished;
             }
         };
         execution.status = ExecutionStatus::Started;
+        execution.retry_at = None;
+        execution.error = None;
         self.store.mark_started(&execution, owner);
         loop {
             let (host, store, canceled, clock) =
@@ -272,8 +282,13 @@ impl Dispatcher {
                 return Left::Lost;
             }
             let Some(wake_at) = wake_at else {
+                if let Some(retry_at) = self.next_attempt(&deployed, &mut execution) {
+                    self.store.schedule_retry(&execution, retry_at, owner);
+                    return Left::Waits;
+                }
                 finished(&execution);
-                self.store.record_finished(&execution, fate(&deployed, execution.status), owner);
+                let hook = self.failure_hook(&deployed, &execution);
+                self.store.record_finished(&execution, fate(&deployed, execution.status), owner, hook.as_ref());
                 return Left::Finished;
             };
             if self.cancel_requested(id) {

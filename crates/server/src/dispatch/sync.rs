@@ -61,6 +61,7 @@ impl Dispatcher {
             // A little past the caller's own timeout, so the caller hears of the timeout first.
             deadline: std::time::Instant::now() + self.sync_timeout + SLOT_WAIT_MARGIN,
         };
+        let dispatcher = self.me.upgrade();
         let span = execution_span(&execution);
         // Without an idempotency claim (whose commit this thread would wait for).
         let inline = deployed.runs_inline && claim.is_none();
@@ -99,12 +100,14 @@ impl Dispatcher {
             // Queued for writing before the caller hears back, so a shutdown that waits for
             // in-flight requests and then flushes the store cannot lose the record.
             finished(&execution);
+            let hook = dispatcher.as_ref().and_then(|dispatcher| dispatcher.failure_hook(&deployed, &execution));
             let committed = store.record_sync_execution(SyncFinish {
                 execution: &execution,
                 fate: fate(&deployed, execution.status),
                 reply: answer.filter(|_| keep_reply),
                 idempotency: entry,
                 release,
+                follow_up: hook.as_ref(),
             });
             // With an idempotency key, the caller hears back (and the key is released) only once
             // a repeat can find the stored answer.

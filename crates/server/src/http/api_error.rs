@@ -149,6 +149,11 @@ impl ApiError {
         self.code
     }
 
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     /// The error as an HTTP answer.
     pub fn to_reply(&self) -> Reply {
         let mut error = json!({ "code": self.code.as_str(), "message": self.message });

@@ -22,7 +22,7 @@ use crate::op::Request;
 use crate::record::{ExecutionRecord, FORMAT_VERSION, decode, execution_of, merge_jobs};
 use crate::{
     Claimed, ClusterNode, CommitObserver, ExecutionFilter, IdempotencyKey, IdempotencyRecord, Owner, PAST_EVERY_ID,
-    StoreError, StoreEvent, StoredPlugin, WorkflowQueue, WorkflowRecord, first_id_at,
+    Refusal, RefusalFilter, StoreError, StoreEvent, StoredPlugin, WorkflowQueue, WorkflowRecord, first_id_at,
 };
 
 /// Workflow key → current [`WorkflowRecord`] (JSON).
@@ -55,6 +55,13 @@ const IDEMPOTENCY: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("
 /// Execution id → the HTTP answer its sync caller got (JSON), kept for idempotent repeats and
 /// `GET /api/webhook:result/{id}`.
 const REPLIES: TableDefinition<&str, &[u8]> = TableDefinition::new("replies");
+
+/// Refusal id → [`crate::Refusal`] (JSON): the refusal log.
+const REFUSALS: TableDefinition<&str, &[u8]> = TableDefinition::new("refusals");
+/// (workflow, refusal id): each workflow's refusals, oldest first.
+const REFUSALS_BY_WORKFLOW: TableDefinition<(&str, &str), ()> = TableDefinition::new("refusals_by_workflow");
+/// Workflow → how many refusals it has logged (kept at most `--keep-refusals`).
+const REFUSAL_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("refusal_counts");
 
 /// The one owner of an embedded store's claims: the process.
 const PROCESS: Owner = Owner(1);
@@ -155,6 +162,9 @@ impl Embedded {
         txn.open_table(QUEUE).map_err(write_failed)?;
         txn.open_table(IDEMPOTENCY).map_err(write_failed)?;
         txn.open_table(REPLIES).map_err(write_failed)?;
+        txn.open_table(REFUSALS).map_err(write_failed)?;
+        txn.open_table(REFUSALS_BY_WORKFLOW).map_err(write_failed)?;
+        txn.open_table(REFUSAL_COUNTS).map_err(write_failed)?;
         check_format(&txn, path)?;
         index_existing(&txn)?;
         txn.commit().map_err(write_failed)?;
@@ -414,6 +424,59 @@ impl Embedded {
         let indexed = txn.open_table(INDEXED).map_err(read_failed)?;
         let status = indexed.get(id.as_str()).map_err(read_failed)?.map(|guard| guard.value().1.to_string());
         Ok(Some((id, status.unwrap_or_else(|| "unreadable".into()))))
+    }
+
+    // --- the refusal log ---
+
+    pub(crate) async fn refusals(
+        &self,
+        filter: &RefusalFilter,
+        low: &str,
+        high: &str,
+        limit: usize,
+    ) -> Result<Vec<Refusal>, StoreError> {
+        let (filter, low, high) = (filter.clone(), low.to_string(), high.to_string());
+        self.off_thread(move |store| store.read_refusals(&filter, &low, &high, limit)).await
+    }
+
+    fn read_refusals(
+        &self,
+        filter: &RefusalFilter,
+        low: &str,
+        high: &str,
+        limit: usize,
+    ) -> Result<Vec<Refusal>, StoreError> {
+        let txn = self.begin_read()?;
+        let table = txn.open_table(REFUSALS).map_err(read_failed)?;
+        let mut found = Vec::new();
+        let mut take = |value: &[u8]| -> Result<bool, StoreError> {
+            let refusal: Refusal = decode("refusals", value)?;
+            if filter.code.as_ref().is_none_or(|code| *code == refusal.code) {
+                found.push(refusal);
+            }
+            Ok(found.len() < limit)
+        };
+        match filter.workflow.as_deref() {
+            Some(workflow) => {
+                let index = txn.open_table(REFUSALS_BY_WORKFLOW).map_err(read_failed)?;
+                for entry in index.range((workflow, low)..(workflow, high)).map_err(read_failed)?.rev() {
+                    let id = entry.map_err(read_failed)?.0.value().1.to_string();
+                    if let Some(value) = table.get(id.as_str()).map_err(read_failed)?
+                        && !take(value.value())?
+                    {
+                        break;
+                    }
+                }
+            }
+            None => {
+                for entry in table.range(low..high).map_err(read_failed)?.rev() {
+                    if !take(entry.map_err(read_failed)?.1.value())? {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(found)
     }
 
     // --- retention ---

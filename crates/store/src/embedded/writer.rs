@@ -19,12 +19,12 @@ use redb::{Database, Durability, ReadableTable as _};
 use hookflow_workflow::ExecutionStatus;
 
 use super::{
-    BY_STATUS, BY_WORKFLOW, BY_WORKFLOW_STATUS, EXECUTIONS, IDEMPOTENCY, INDEXED, JOBS, PLUGINS, QUEUE, REPLIES,
-    Shared, WORKFLOW_VERSIONS, WORKFLOWS, write_failed,
+    BY_STATUS, BY_WORKFLOW, BY_WORKFLOW_STATUS, EXECUTIONS, IDEMPOTENCY, INDEXED, JOBS, PLUGINS, QUEUE, REFUSAL_COUNTS,
+    REFUSALS, REFUSALS_BY_WORKFLOW, REPLIES, Shared, WORKFLOW_VERSIONS, WORKFLOWS, write_failed,
 };
 use crate::op::{Applied, Op, Request};
 use crate::record::decode;
-use crate::{IdempotencyRecord, Owner, RECOVERY_INTERVAL, StoreError, StoreEvent, WorkflowRecord};
+use crate::{IdempotencyRecord, Owner, PAST_EVERY_ID, RECOVERY_INTERVAL, StoreError, StoreEvent, WorkflowRecord};
 
 /// Most requests folded into one transaction.
 const MAX_BATCH: usize = 4096;
@@ -226,6 +226,8 @@ fn apply(
             idempotency: txn.open_table(IDEMPOTENCY).map_err(write_failed)?,
             replies: txn.open_table(REPLIES).map_err(write_failed)?,
             index: Index::open(&txn)?,
+            txn: &txn,
+            refusals: None,
         };
         for request in batch {
             let fenced =
@@ -259,6 +261,47 @@ struct Tables<'txn> {
     idempotency: redb::Table<'txn, (&'static str, &'static str), &'static [u8]>,
     replies: redb::Table<'txn, &'static str, &'static [u8]>,
     index: Index<'txn>,
+    txn: &'txn redb::WriteTransaction,
+    /// The refusal log's tables, opened by the first refusal of the transaction (most have none).
+    refusals: Option<RefusalTables<'txn>>,
+}
+
+/// The tables of the refusal log.
+struct RefusalTables<'txn> {
+    log: redb::Table<'txn, &'static str, &'static [u8]>,
+    by_workflow: redb::Table<'txn, (&'static str, &'static str), ()>,
+    counts: redb::Table<'txn, &'static str, u64>,
+}
+
+impl<'txn> RefusalTables<'txn> {
+    fn open(txn: &'txn redb::WriteTransaction) -> Result<RefusalTables<'txn>, StoreError> {
+        Ok(RefusalTables {
+            log: txn.open_table(REFUSALS).map_err(write_failed)?,
+            by_workflow: txn.open_table(REFUSALS_BY_WORKFLOW).map_err(write_failed)?,
+            counts: txn.open_table(REFUSAL_COUNTS).map_err(write_failed)?,
+        })
+    }
+
+    /// Logs a refusal, then drops the workflow's oldest past `keep`.
+    fn put(&mut self, id: &str, workflow: &str, record: &[u8], keep: u64) -> Result<(), StoreError> {
+        if self.log.insert(id, record).map_err(write_failed)?.is_some() {
+            return Ok(());
+        }
+        self.by_workflow.insert((workflow, id), ()).map_err(write_failed)?;
+        let mut count = self.counts.get(workflow).map_err(write_failed)?.map_or(0, |count| count.value()) + 1;
+        while count > keep {
+            let oldest =
+                match self.by_workflow.range((workflow, "")..(workflow, PAST_EVERY_ID)).map_err(write_failed)?.next() {
+                    Some(entry) => entry.map_err(write_failed)?.0.value().1.to_string(),
+                    None => break,
+                };
+            self.by_workflow.remove((workflow, oldest.as_str())).map_err(write_failed)?;
+            self.log.remove(oldest.as_str()).map_err(write_failed)?;
+            count -= 1;
+        }
+        self.counts.insert(workflow, count).map_err(write_failed)?;
+        Ok(())
+    }
 }
 
 impl Tables<'_> {
@@ -352,6 +395,13 @@ impl Tables<'_> {
                 self.executions.insert(id.as_str(), record.as_slice()).map_err(write_failed)?;
                 self.jobs.retain_in((id.as_str(), 0)..=(id.as_str(), u32::MAX), |_, _| false).map_err(write_failed)?;
                 effects.push(Effect::Removed { id: id.clone() });
+            }
+            Op::PutRefusal { id, workflow, code: _, record, keep } => {
+                let tables = match &mut self.refusals {
+                    Some(tables) => tables,
+                    None => self.refusals.insert(RefusalTables::open(self.txn)?),
+                };
+                tables.put(id, workflow, record, *keep)?;
             }
             Op::RequestCancel { id, now } => {
                 if !shared.queue().contains(id) {

@@ -30,8 +30,8 @@ use hookflow_workflow::{Execution, ExecutionStatus, Workflow};
 use crate::op::Request;
 use crate::record::{decode, execution_of, merge_jobs};
 use crate::{
-    Claimed, ClusterNode, CommitObserver, ExecutionFilter, IdempotencyKey, IdempotencyRecord, Owner, StoreError,
-    StoreEvent, StoredPlugin, WorkflowQueue, WorkflowRecord, first_id_at,
+    Claimed, ClusterNode, CommitObserver, ExecutionFilter, IdempotencyKey, IdempotencyRecord, Owner, Refusal,
+    RefusalFilter, StoreError, StoreEvent, StoredPlugin, WorkflowQueue, WorkflowRecord, first_id_at,
 };
 use connect::Target;
 use writer::Writer;
@@ -56,6 +56,9 @@ impl PostgresConfig {
         PostgresConfig { url: url.to_string(), lease: Duration::from_secs(10), pool_size: 8 }
     }
 }
+
+/// How many rows a listing that filters on decoded records reads at a time.
+const SCAN_PAGE: usize = 500;
 
 /// How long a connection may take to open when the URL says nothing.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -444,56 +447,81 @@ impl Postgres {
         before: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Execution>, StoreError> {
-        let Some((low, high)) = filter.id_range(before) else { return Ok(Vec::new()) };
+        let Some((low, mut high)) = filter.id_range(before) else { return Ok(Vec::new()) };
         let status = filter.status.filter(|status| *status != ExecutionStatus::Unreadable).map(ExecutionStatus::as_str);
-        // Unreadable records are found by decoding: read everything in the range.
-        let scan = filter.status == Some(ExecutionStatus::Unreadable);
-        let take = if scan { i64::MAX } else { i64::try_from(limit).unwrap_or(i64::MAX) };
-        let rows = match (filter.workflow.as_deref(), status) {
-            (Some(workflow), Some(status)) => {
-                self.query(
-                    "SELECT id, record FROM hookflow.executions WHERE workflow = $1 AND status = $2 \
-                     AND id >= $3 AND id < $4 ORDER BY id DESC LIMIT $5",
-                    &[&workflow, &status, &low, &high, &take],
-                )
-                .await?
-            }
-            (Some(workflow), None) => {
-                self.query(
-                    "SELECT id, record FROM hookflow.executions WHERE workflow = $1 \
-                     AND id >= $2 AND id < $3 ORDER BY id DESC LIMIT $4",
-                    &[&workflow, &low, &high, &take],
-                )
-                .await?
-            }
-            (None, Some(status)) => {
-                self.query(
-                    "SELECT id, record FROM hookflow.executions WHERE status = $1 \
-                     AND id >= $2 AND id < $3 ORDER BY id DESC LIMIT $4",
-                    &[&status, &low, &high, &take],
-                )
-                .await?
-            }
-            (None, None) => {
-                self.query(
-                    "SELECT id, record FROM hookflow.executions WHERE id >= $1 AND id < $2 ORDER BY id DESC LIMIT $3",
-                    &[&low, &high, &take],
-                )
-                .await?
-            }
-        };
+        // What no column tells (an unreadable record, a dead letter) is found by decoding: such a
+        // listing reads pages past the records it skips.
+        let page = if filter.reads_records() { limit.max(SCAN_PAGE) } else { limit };
+        let take = i64::try_from(page).unwrap_or(i64::MAX);
         let mut found = Vec::new();
-        for row in &rows {
-            // One record that does not decode never hides the others.
-            let execution = execution_of(column(row, 0)?, column(row, 1)?);
-            if filter.matches(&execution) {
-                found.push(execution);
-                if found.len() == limit {
-                    break;
+        loop {
+            let rows = match (filter.workflow.as_deref(), status) {
+                (Some(workflow), Some(status)) => {
+                    self.query(
+                        "SELECT id, record FROM hookflow.executions WHERE workflow = $1 AND status = $2 \
+                         AND id >= $3 AND id < $4 ORDER BY id DESC LIMIT $5",
+                        &[&workflow, &status, &low, &high, &take],
+                    )
+                    .await?
+                }
+                (Some(workflow), None) => {
+                    self.query(
+                        "SELECT id, record FROM hookflow.executions WHERE workflow = $1 \
+                         AND id >= $2 AND id < $3 ORDER BY id DESC LIMIT $4",
+                        &[&workflow, &low, &high, &take],
+                    )
+                    .await?
+                }
+                (None, Some(status)) => {
+                    self.query(
+                        "SELECT id, record FROM hookflow.executions WHERE status = $1 \
+                         AND id >= $2 AND id < $3 ORDER BY id DESC LIMIT $4",
+                        &[&status, &low, &high, &take],
+                    )
+                    .await?
+                }
+                (None, None) => {
+                    self.query(
+                        "SELECT id, record FROM hookflow.executions WHERE id >= $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+                        &[&low, &high, &take],
+                    )
+                    .await?
+                }
+            };
+            for row in &rows {
+                // One record that does not decode never hides the others.
+                let execution = execution_of(column(row, 0)?, column(row, 1)?);
+                if filter.matches(&execution) {
+                    found.push(execution);
+                    if found.len() == limit {
+                        return Ok(found);
+                    }
                 }
             }
+            match rows.last() {
+                Some(last) if rows.len() == page => high = column::<&str>(last, 0)?.to_string(),
+                _ => return Ok(found),
+            }
         }
-        Ok(found)
+    }
+
+    pub(crate) async fn refusals(
+        &self,
+        filter: &RefusalFilter,
+        low: &str,
+        high: &str,
+        limit: usize,
+    ) -> Result<Vec<Refusal>, StoreError> {
+        let take = i64::try_from(limit).unwrap_or(i64::MAX);
+        let (workflow, code) = (filter.workflow.as_deref(), filter.code.as_deref());
+        let rows = self
+            .query(
+                "SELECT record FROM hookflow.refusals WHERE ($1::text IS NULL OR workflow = $1) \
+                 AND ($2::text IS NULL OR code = $2) AND id >= $3 AND id < $4 ORDER BY id DESC LIMIT $5",
+                &[&workflow, &code, &low, &high, &take],
+            )
+            .await?;
+        rows.iter().map(|row| decode("refusals", column(row, 0)?)).collect()
     }
 
     pub(crate) async fn last_execution(&self, workflow: &str) -> Result<Option<(String, String)>, StoreError> {

@@ -12,7 +12,8 @@ use crate::record::FORMAT_VERSION;
 
 /// Each migration, in order; the schema's version is how many have run. Never edit one that has
 /// shipped: add the next.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE hookflow.workflows (
     key text COLLATE "C" PRIMARY KEY,
     version bigint NOT NULL,
@@ -76,7 +77,21 @@ CREATE TABLE hookflow.nodes (
     renewed_at timestamptz NOT NULL DEFAULT now(),
     expires_at timestamptz NOT NULL
 );
-"#];
+"#,
+    r#"
+CREATE TABLE hookflow.refusals (
+    id text COLLATE "C" PRIMARY KEY,
+    workflow text COLLATE "C" NOT NULL,
+    code text COLLATE "C" NOT NULL,
+    record bytea NOT NULL
+);
+CREATE INDEX refusals_by_workflow ON hookflow.refusals (workflow, id);
+CREATE TABLE hookflow.refusal_counts (
+    workflow text COLLATE "C" PRIMARY KEY,
+    count bigint NOT NULL
+);
+"#,
+];
 
 /// The advisory lock migrations run under (any 64-bit number nobody else uses).
 const MIGRATION_LOCK: i64 = 0x686f_6f6b_666c_6f77;

@@ -116,9 +116,12 @@ const PUT_EXECUTION: &str = "INSERT INTO hookflow.executions (id, workflow, stat
 const PUT_EXECUTION_FENCED: &str = "INSERT INTO hookflow.executions (id, workflow, status, record) \
      SELECT $1::text, $2::text, $3::text, $4::bytea WHERE EXISTS (SELECT 1 FROM hookflow.queue WHERE id = $1 AND owner = $5) \
      ON CONFLICT (id) DO UPDATE SET workflow = EXCLUDED.workflow, status = EXCLUDED.status, record = EXCLUDED.record";
+const PUT_EXECUTION_FENCED_BY: &str = "INSERT INTO hookflow.executions (id, workflow, status, record) \
+     SELECT $1::text, $2::text, $3::text, $4::bytea WHERE EXISTS (SELECT 1 FROM hookflow.queue WHERE id = $5 AND owner = $6) \
+     ON CONFLICT (id) DO UPDATE SET workflow = EXCLUDED.workflow, status = EXCLUDED.status, record = EXCLUDED.record";
 const PUT_EXECUTION_KEYED: &str = "INSERT INTO hookflow.executions (id, workflow, status, record) \
      SELECT $1::text, $2::text, $3::text, $4::bytea \
-     WHERE EXISTS (SELECT 1 FROM hookflow.idempotency WHERE workflow = $5 AND key = $6 AND execution_id = $1) \
+     WHERE EXISTS (SELECT 1 FROM hookflow.idempotency WHERE workflow = $5 AND key = $6 AND execution_id = $7) \
      ON CONFLICT (id) DO UPDATE SET workflow = EXCLUDED.workflow, status = EXCLUDED.status, record = EXCLUDED.record";
 const DELETE_EXECUTION: &str = "DELETE FROM hookflow.executions WHERE id = $1";
 const DELETE_EXECUTION_FENCED: &str = "DELETE FROM hookflow.executions WHERE id = $1 \
@@ -135,7 +138,11 @@ const ENQUEUE: &str =
     "INSERT INTO hookflow.queue (id, workflow, run_at, owner) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING";
 const ENQUEUE_KEYED: &str = "INSERT INTO hookflow.queue (id, workflow, run_at, owner) \
      SELECT $1::text, $2::text, $3::bigint, $4::bigint \
-     WHERE EXISTS (SELECT 1 FROM hookflow.idempotency WHERE workflow = $5 AND key = $6 AND execution_id = $1) \
+     WHERE EXISTS (SELECT 1 FROM hookflow.idempotency WHERE workflow = $5 AND key = $6 AND execution_id = $7) \
+     ON CONFLICT (id) DO NOTHING";
+const ENQUEUE_FENCED_BY: &str = "INSERT INTO hookflow.queue (id, workflow, run_at, owner) \
+     SELECT $1::text, $2::text, $3::bigint, $4::bigint \
+     WHERE EXISTS (SELECT 1 FROM hookflow.queue WHERE id = $5 AND owner = $6) \
      ON CONFLICT (id) DO NOTHING";
 const DEQUEUE: &str = "DELETE FROM hookflow.queue WHERE id = $1";
 const DEQUEUE_FENCED: &str = "DELETE FROM hookflow.queue WHERE id = $1 AND owner = $2";
@@ -159,6 +166,14 @@ const CANCEL_UNCLAIMED: &str = "WITH gone AS (DELETE FROM hookflow.queue WHERE i
      canceled AS (UPDATE hookflow.executions SET status = 'canceled', record = $2 WHERE id IN (SELECT id FROM gone) RETURNING id), \
      progress AS (DELETE FROM hookflow.jobs WHERE execution_id IN (SELECT id FROM gone) RETURNING 1) \
      SELECT id FROM gone";
+const PUT_REFUSAL: &str = "WITH inserted AS (INSERT INTO hookflow.refusals (id, workflow, code, record) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING RETURNING workflow) \
+     INSERT INTO hookflow.refusal_counts AS counted (workflow, count) SELECT workflow, 1 FROM inserted \
+     ON CONFLICT (workflow) DO UPDATE SET count = counted.count + 1";
+const TRIM_REFUSALS: &str = "WITH over AS (SELECT count - $2 AS n FROM hookflow.refusal_counts WHERE workflow = $1), \
+     gone AS (DELETE FROM hookflow.refusals WHERE id IN (SELECT id FROM hookflow.refusals WHERE workflow = $1 \
+        ORDER BY id LIMIT GREATEST(COALESCE((SELECT n FROM over), 0), 0)) RETURNING 1) \
+     UPDATE hookflow.refusal_counts SET count = count - (SELECT count(*) FROM gone) WHERE workflow = $1";
 const REQUEST_CANCEL: &str = "UPDATE hookflow.queue SET cancel = true, \
      run_at = CASE WHEN owner IS NULL AND waiting AND run_at > $2 THEN $2 ELSE run_at END \
      WHERE id = $1 RETURNING id";
@@ -175,6 +190,7 @@ pub(crate) const ALL: &[&str] = &[
     DELETE_PLUGIN,
     PUT_EXECUTION,
     PUT_EXECUTION_FENCED,
+    PUT_EXECUTION_FENCED_BY,
     PUT_EXECUTION_KEYED,
     DELETE_EXECUTION,
     DELETE_EXECUTION_FENCED,
@@ -184,6 +200,7 @@ pub(crate) const ALL: &[&str] = &[
     DELETE_JOBS_FENCED,
     ENQUEUE,
     ENQUEUE_KEYED,
+    ENQUEUE_FENCED_BY,
     DEQUEUE,
     DEQUEUE_FENCED,
     RELEASE,
@@ -196,6 +213,8 @@ pub(crate) const ALL: &[&str] = &[
     DELETE_REPLY,
     CANCEL_UNCLAIMED,
     REQUEST_CANCEL,
+    PUT_REFUSAL,
+    TRIM_REFUSALS,
 ];
 
 /// A number for a `bigint` column.
@@ -207,11 +226,12 @@ fn big(value: u64) -> Param<'static> {
 pub(crate) fn statements<'a>(ops: &'a [Op], fence: Option<(&'a str, Owner)>) -> Vec<Statement<'a>> {
     let mut out = Vec::with_capacity(ops.len() + 1);
     let owner = fence.map(|(_, owner)| owner.0);
+    let fence_id = fence.map(|(id, _)| id);
     if let Some((id, owner)) = fence {
         out.push(Statement::checked(FENCE, vec![Param::Text(id), Param::BigInt(owner.0)], Role::Fence));
     }
-    // After a TakeIdempotency: (workflow, key) the execution's other writes depend on.
-    let mut key: Option<(&str, &str)> = None;
+    // After a TakeIdempotency: (workflow, key, execution) the request's other writes depend on.
+    let mut key: Option<(&str, &str, &str)> = None;
     for op in ops {
         match op {
             Op::PutWorkflow { key: name, version, record, expected } => {
@@ -248,16 +268,21 @@ pub(crate) fn statements<'a>(ops: &'a [Op], fence: Option<(&'a str, Owner)>) -> 
             Op::PutExecution { id, workflow, status, record } => {
                 let mut params =
                     vec![Param::Text(id), Param::Text(workflow), Param::Text(status), Param::Bytes(record)];
-                let sql = match (owner, key) {
-                    (Some(owner), _) => {
+                let sql = match (owner, fence_id, key) {
+                    (Some(owner), Some(fence_id), _) if fence_id == id => {
                         params.push(Param::BigInt(owner));
                         PUT_EXECUTION_FENCED
                     }
-                    (None, Some((workflow, key))) => {
-                        params.extend([Param::Text(workflow), Param::Text(key)]);
+                    // Another execution written under this one's claim (a failure hook's).
+                    (Some(owner), Some(fence_id), _) => {
+                        params.extend([Param::Text(fence_id), Param::BigInt(owner)]);
+                        PUT_EXECUTION_FENCED_BY
+                    }
+                    (_, _, Some((workflow, key, holder))) => {
+                        params.extend([Param::Text(workflow), Param::Text(key), Param::Text(holder)]);
                         PUT_EXECUTION_KEYED
                     }
-                    (None, None) => PUT_EXECUTION,
+                    _ => PUT_EXECUTION,
                 };
                 out.push(Statement::plain(sql, params));
             }
@@ -276,12 +301,16 @@ pub(crate) fn statements<'a>(ops: &'a [Op], fence: Option<(&'a str, Owner)>) -> 
                     big(*run_at),
                     Param::NullableBigInt(claim.map(|owner| owner.0)),
                 ];
-                let sql = match key {
-                    Some((workflow, key)) => {
-                        params.extend([Param::Text(workflow), Param::Text(key)]);
+                let sql = match (owner, fence_id, key) {
+                    (Some(owner), Some(fence_id), _) => {
+                        params.extend([Param::Text(fence_id), Param::BigInt(owner)]);
+                        ENQUEUE_FENCED_BY
+                    }
+                    (_, _, Some((workflow, key, holder))) => {
+                        params.extend([Param::Text(workflow), Param::Text(key), Param::Text(holder)]);
                         ENQUEUE_KEYED
                     }
-                    None => ENQUEUE,
+                    _ => ENQUEUE,
                 };
                 out.push(Statement::plain(sql, params));
             }
@@ -307,7 +336,7 @@ pub(crate) fn statements<'a>(ops: &'a [Op], fence: Option<(&'a str, Owner)>) -> 
                     vec![Param::Text(workflow), Param::Text(name)],
                     Role::KeyHolder,
                 ));
-                key = Some((workflow, name));
+                key = Some((workflow, name, execution_id));
             }
             Op::PutIdempotency { workflow, key: name, execution_id, record, expires_at, pending } => {
                 out.push(Statement::plain(
@@ -331,6 +360,13 @@ pub(crate) fn statements<'a>(ops: &'a [Op], fence: Option<(&'a str, Owner)>) -> 
             Op::DeleteReply { id } => out.push(Statement::plain(DELETE_REPLY, vec![Param::Text(id)])),
             Op::CancelUnclaimed { id, workflow: _, record } => {
                 out.push(Statement::checked(CANCEL_UNCLAIMED, vec![Param::Text(id), Param::Bytes(record)], Role::Skip));
+            }
+            Op::PutRefusal { id, workflow, code, record, keep } => {
+                out.push(Statement::plain(
+                    PUT_REFUSAL,
+                    vec![Param::Text(id), Param::Text(workflow), Param::Text(code), Param::Bytes(record)],
+                ));
+                out.push(Statement::plain(TRIM_REFUSALS, vec![Param::Text(workflow), big(*keep)]));
             }
             Op::RequestCancel { id, now } => {
                 out.push(Statement::checked(REQUEST_CANCEL, vec![Param::Text(id), big(*now)], Role::Skip));

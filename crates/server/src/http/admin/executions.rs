@@ -1,4 +1,5 @@
-//! `/api/executions`: list with filters, show with jobs, cancel, re-run.
+//! `/api/executions`: list with filters, show with jobs, cancel, re-run one, re-run every match
+//! of a filter (a redrive).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,8 +12,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::openapi::ErrorBody;
-use super::views::Listing;
-use super::{Admin, ApiPath, ApiQuery, Page, deployed, internal, store_failed};
+use super::views::{Listing, RedriveRequest, RedriveView};
+use super::{Admin, ApiPath, ApiQuery, BodyText, Page, deployed, internal, store_failed};
+use crate::dispatch::RedriveFilter;
 use crate::http::api_error::{ApiError, ErrorCode};
 use hookflow_store::ExecutionFilter;
 use hookflow_workflow::timestamp::Timestamp;
@@ -20,7 +22,8 @@ use hookflow_workflow::{Execution, ExecutionStatus};
 
 /// Filters and page of an execution listing.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub(super) struct ExecutionQuery {
     /// Only this workflow's executions.
     workflow: Option<String>,
@@ -34,6 +37,8 @@ pub(super) struct ExecutionQuery {
     /// Only executions created before this RFC 3339 instant.
     #[param(value_type = Option<String>, format = DateTime)]
     until: Option<String>,
+    /// Only dead letters (`true`: failed their last attempt), or only executions that are not.
+    dead_letter: Option<bool>,
     /// Most items in the page (default 50, at most 500).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
@@ -50,17 +55,14 @@ pub(super) async fn list(
     State(admin): State<Arc<Admin>>,
     ApiQuery(query): ApiQuery<ExecutionQuery>,
 ) -> Result<Json<Listing<Execution>>, ApiError> {
-    let status = match &query.status {
-        None => None,
-        Some(name) => Some(serde_json::from_value::<ExecutionStatus>(Value::String(name.clone())).map_err(|_| {
-            ApiError::new(ErrorCode::ValidationFailed, format!("status: {name:?} is not an execution status"))
-        })?),
-    };
+    let status = query.status.as_deref().map(|name| status_named("status", name)).transpose()?;
     let filter = ExecutionFilter {
         workflow: query.workflow.clone(),
         status,
         since: instant("since", query.since.as_deref())?,
         until: instant("until", query.until.as_deref())?,
+        dead_letter: query.dead_letter,
+        rerun: None,
     };
     let limit = Page { limit: query.limit, cursor: None }.limit()?;
     // The store decodes the page off the async runtime.
@@ -72,8 +74,15 @@ pub(super) async fn list(
     Ok(Json(Listing { items, next_cursor }))
 }
 
+/// The execution status called `name` (at `field`).
+fn status_named(field: &str, name: &str) -> Result<ExecutionStatus, ApiError> {
+    serde_json::from_value::<ExecutionStatus>(Value::String(name.to_string())).map_err(|_| {
+        ApiError::new(ErrorCode::ValidationFailed, format!("{field}: {name:?} is not an execution status"))
+    })
+}
+
 /// An RFC 3339 query parameter such as `2026-11-29T18:00:00Z`.
-fn instant(name: &str, text: Option<&str>) -> Result<Option<Timestamp>, ApiError> {
+pub(super) fn instant(name: &str, text: Option<&str>) -> Result<Option<Timestamp>, ApiError> {
     text.map(|text| {
         Timestamp::parse(text).ok_or_else(|| {
             ApiError::new(
@@ -133,8 +142,54 @@ pub(super) async fn rerun(
 ) -> Result<(StatusCode, Json<Execution>), ApiError> {
     let earlier = stored(&admin, &id).await?;
     let deployed = deployed(&admin, &earlier.workflow)?;
-    let rerun = admin.dispatcher.rerun(&deployed, earlier.trigger).await.map_err(store_failed)?;
+    let rerun = admin.dispatcher.rerun(&deployed, &earlier).await.map_err(store_failed)?;
     Ok((StatusCode::CREATED, Json(masked(&admin, rerun))))
+}
+
+/// The statuses a redrive matches when none are given.
+const REDRIVE_STATUSES: [ExecutionStatus; 3] =
+    [ExecutionStatus::Error, ExecutionStatus::Aborted, ExecutionStatus::Failed];
+
+/// Re-runs every finished execution a filter matches that was not re-run before (a redrive), on
+/// its workflow's current version, in batches; each records its rerun as `rerunAs` and is not
+/// matched again. With `dryRun` only counts them.
+#[utoipa::path(post, operation_id = "redriveExecutions", path = "/api/executions/rerun", tag = "executions",
+    request_body = RedriveRequest, security(("admin_token" = [])),
+    responses((status = 200, description = "How many matched, and the reruns queued", body = RedriveView),
+        (status = 400, description = "Not a JSON filter", body = ErrorBody),
+        (status = 422, description = "A filter that does not parse", body = ErrorBody)))]
+pub(super) async fn redrive(
+    State(admin): State<Arc<Admin>>,
+    BodyText(body): BodyText,
+) -> Result<Json<RedriveView>, ApiError> {
+    let request: RedriveRequest = serde_json::from_str(if body.trim().is_empty() { "{}" } else { &body })
+        .map_err(|e| ApiError::new(ErrorCode::ValidationFailed, format!("not a redrive filter: {e}")))?;
+    let statuses = match &request.status {
+        None => REDRIVE_STATUSES.to_vec(),
+        Some(names) => names
+            .iter()
+            .enumerate()
+            .map(|(index, name)| {
+                let status = status_named(&format!("status[{index}]"), name)?;
+                if !status.is_final() || status == ExecutionStatus::Unreadable {
+                    return Err(ApiError::new(
+                        ErrorCode::ValidationFailed,
+                        format!("status[{index}]: {name:?} executions are not finished: only finished ones are re-run"),
+                    ));
+                }
+                Ok(status)
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?,
+    };
+    let filter = RedriveFilter {
+        workflow: request.workflow.clone(),
+        statuses,
+        dead_letter: request.dead_letter,
+        since: instant("since", request.since.as_deref())?,
+        until: instant("until", request.until.as_deref())?,
+    };
+    let redriven = admin.dispatcher.redrive(&filter, request.dry_run).await.map_err(store_failed)?;
+    Ok(Json(RedriveView { matched: redriven.matched, queued: redriven.queued }))
 }
 
 /// Deletes an execution's record: a finished one, or a sync one a crash left `started`; a queued

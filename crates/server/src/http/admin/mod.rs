@@ -10,6 +10,7 @@ mod executions;
 mod openapi;
 mod parse;
 mod plugins;
+mod refusals;
 mod views;
 mod workflows;
 
@@ -71,6 +72,8 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/api/executions/{id}", get(executions::show).delete(executions::delete))
         .route("/api/executions/{id}/cancel", post(executions::cancel))
         .route("/api/executions/{id}/rerun", post(executions::rerun))
+        .route("/api/executions/rerun", post(executions::redrive))
+        .route("/api/refusals", get(refusals::list))
         .route("/api/parse/query", post(parse::query))
         .route("/api/parse/body", post(parse::body))
         .route("/api/plugins", get(plugins::list))

@@ -7,7 +7,7 @@ use serde_json::Value;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{cluster, executions, parse, plugins, views, workflows};
+use super::{cluster, executions, parse, plugins, refusals, views, workflows};
 use hookflow_workflow::{Execution, Fault, Workflow};
 
 /// The shape of every error answer.
@@ -44,6 +44,7 @@ struct ErrorDetail {
         workflows::list, workflows::create, workflows::show, workflows::replace, workflows::delete,
         workflows::enable, workflows::disable, workflows::versions, workflows::restore,
         executions::list, executions::show, executions::delete, executions::cancel, executions::rerun,
+        executions::redrive, refusals::list,
         parse::query, parse::body,
         plugins::list, plugins::upload, plugins::delete,
         cluster::list,
@@ -53,7 +54,8 @@ struct ErrorDetail {
     modifiers(&BearerToken),
     tags(
         (name = "workflows", description = "Deployed workflows and their webhook URLs"),
-        (name = "executions", description = "Execution history, cancel and re-run"),
+        (name = "executions", description = "Execution history, cancel, re-run and redrive"),
+        (name = "refusals", description = "Trigger requests the engine refused, with why"),
         (name = "parse", description = "Turn an example request into trigger variables"),
         (name = "plugins", description = "Node types: WebAssembly components of the `node` world"),
         (name = "cluster", description = "The nodes sharing a PostgreSQL store"),

@@ -187,3 +187,74 @@ impl From<hookflow_store::ClusterNode> for ClusterNodeView {
         }
     }
 }
+
+/// A refused trigger request, from the refusal log.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefusalView {
+    /// Its id (a ULID of its time); pass the last one as `?cursor=` for older ones.
+    pub id: String,
+    /// When it was refused.
+    pub time: Timestamp,
+    /// The workflow's key.
+    pub workflow: String,
+    /// The request's method.
+    pub method: String,
+    /// The status answered.
+    pub status: u16,
+    /// The error code answered (`invalid_signature`, `unauthorized`, `rate_limited`, …).
+    pub code: String,
+    /// The error message answered.
+    pub reason: String,
+    /// The client's address (behind `--trusted-proxies`: the forwarded one).
+    pub client: String,
+    /// The workflow's configured headers of the request, lower-case, secrets masked.
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+impl From<hookflow_store::Refusal> for RefusalView {
+    fn from(refusal: hookflow_store::Refusal) -> RefusalView {
+        RefusalView {
+            id: refusal.id,
+            time: refusal.time,
+            workflow: refusal.workflow,
+            method: refusal.method,
+            status: refusal.status,
+            code: refusal.code,
+            reason: refusal.reason,
+            client: refusal.client,
+            headers: refusal.headers,
+        }
+    }
+}
+
+/// Which executions `POST /api/executions/rerun` re-runs.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RedriveRequest {
+    /// Only this workflow's executions.
+    pub workflow: Option<String>,
+    /// Only executions that ended with one of these statuses (default `error`, `aborted`,
+    /// `failed`); finished statuses only.
+    pub status: Option<Vec<String>>,
+    /// Only dead letters (`true`), or only executions that are not (`false`).
+    pub dead_letter: Option<bool>,
+    /// Only executions created at or after this RFC 3339 instant.
+    #[schema(format = DateTime)]
+    pub since: Option<String>,
+    /// Only executions created before this RFC 3339 instant.
+    #[schema(format = DateTime)]
+    pub until: Option<String>,
+    /// Count the matches without re-running them.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// What a redrive matched and queued.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RedriveView {
+    /// How many executions matched (those re-run before never match again).
+    pub matched: usize,
+    /// The ids of the reruns queued (empty in a dry run).
+    pub queued: Vec<String>,
+}

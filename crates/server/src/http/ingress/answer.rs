@@ -29,19 +29,21 @@ pub fn respond(outcome: Outcome) -> Response {
         .with_execution(&execution_id, ExecutionStatus::Aborted)
         .into_response(),
         Outcome::StillRunning { execution_id } => reply_into_response(still_running(&execution_id)),
-        Outcome::Refused(Refusal::Overloaded(why)) => {
-            ApiError::new(ErrorCode::Overloaded, format!("{why}; retry later"))
-                .with_header(header::RETRY_AFTER, "1")
-                .into_response()
+        Outcome::Refused(refusal) => refusal_error(refusal).into_response(),
+    }
+}
+
+/// The error a refused request gets.
+pub fn refusal_error(refusal: Refusal) -> ApiError {
+    match refusal {
+        Refusal::Overloaded(why) => {
+            ApiError::new(ErrorCode::Overloaded, format!("{why}; retry later")).with_header(header::RETRY_AFTER, "1")
         }
-        Outcome::Refused(Refusal::InProgress { key }) => ApiError::new(
+        Refusal::InProgress { key } => ApiError::new(
             ErrorCode::Conflict,
             format!("the first request with idempotency key {key:?} is still being processed"),
-        )
-        .into_response(),
-        Outcome::Refused(Refusal::Storage(error)) => {
-            ApiError::storage(&error, "the request's idempotency key could not be looked up").into_response()
-        }
+        ),
+        Refusal::Storage(error) => ApiError::storage(&error, "the request's idempotency key could not be looked up"),
     }
 }
 

@@ -1,10 +1,11 @@
 //! The webhook trigger: `POST /api/webhook:trigger/{key}`. Checks, in order, the key (404), the
 //! client's address (`trigger.ipAllowlist`, 403), a handshake that needs no credentials (answered
-//! at once), the method (405), the body size (413, while streaming, then decoded), Basic auth and
+//! at once), the method (405), the rate limit (429), the body size (413, while streaming, then
+//! decoded), Basic auth and
 //! the API key (401), the signature on the decoded body (401), a signed handshake (answered), and
 //! the content type and syntax of the body (415, 400); turns the request into trigger data
 //! `{"headers", "query", "body"}` (and `rawBody`); hands it to dispatch; answers
-//! (docs/webhook.md).
+//! (docs/webhook.md). A refusal of a request to a known workflow is logged first ([`refusals`]).
 
 mod answer;
 mod auth;
@@ -12,9 +13,10 @@ mod body;
 mod client;
 mod handshake;
 mod query;
+mod refusals;
 mod signature;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,7 +33,7 @@ pub use query::{parse_query, parse_query_example};
 pub use signature::parse_stripe_header;
 
 use crate::catalog::{Catalog, Deployed};
-use crate::dispatch::{Dispatcher, RESULT_PATH};
+use crate::dispatch::{Dispatcher, Outcome, RESULT_PATH};
 use crate::http::api_error::{ApiError, ErrorCode};
 use crate::metrics::metrics;
 use base64::Engine as _;
@@ -57,6 +59,8 @@ pub struct Ingress {
     /// The origin senders call (`--public-url`), for signatures over the URL; without one,
     /// `http://` and the request's `Host`.
     pub public_url: Option<String>,
+    /// Refused requests the refusal log keeps per workflow (`--keep-refusals`; 0: none).
+    pub keep_refusals: usize,
 }
 
 /// The trigger routes.
@@ -105,22 +109,41 @@ async fn guard_answer(mut response: Response) -> Response {
 }
 
 async fn trigger(State(ingress): State<Arc<Ingress>>, Path(key): Path<String>, request: Request) -> Response {
-    let deployed = ingress.catalog.get(&key);
-    // Unknown keys share one label, so probing cannot grow the metrics without bound.
-    let label = if deployed.is_some() { key.as_str() } else { "(unknown)" };
-    let response = match deployed.filter(|deployed| deployed.workflow().enabled) {
-        Some(deployed) => handle(&ingress, deployed, request).await.unwrap_or_else(IntoResponse::into_response),
-        None => ApiError::new(ErrorCode::NotFound, format!("no enabled webhook has the key {key:?}")).into_response(),
+    let not_found = || ApiError::new(ErrorCode::NotFound, format!("no enabled webhook has the key {key:?}"));
+    let Some(deployed) = ingress.catalog.get(&key) else {
+        // Unknown keys share one label, so probing cannot grow the metrics (or the log).
+        metrics().request("(unknown)", 404);
+        return not_found().into_response();
     };
-    metrics().request(label, response.status().as_u16());
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip());
+    let client = peer.map(|peer| client::client_address(peer, request.headers(), &ingress.trusted_proxies));
+    let trigger = &deployed.workflow().trigger;
+    let caller = refusals::Caller::of(request.method(), client, request.headers(), trigger);
+    let answered = if deployed.workflow().enabled {
+        handle(&ingress, deployed.clone(), client, request).await
+    } else {
+        Err(not_found())
+    };
+    let response = match answered {
+        Ok(response) => response,
+        Err(error) => {
+            refusals::record(&ingress, &key, caller, &error).await;
+            error.into_response()
+        }
+    };
+    metrics().request(&key, response.status().as_u16());
     response
 }
 
-async fn handle(ingress: &Ingress, deployed: Arc<Deployed>, request: Request) -> Result<Response, ApiError> {
+/// Answers a request to an enabled workflow; `Err` is a refusal (nothing ran, nothing queued).
+async fn handle(
+    ingress: &Ingress,
+    deployed: Arc<Deployed>,
+    client: Option<IpAddr>,
+    request: Request,
+) -> Result<Response, ApiError> {
     let trigger = &deployed.workflow().trigger;
-    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip());
-    if let Some(peer) = peer {
-        let client = client::client_address(peer, request.headers(), &ingress.trusted_proxies);
+    if let Some(client) = client {
         client::check_allowlist(client, &deployed.allowlist)?;
     }
     if let Some(answer) =
@@ -134,6 +157,9 @@ async fn handle(ingress: &Ingress, deployed: Arc<Deployed>, request: Request) ->
             format!("webhooks accept POST only, not {}", request.method()),
         )
         .with_header(header::ALLOW, handshake::allowed_methods(trigger.handshake.as_ref())));
+    }
+    if let Some(limiter) = &deployed.rate_limit {
+        limiter.check().map_err(|wait| rate_limited(&deployed.key, limiter.described(), wait))?;
     }
     let (parts, body) = request.into_parts();
     let sent = body::read_limited(&parts.headers, body, ingress.body_limit, ingress.read_timeout).await?;
@@ -163,7 +189,20 @@ async fn handle(ingress: &Ingress, deployed: Arc<Deployed>, request: Request) ->
         let queued = tokio::spawn(async move { dispatcher.dispatch(deployed, data, idempotency_key).await });
         queued.await.map_err(|_| ApiError::new(ErrorCode::Internal, "the request could not be queued; retry"))?
     };
-    Ok(answer::respond(outcome))
+    match outcome {
+        Outcome::Refused(refusal) => Err(answer::refusal_error(refusal)),
+        outcome => Ok(answer::respond(outcome)),
+    }
+}
+
+/// `429 rate_limited`, with `Retry-After` in whole seconds until the bucket has a token again.
+fn rate_limited(workflow: &str, limit: &str, wait: Duration) -> ApiError {
+    let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1).to_string();
+    ApiError::new(
+        ErrorCode::RateLimited,
+        format!("workflow {workflow:?} accepts {limit} (options.rateLimit); retry in {seconds} s"),
+    )
+    .with_header(header::RETRY_AFTER, &seconds)
 }
 
 /// The URL the sender called as it saw it: the public origin (`--public-url`, else `http://` and
