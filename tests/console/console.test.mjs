@@ -362,6 +362,39 @@ describe('console without a token (loopback)', () => {
     await page.getByTestId('plugin-upload').click();
     await see(page.getByTestId('plugin-message'), /validation_failed/);
   });
+
+  it('shows refused requests, and re-runs the failures of a filtered list', async () => {
+    const strict = {
+      key: 'strict', sync: true,
+      nodes: [{ key: 'paid', type: 'condition', config: { rejectOnFalse: true,
+        calculation: { group: { type: 'and', calculations: [{ calculator: 'equal', operands: ['{{$context.body.status}}', 'paid'] }] } } } }],
+    };
+    const created = await fetch(`${app.engine}/api/workflows`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(strict) });
+    assert.equal(created.status, 201);
+    const trigger = `${app.engine}/api/webhook:trigger/strict`;
+    assert.equal((await fetch(trigger, { method: 'PUT' })).status, 405);
+    for (let n = 0; n < 3; n += 1) {
+      const failed = await fetch(trigger, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"status": "open"}' });
+      assert.equal(failed.status, 500);
+    }
+
+    await page.getByTestId('nav-refusals').click();
+    await see(page.getByTestId('refusals'), /strict\s+405 method_not_allowed\s+127\.0\.0\.1\s+webhooks accept POST only, not PUT/);
+    await screenshot(page, 'refusals');
+    await page.goto(`${app.engine}/console/#/workflows/strict`);
+    await see(page.getByTestId('workflow-refusals'), /405 method_not_allowed/);
+
+    await page.goto(`${app.engine}/console/#/executions?workflow=strict&status=failed`);
+    await see(page.getByTestId('redrive-button'), /Re-run these 3/);
+    page.once('dialog', (dialog) => dialog.accept());
+    await page.getByTestId('redrive-button').click();
+    await see(page.getByTestId('redrive-message'), /Re-ran 3 of 3 matching executions/);
+    const listed = await (await fetch(`${app.engine}/api/executions?workflow=strict&status=failed&limit=500`)).json();
+    const earliest = listed.items[listed.items.length - 1];
+    assert.ok(earliest.rerunAs, 'the first failure names its rerun');
+    await page.goto(`${app.engine}/console/#/executions/${earliest.id}`);
+    await see(page.getByTestId('rerun-as'), new RegExp(earliest.rerunAs));
+  });
 });
 
 describe('console with an admin token, executions not run (--workers 0)', () => {

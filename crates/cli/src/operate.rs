@@ -225,9 +225,9 @@ pub async fn executions(remote: Remote<ExecutionsCommand>) -> anyhow::Result<()>
                 let matched = redrive["matched"].as_u64().unwrap_or(0);
                 let queued = redrive["queued"].as_array().map_or(0, Vec::len);
                 if dry_run {
-                    outln!("{matched} executions match; nothing re-run (without --dry-run they are)");
+                    outln!("matched: {matched} (a dry run: nothing was re-run)");
                 } else {
-                    outln!("{matched} executions matched; {queued} re-runs queued");
+                    outln!("matched: {matched}, re-runs queued: {queued}");
                     for id in redrive["queued"].as_array().into_iter().flatten().take(10) {
                         outln!("  {}", text(id));
                     }

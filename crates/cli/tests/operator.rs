@@ -177,6 +177,52 @@ fn executions_are_read_rerun_and_canceled_from_the_command_line() {
 }
 
 #[test]
+fn refusals_and_failures_are_found_and_redriven_from_the_command_line() {
+    let data = fresh_dir("operator-failures");
+    let files = fresh_dir("operator-failures-files");
+    std::fs::create_dir_all(&files).unwrap();
+    let serve = Serve::start(&data, &["--admin-token", TOKEN]);
+    let strict = json!({"key": "strict", "sync": true, "nodes": [{"key": "paid", "type": "condition", "config": {
+        "rejectOnFalse": true, "calculation": {"group": {"type": "and", "calculations": [
+            {"calculator": "equal", "operands": ["{{$context.body.status}}", "paid"]}]}}}}]});
+    stdout(&cli(&serve, &["workflow", "add", &write(&files, "strict.json", &strict)]));
+    let trigger = "/api/webhook:trigger/strict";
+    assert_eq!(http::request(serve.address, "GET", trigger, &[], b"").status, 405);
+    let refused = stdout(&cli(&serve, &["refusals", "list", "--workflow", "strict"]));
+    let row = refused.lines().nth(1).unwrap_or_default();
+    assert!(row.contains("405 method_not_allowed") && row.contains("127.0.0.1"), "{refused}");
+    assert!(refused.lines().next().unwrap().starts_with("TIME"), "{refused}");
+
+    let failed = http::post(serve.address, trigger, &[("Content-Type", "application/json")], br#"{"status": "open"}"#);
+    assert_eq!(failed.status, 500);
+    let id = failed.header("x-hookflow-execution").unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cli(&serve, &["executions", "show", &id]).status.success() {
+        assert!(Instant::now() < deadline, "execution {id} was never recorded");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let dry = stdout(&cli(&serve, &["executions", "rerun", "--workflow", "strict", "--status", "failed", "--dry-run"]));
+    assert_eq!(dry.trim(), "matched: 1 (a dry run: nothing was re-run)");
+    let redriven = stdout(&cli(&serve, &["executions", "rerun", "--workflow", "strict", "--since", "1h"]));
+    assert!(redriven.starts_with("matched: 1, re-runs queued: 1"), "{redriven}");
+    let shown = stdout(&cli(&serve, &["executions", "show", &id]));
+    assert!(shown.contains("re-run as: "), "{shown}");
+    let rerun = redriven.lines().nth(1).unwrap_or_default().trim().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while json_out(&cli(&serve, &["executions", "show", &rerun, "--json"]))["status"] != "failed" {
+        assert!(Instant::now() < deadline, "the rerun {rerun:?} never failed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The rerun fails as the first did: a redrive now matches it, and not the first again.
+    let again = json_out(&cli(&serve, &["executions", "rerun", "--workflow", "strict", "--dry-run", "--json"]));
+    assert_eq!(again, json!({"matched": 1, "queued": []}));
+    fails_with(&cli(&serve, &["executions", "rerun", "--status", "queued"]), "422 validation_failed");
+    let both = cli(&serve, &["executions", "rerun", &id, "--workflow", "strict"]);
+    assert_eq!(both.status.code(), Some(2), "an id and a filter are a usage error");
+    assert_eq!(serve.terminate(), Some(0));
+}
+
+#[test]
 fn plugins_are_added_used_and_removed_from_the_command_line() {
     let data = fresh_dir("operator-plugins");
     let files = fresh_dir("operator-plugin-files");
@@ -255,6 +301,8 @@ fn every_command_has_help_with_examples() {
         &["executions", "cancel"],
         &["executions", "rm"],
         &["executions", "rerun"],
+        &["refusals"],
+        &["refusals", "list"],
         &["plugin"],
         &["plugin", "list"],
         &["plugin", "add"],

@@ -169,7 +169,7 @@ forgetToken.addEventListener('click', () => {
 let renders = 0;
 
 /** Renders the screen the hash names: `#/workflows[/key]`, `#/executions[/id][?filters]`,
- *  `#/plugins`. */
+ *  `#/refusals[?filters]`, `#/plugins`. */
 async function route() {
   const [path, query = ''] = (location.hash.slice(1) || '/workflows').split('?');
   const [screen, id] = path.split('/').filter(Boolean).map(decodeURIComponent);
@@ -177,6 +177,7 @@ async function route() {
   const pages = {
     workflows: () => (id ? workflowPage(id) : workflowsPage()),
     executions: () => (id ? executionPage(id) : executionsPage(params)),
+    refusals: () => refusalsPage(params),
     plugins: () => pluginsPage(),
   };
   for (const link of document.querySelectorAll('[data-nav]')) {
@@ -334,6 +335,7 @@ async function workflowPage(key) {
     triggerPanel(definition, editor, (slot) => save(definition, slot, (path) => selectPath(editor.textarea, path))),
     section('Nodes', definition.nodes.length ? tree(definition.nodes) : h('p', { class: 'muted' }, 'No nodes: add them in the JSON definition below.')),
     testPanel(workflow),
+    refusalsPanel(key),
     editor.panel,
     versionsPanel(key, message, showAgain));
 }
@@ -747,7 +749,7 @@ function jobsTable(jobs) {
 
 async function executionsPage(params) {
   const filters = new URLSearchParams();
-  for (const name of ['workflow', 'status', 'since', 'until', 'cursor']) {
+  for (const name of ['workflow', 'status', 'since', 'until', 'deadLetter', 'cursor']) {
     if (params.get(name)) filters.set(name, params.get(name));
   }
   filters.set('limit', params.get('limit') || '50');
@@ -756,15 +758,14 @@ async function executionsPage(params) {
     listAll('/api/workflows'),
   ]);
 
-  const workflow = h('select', { name: 'workflow', 'data-testid': 'filter-workflow' },
-    h('option', { value: '' }, 'all'),
-    workflows.map((w) => h('option', { value: w.key, selected: w.key === params.get('workflow') }, w.key)));
+  const workflow = workflowSelect(workflows, params.get('workflow'), 'filter-workflow');
   const status = h('select', { name: 'status', 'data-testid': 'filter-status' },
     h('option', { value: '' }, 'all'),
     STATUSES.map((s) => h('option', { value: s, selected: s === params.get('status') }, s)));
   const local = (instant) => (instant ? new Date(Date.parse(instant) - new Date().getTimezoneOffset() * 60000).toISOString().slice(0, 16) : '');
   const since = h('input', { type: 'datetime-local', value: local(params.get('since')) });
   const until = h('input', { type: 'datetime-local', value: local(params.get('until')) });
+  const deadLetter = h('input', { type: 'checkbox', 'data-testid': 'filter-dead-letter', checked: params.get('deadLetter') === 'true' });
   const form = h('form', {
     class: 'filters',
     onsubmit: (event) => {
@@ -775,10 +776,12 @@ async function executionsPage(params) {
       // The API takes RFC 3339 instants in UTC.
       if (since.value) next.set('since', new Date(since.value).toISOString());
       if (until.value) next.set('until', new Date(until.value).toISOString());
+      if (deadLetter.checked) next.set('deadLetter', 'true');
       location.hash = `#/executions?${next}`;
     },
   },
   fieldRow('Workflow', workflow), fieldRow('Status', status), fieldRow('Since', since), fieldRow('Until', until),
+  fieldRow('Dead letters only', deadLetter),
   h('button', { class: 'primary', 'data-testid': 'filter-apply' }, 'Filter'),
   h('button', { type: 'button', onclick: () => route() }, 'Refresh'));
 
@@ -789,6 +792,7 @@ async function executionsPage(params) {
   return h('div', {},
     h('h1', {}, 'Executions'),
     form,
+    redrivePanel(params),
     page.items.length === 0 ? h('p', { class: 'muted', 'data-testid': 'no-executions' }, 'No executions match.')
       : h('table', { 'data-testid': 'executions' },
         h('thead', {}, h('tr', {}, ['Id', 'Workflow', 'Version', 'Status', 'Created', 'Duration'].map((c) => h('th', {}, c)))),
@@ -796,12 +800,51 @@ async function executionsPage(params) {
           h('td', {}, h('a', { href: `#/executions/${execution.id}` }, h('code', {}, execution.id))),
           h('td', {}, h('a', { href: `#/workflows/${encodeURIComponent(execution.workflow)}` }, execution.workflow)),
           h('td', {}, `v${execution.version}`),
-          h('td', {}, badge(execution.status)),
+          h('td', {}, badge(execution.status), execution.deadLetter && h('span', { class: 'muted' }, ' dead letter'),
+            execution.attempt > 1 && h('span', { class: 'muted' }, ` attempt ${execution.attempt}`)),
           h('td', {}, time(execution.createdAt)),
           h('td', {}, duration(execution.createdAt, execution.finishedAt)))))),
     h('p', { class: 'actions' },
       params.get('cursor') && h('a', { href: `#/executions?${newest}` }, '← Newest'),
       page.nextCursor && h('a', { href: `#/executions?${older}`, 'data-testid': 'older' }, 'Older →')));
+}
+
+/** A filter's choice of workflow: all, or one of `workflows`. */
+function workflowSelect(workflows, selected, testid) {
+  return h('select', { name: 'workflow', 'data-testid': testid },
+    h('option', { value: '' }, 'all'),
+    workflows.map((w) => h('option', { value: w.key, selected: w.key === selected }, w.key)));
+}
+
+/** On a list filtered to finished executions: how many a redrive would re-run (a dry run), and
+ *  a button that re-runs them ("Re-run these 312"). */
+function redrivePanel(params) {
+  const status = params.get('status');
+  // Unfiltered, a dry run would read every failure kept: offered once the list is narrowed.
+  if (!params.get('workflow') && !status && params.get('deadLetter') !== 'true') return null;
+  if (status && !FINAL.has(status)) return null;
+  const filter = { dryRun: true };
+  if (params.get('workflow')) filter.workflow = params.get('workflow');
+  if (status) filter.status = [status];
+  if (params.get('deadLetter') === 'true') filter.deadLetter = true;
+  if (params.get('since')) filter.since = params.get('since');
+  if (params.get('until')) filter.until = params.get('until');
+  const message = messageSlot('redrive-message');
+  const slot = h('div', { class: 'actions', 'data-testid': 'redrive' });
+  api('POST', '/api/executions/rerun', filter).then(({ matched }) => {
+    if (matched === 0) return;
+    const what = status ? `${status} executions` : 'failed, errored and aborted executions';
+    const button = h('button', {
+      type: 'button', class: 'primary', 'data-testid': 'redrive-button',
+      onclick: () => confirm(`Re-run ${matched} ${what} on their workflows' current versions?`) && act(button, message, async () => {
+        const done = await api('POST', '/api/executions/rerun', { ...filter, dryRun: false });
+        button.remove();
+        message.ok(`Re-ran ${done.queued.length} of ${done.matched} matching executions.`);
+      }),
+    }, `Re-run these ${matched}`);
+    slot.replaceChildren(button, h('span', { class: 'muted' }, ` ${what} matching the filter, not re-run before`));
+  }, (error) => message.fail(error));
+  return h('div', {}, slot, message);
 }
 
 async function executionPage(id) {
@@ -852,11 +895,26 @@ async function executionPage(id) {
     h('p', {},
       'Workflow ', h('a', { href: `#/workflows/${encodeURIComponent(execution.workflow)}`, 'data-testid': 'execution-workflow' }, execution.workflow),
       ` v${execution.version} · created ${time(execution.createdAt)} · finished ${time(execution.finishedAt)} · ${duration(execution.createdAt, execution.finishedAt)}`),
+    attemptsLine(execution),
     h('div', { class: 'actions' }, rerun, cancel, remove), message,
+    execution.error && h('p', { class: 'error-text', 'data-testid': 'execution-error' }, execution.error),
     section('Trigger data', pre(execution.trigger, 'execution-trigger')),
     section('Jobs along the nodes',
       nodes ?? h('p', { class: 'muted' }, `Version ${execution.version} of the workflow is gone; the jobs as they ran:`),
       others.length > 0 && h('div', {}, nodes && h('h3', {}, 'Jobs of nodes not in this version'), others.map(jobDetail))));
+}
+
+/** Attempts, a waiting retry, a dead letter, a rerun or a failure hook's origin, when any. */
+function attemptsLine(execution) {
+  const parts = [];
+  if (execution.attempt > 1 || execution.deadLetter) parts.push(`attempt ${execution.attempt}`);
+  if (execution.retryAt) parts.push(`next attempt ${time(execution.retryAt)}`);
+  if (execution.deadLetter) parts.push('a dead letter: no attempt left');
+  const links = [];
+  if (execution.rerunAs) links.push(' · re-run as ', h('a', { href: `#/executions/${execution.rerunAs}`, 'data-testid': 'rerun-as' }, h('code', {}, execution.rerunAs)));
+  if (execution.failureOf) links.push(' · failure hook of ', h('a', { href: `#/executions/${execution.failureOf}` }, h('code', {}, execution.failureOf)));
+  if (parts.length === 0 && links.length === 0) return null;
+  return h('p', { 'data-testid': 'execution-attempts' }, parts.join(' · '), ...links);
 }
 
 /** One job: status, duration, and its resolved input, output and error. */
@@ -868,6 +926,63 @@ function jobDetail(job) {
     job.error && h('div', { class: 'error-text', 'data-testid': 'job-error' }, job.error),
     h('details', {}, h('summary', {}, 'Input (resolved)'), pre(job.input, 'job-input')),
     h('details', {}, h('summary', {}, 'Output'), pre(job.output, 'job-output')));
+}
+
+// ---------------------------------------------------------------- refusals
+
+/** The refusal log, newest first, filtered by workflow and code. */
+async function refusalsPage(params) {
+  const filters = new URLSearchParams();
+  for (const name of ['workflow', 'code', 'cursor']) {
+    if (params.get(name)) filters.set(name, params.get(name));
+  }
+  filters.set('limit', '50');
+  const [page, workflows] = await Promise.all([api('GET', `/api/refusals?${filters}`), listAll('/api/workflows')]);
+  const workflow = workflowSelect(workflows, params.get('workflow'), 'refusals-workflow');
+  const code = h('input', { name: 'code', value: params.get('code') ?? '', placeholder: 'invalid_signature', 'data-testid': 'refusals-code' });
+  const form = h('form', {
+    class: 'filters',
+    onsubmit: (event) => {
+      event.preventDefault();
+      const next = new URLSearchParams();
+      if (workflow.value) next.set('workflow', workflow.value);
+      if (code.value.trim()) next.set('code', code.value.trim());
+      location.hash = `#/refusals?${next}`;
+    },
+  }, fieldRow('Workflow', workflow), fieldRow('Code', code),
+  h('button', { class: 'primary', 'data-testid': 'refusals-apply' }, 'Filter'),
+  h('button', { type: 'button', onclick: () => route() }, 'Refresh'));
+  const older = new URLSearchParams(params);
+  older.set('cursor', page.nextCursor ?? '');
+  return h('div', {},
+    h('h1', {}, 'Refusals'),
+    h('p', { class: 'muted' }, 'Trigger requests the engine refused, with why: a sender whose signing secret changed shows up here first.'),
+    form,
+    refusalsTable(page.items, 'refusals'),
+    page.nextCursor && h('p', { class: 'actions' }, h('a', { href: `#/refusals?${older}` }, 'Older →')));
+}
+
+/** The newest refusals of one workflow, on its page. */
+function refusalsPanel(key) {
+  const list = h('div', { 'data-testid': 'workflow-refusals' }, h('p', { class: 'muted' }, 'Loading…'));
+  api('GET', `/api/refusals?workflow=${encodeURIComponent(key)}&limit=10`).then((page) => {
+    list.replaceChildren(refusalsTable(page.items, 'workflow-refusals-table'),
+      page.items.length > 0 && h('a', { href: `#/refusals?workflow=${encodeURIComponent(key)}` }, 'All refusals →'));
+  }, (error) => list.replaceChildren(errorBox(error)));
+  return section('Refused requests', list);
+}
+
+function refusalsTable(items, testid) {
+  if (items.length === 0) return h('p', { class: 'muted', 'data-testid': `${testid}-none` }, 'No refused requests.');
+  return h('table', { 'data-testid': testid },
+    h('thead', {}, h('tr', {}, ['Time', 'Workflow', 'Answer', 'Client', 'Reason', 'Headers'].map((c) => h('th', {}, c)))),
+    h('tbody', {}, items.map((refusal) => h('tr', { 'data-testid': `refusal-${refusal.id}` },
+      h('td', {}, time(refusal.time)),
+      h('td', {}, h('a', { href: `#/workflows/${encodeURIComponent(refusal.workflow)}` }, refusal.workflow)),
+      h('td', {}, `${refusal.status} `, h('code', { 'data-testid': 'refusal-code' }, refusal.code)),
+      h('td', {}, refusal.client),
+      h('td', { 'data-testid': 'refusal-reason' }, refusal.reason),
+      h('td', {}, Object.keys(refusal.headers).length ? pre(refusal.headers) : '—')))));
 }
 
 // ---------------------------------------------------------------- plugins

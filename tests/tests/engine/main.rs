@@ -4,6 +4,7 @@
 
 mod admin;
 mod executor;
+mod failures;
 mod faults;
 mod framing;
 mod hardening;

@@ -162,7 +162,13 @@ pub(super) async fn redrive(
     State(admin): State<Arc<Admin>>,
     BodyText(body): BodyText,
 ) -> Result<Json<RedriveView>, ApiError> {
-    let request: RedriveRequest = serde_json::from_str(if body.trim().is_empty() { "{}" } else { &body })
+    let filter: Value = serde_json::from_str(&body).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidJson,
+            format!("the body must be a JSON filter ({{}} matches every failed execution): {e}"),
+        )
+    })?;
+    let request: RedriveRequest = serde_json::from_value(filter)
         .map_err(|e| ApiError::new(ErrorCode::ValidationFailed, format!("not a redrive filter: {e}")))?;
     let statuses = match &request.status {
         None => REDRIVE_STATUSES.to_vec(),
