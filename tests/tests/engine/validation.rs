@@ -123,6 +123,32 @@ fn trigger_and_option_faults() {
 }
 
 #[test]
+fn retry_failure_hook_and_rate_limit_faults() {
+    assert_eq!(
+        faults(json!({"options": {"retry": {}, "onFailure": "alerts", "rateLimit": {"requests": 5}}})),
+        [] as [String; 0]
+    );
+    check(json!({"sync": true, "options": {"retry": {}}}), "options.retry", "async workflows only");
+    check(json!({"options": {"retry": {"maxAttempts": 0}}}), "options.retry.maxAttempts", "1 to 100");
+    check(json!({"options": {"retry": {"initialDelay": "soon"}}}), "options.retry.initialDelay", "positive duration");
+    check(
+        json!({"options": {"retry": {"initialDelay": "1m", "maxDelay": "10s"}}}),
+        "options.retry.maxDelay",
+        "shorter",
+    );
+    check(json!({"options": {"retry": {"attempts": 3}}}), "options.retry.attempts", "unknown field");
+    check(json!({"options": {"onFailure": "no spaces"}}), "options.onFailure", "not a workflow key");
+    check(json!({"key": "self", "options": {"onFailure": "self"}}), "options.onFailure", "its own failure hook");
+    check(json!({"options": {"rateLimit": {"requests": 0}}}), "options.rateLimit.requests", "at least 1");
+    check(
+        json!({"options": {"rateLimit": {"requests": 5, "per": "0s"}}}),
+        "options.rateLimit.per",
+        "positive duration",
+    );
+    check(json!({"options": {"rateLimit": {"requests": 5, "burst": 0}}}), "options.rateLimit.burst", "at least 1");
+}
+
+#[test]
 fn every_fault_is_reported_at_once() {
     let found = faults(json!({"sync": false, "nodes": [
         {"key": "a", "type": "nonesuch"},
