@@ -107,6 +107,16 @@ fn the_documented_rules_and_known_corners_parse_as_qs_does() {
         "a[19]=x",
         "a[21]=x",
         "a[100]=x",
+        // Indices past 2^53 are JavaScript numbers: the nearest double, an index only when it
+        // prints back as the key (found by the fuzz target).
+        "[1099999]=&[1099999][104999999509000000000]=",
+        "a=&a[104999999509000000000]=x",
+        "a[9007199254740993]=x",
+        "a[9007199254740992]=x&a[]=y&a[]=z",
+        "a[1049999999999999999]=x",
+        "a[100000000000000000000]=x&a=y",
+        "a[1000000000000000000000]=x",
+        "U&x&a[a[|&[1049999999999999999]0&x&|&[1099999]\u{fffd}&[1099999][104999999509000000000]\u{fffd}",
         "a[]=1&a[x]=2",
         "a[0]=x&a[b]=y",
         "a[b]=y&a[0]=x",

@@ -211,14 +211,14 @@ fn parse_object(segments: &[String], value: Js) -> Js {
         } else {
             let clean = root.strip_prefix('[').and_then(|inner| inner.strip_suffix(']')).unwrap_or(root);
             match array_index(root, clean) {
-                Some(index) if index < ARRAY_LIMIT => {
-                    let mut items = vec![None; index];
+                Some(index) if index < ARRAY_LIMIT as f64 => {
+                    let mut items = vec![None; index as usize];
                     items.push(Some(leaf));
                     Js::Arr(JsArray { items, conflict: None })
                 }
                 Some(index) => {
                     let mut object = JsObject::default();
-                    object.insert(index.to_string(), leaf);
+                    object.insert(clean.to_string(), leaf);
                     object.overflow = Some(index);
                     Js::Obj(object)
                 }
@@ -237,16 +237,31 @@ fn parse_object(segments: &[String], value: Js) -> Js {
 
 /// The index a bracketed segment names: `clean` is a canonical non-negative integer (as
 /// `String(parseInt(clean, 10)) === clean` holds in JavaScript) and `root` had brackets.
-fn array_index(root: &str, clean: &str) -> Option<usize> {
-    if root == clean || clean.is_empty() || !clean.bytes().all(|b| b.is_ascii_digit()) {
+fn array_index(root: &str, clean: &str) -> Option<f64> {
+    if root == clean {
         return None;
     }
-    if clean.len() > 1 && clean.starts_with('0') {
+    numeric_key(clean)
+}
+
+/// A key that `String(parseInt(key, 10)) === key` holds for, non-negative: its number (a
+/// JavaScript number: past 2^53 it is the nearest double, which prints back as the key only when
+/// the key's digits are that double's shortest digits padded with zeros).
+fn numeric_key(key: &str) -> Option<f64> {
+    if key.is_empty() || !key.bytes().all(|b| b.is_ascii_digit()) || (key.len() > 1 && key.starts_with('0')) {
         return None;
     }
-    // Past 2^53 a JavaScript number no longer prints as the digits it was parsed from.
-    let index: u64 = clean.parse().ok().filter(|index| *index <= 1 << 53)?;
-    usize::try_from(index).ok()
+    let number: f64 = key.parse().ok()?;
+    (js_number(number) == key).then_some(number)
+}
+
+/// `String(n)` of a non-negative integral JavaScript number: its digits below 10^21, else
+/// exponent notation (`1e+21`).
+fn js_number(number: f64) -> String {
+    if number < 1e21 {
+        return format!("{number}");
+    }
+    format!("{number:e}").replacen('e', "e+", 1)
 }
 
 /// qs's `utils.combine`: `[].concat(a, b)`, an array past [`ARRAY_LIMIT`] becoming an overflow
@@ -255,10 +270,10 @@ fn combine(a: Js, b: Js) -> Js {
     if let Js::Obj(mut object) = a {
         if let Some(mut max) = object.overflow {
             for value in b.into_spread() {
-                max += 1;
+                max += 1.0;
                 // A hole becomes a property holding `undefined`, which JSON leaves out.
                 if let Some(value) = value {
-                    object.insert(max.to_string(), value);
+                    object.insert(js_number(max), value);
                 }
             }
             object.overflow = Some(max);
@@ -272,7 +287,7 @@ fn combine(a: Js, b: Js) -> Js {
 fn combine_arrays(mut items: Vec<Option<Js>>, b: Js) -> Js {
     items.extend(b.into_spread());
     if items.len() > ARRAY_LIMIT {
-        let last = items.len() - 1;
+        let last = (items.len() - 1) as f64;
         let mut object = array_to_object(items);
         object.overflow = Some(last);
         return Js::Obj(object);
@@ -304,7 +319,7 @@ fn merge(target: Js, source: Js) -> Js {
 fn merge_primitive(target: Js, source: String) -> Js {
     match target {
         Js::Arr(mut array) => {
-            let next = array.items.len();
+            let next = array.items.len() as f64;
             if array.count() >= ARRAY_LIMIT {
                 array.items.push(Some(Js::Str(source)));
                 let mut object = array_to_object(array.items);
@@ -316,12 +331,12 @@ fn merge_primitive(target: Js, source: String) -> Js {
         }
         Js::Obj(mut object) => {
             if let Some(max) = object.overflow {
-                object.insert((max + 1).to_string(), Js::Str(source));
-                object.overflow = Some(max + 1);
+                object.insert(js_number(max + 1.0), Js::Str(source));
+                object.overflow = Some(max + 1.0);
                 Js::Obj(object)
             } else if let Some(conflict) = object.conflict {
-                object.insert((conflict + 1).to_string(), Js::Str(source));
-                object.conflict = Some(conflict + 1);
+                object.insert(js_number(conflict + 1.0), Js::Str(source));
+                object.conflict = Some(conflict + 1.0);
                 Js::Obj(object)
             } else {
                 conflict_pair(Js::Obj(object), Js::Str(source))
@@ -333,7 +348,7 @@ fn merge_primitive(target: Js, source: String) -> Js {
 
 /// `[first, second]` marked as a conflict (`strictMerge`).
 fn conflict_pair(first: Js, second: Js) -> Js {
-    Js::Arr(JsArray { items: vec![Some(first), Some(second)], conflict: Some(1) })
+    Js::Arr(JsArray { items: vec![Some(first), Some(second)], conflict: Some(1.0) })
 }
 
 /// `[first, second]` (two never pass the array limit).
@@ -367,7 +382,7 @@ fn merge_container(target: Js, source: Js) -> Js {
                 }
             }
             if target.count() > ARRAY_LIMIT {
-                let last = target.items.len() - 1;
+                let last = (target.items.len() - 1) as f64;
                 let mut object = array_to_object(target.items);
                 object.overflow = Some(last);
                 return Js::Obj(object);
@@ -377,7 +392,7 @@ fn merge_container(target: Js, source: Js) -> Js {
         (target, source) => {
             let mut accumulator = match target {
                 Js::Arr(array) => {
-                    let conflict = array.conflict.map(|_| array.items.len().saturating_sub(1));
+                    let conflict = array.conflict.map(|_| array.items.len().saturating_sub(1) as f64);
                     let mut object = array_to_object(array.items);
                     object.conflict = conflict;
                     object
@@ -428,18 +443,13 @@ fn merge_into_primitive(target: String, source: Js) -> Js {
         let Js::Obj(object) = source else { unreachable!("matched above") };
         for (key, value) in object.into_entries() {
             // Overflow objects' keys are indices (qs shifts them with parseInt).
-            let shifted = numeric_key(&key).map_or(key, |index| (index + 1).to_string());
+            let shifted = numeric_key(&key).map_or(key, |index| js_number(index + 1.0));
             result.insert(shifted, value);
         }
-        result.overflow = Some(max + 1);
+        result.overflow = Some(max + 1.0);
         return Js::Obj(result);
     }
     combine(Js::Str(target), source)
-}
-
-/// A key that `String(parseInt(key, 10)) === key` holds for, non-negative: its number.
-fn numeric_key(key: &str) -> Option<usize> {
-    array_index(&format!("[{key}]"), key)
 }
 
 /// A JavaScript value as qs builds it.
@@ -454,7 +464,7 @@ enum Js {
 #[derive(Debug, Clone, Default)]
 struct JsArray {
     items: Vec<Option<Js>>,
-    conflict: Option<usize>,
+    conflict: Option<f64>,
 }
 
 impl JsArray {
@@ -473,8 +483,9 @@ impl JsArray {
 #[derive(Debug, Clone, Default)]
 struct JsObject {
     entries: IndexMap<String, Js>,
-    overflow: Option<usize>,
-    conflict: Option<usize>,
+    /// Side marks hold JavaScript numbers: past 2^53 adding one may not change them.
+    overflow: Option<f64>,
+    conflict: Option<f64>,
 }
 
 impl JsObject {
@@ -515,8 +526,8 @@ impl JsObject {
     }
 
     /// The largest non-negative integer key, at least `floor` (qs's `maxNumericIndex`).
-    fn max_numeric_key(&self, floor: usize) -> usize {
-        self.entries.keys().filter_map(|key| numeric_key(key)).fold(floor, usize::max)
+    fn max_numeric_key(&self, floor: f64) -> f64 {
+        self.entries.keys().filter_map(|key| numeric_key(key)).fold(floor, f64::max)
     }
 }
 
