@@ -273,6 +273,8 @@ describe('console without a token (loopback)', () => {
     await page.getByTestId('filter-status').selectOption('resolved');
     await page.getByTestId('filter-apply').click();
     await page.waitForURL(/#\/executions\?workflow=pay-callback&status=resolved$/);
+    // The URL changes before the filtered screen replaces the unfiltered one.
+    await page.waitForSelector('#view[data-shown="#/executions?workflow=pay-callback&status=resolved"]');
     await see(page.getByTestId('executions'), /pay-callback/);
     // The filtered page replaces the previous one when its answer arrives: wait for its rows.
     await page.waitForFunction(
@@ -394,6 +396,145 @@ describe('console without a token (loopback)', () => {
     assert.ok(earliest.rerunAs, 'the first failure names its rerun');
     await page.goto(`${app.engine}/console/#/executions/${earliest.id}`);
     await see(page.getByTestId('rerun-as'), new RegExp(earliest.rerunAs));
+  });
+});
+
+describe('console as the editor (issue 20)', () => {
+  let app;
+  let page;
+  before(async () => {
+    app = await start();
+    page = app.page;
+  });
+  after(async () => app?.close());
+
+  /** The variable picker next to the element `testid` names. */
+  const pickerOf = (testid) => page.getByTestId(testid).locator('xpath=..').getByTestId('var-picker');
+
+  it('builds the seed example from an empty workflow without JSON, tests it and sees it on the dashboard', async () => {
+    await page.goto(`${app.engine}/console/#/workflows`);
+    await page.getByTestId('create-key').fill('seed');
+    await page.getByTestId('create-title').fill('Payment callback');
+    await page.getByTestId('create-sync').check();
+    await page.getByTestId('create-submit').click();
+    await page.waitForURL(/#\/workflows\/seed$/);
+    await see(page.getByTestId('no-nodes'), /No nodes yet/);
+
+    // The request's variables, by alias: parsed from an example body.
+    await page.getByTestId('parse-body-example').fill('{"status": "paid", "order": {"id": 7}}');
+    await page.getByTestId('parse-body').click();
+    await see(page.getByTestId('parse-body-message'), /3 paths found/);
+    await page.getByTestId('var-body-status').getByTestId('var-alias').fill('Payment status');
+
+    // A condition from the palette: status (picked by its alias) equals "paid".
+    await page.getByTestId('insert-nodes-0').click();
+    await page.getByTestId('palette-condition').click();
+    await see(page.getByTestId('node-form'), /Node condition_1 condition/);
+    await page.getByTestId('group-add').click();
+    await pickerOf('group-0-operand-0').selectOption({ label: 'Body: Payment status' });
+    assert.equal(await page.getByTestId('group-0-operand-0').inputValue(), '{{$context.body.status}}');
+    await page.getByTestId('group-0-calculator').selectOption('equal');
+    await page.getByTestId('group-0-operand-1').fill('paid');
+
+    // A success answer in branch "true", a failure in branch "false".
+    await page.getByTestId('insert-nodes[0].branches.true-0').click();
+    await page.getByTestId('palette-response').click();
+    await see(page.getByTestId('node-form'), /Node response_1 response/);
+    await page.getByTestId('field-statusCode').fill('200');
+    await page.getByTestId('field-body').fill('{"ok": true, "order": "{{$context.body.order.id}}"}');
+    await page.getByTestId('insert-nodes[0].branches.false-0').click();
+    await page.getByTestId('palette-response').click();
+    await see(page.getByTestId('node-form'), /Node response_2 response/);
+    await page.getByTestId('field-statusCode').fill('400');
+    await page.getByTestId('field-body').fill('{"ok": false}');
+    await see(page.getByTestId('unsaved'), /Unsaved changes/);
+    // The JSON view follows the forms.
+    assert.match(await page.getByTestId('definition-json').inputValue(), /"operands": \[\s*"\{\{\$context\.body\.status\}\}",\s*"paid"\s*\]/);
+
+    // A fault of a refused save is shown on its field, then fixed.
+    await page.getByTestId('edit-condition_1').click();
+    await page.getByTestId('group-0-operand-1').fill('{{$context.body.status');
+    await page.getByTestId('save-workflow').click();
+    await see(page.getByTestId('node-fault-condition_1'), /template/);
+    await see(page.getByTestId('node-form').getByTestId('field-fault'), /template/);
+    await page.getByTestId('group-0-operand-1').fill('paid');
+    await page.getByTestId('save-workflow').click();
+    await see(page.getByTestId('save-message'), /Saved version 2/);
+    await see(page.getByTestId('branch-condition_1-true'), /response_1\s+response/);
+
+    // A test run on a sample, with no sender.
+    await page.getByTestId('test-body').fill('{"status": "paid", "order": {"id": 7}}');
+    await page.getByTestId('test-run').click();
+    await see(page.getByTestId('test-execution-status'), /resolved/);
+    await see(page.getByTestId('test-execution').getByTestId('job-response_1'), /response_1\s+response\s+resolved/);
+    const executionId = await page.getByTestId('open-execution').innerText();
+    const execution = await (await fetch(`${app.engine}/api/executions/${executionId}`)).json();
+    assert.equal(execution.test, true);
+    assert.deepEqual(execution.jobs[1].output.body, { ok: true, order: 7 });
+
+    // One node tried on the test run's sample.
+    await page.getByTestId('edit-condition_1').click();
+    await page.getByTestId('node-test-open').click();
+    await page.getByTestId('node-test-run').click();
+    await see(page.getByTestId('node-test-status'), /resolved/);
+    await see(page.getByTestId('node-test-directive'), /branch "true"/);
+    await see(page.getByTestId('node-test-output'), /"result": true/);
+    await screenshot(page, 'workflow-editor');
+
+    // The dashboard: the test run, counted.
+    await see(page.getByTestId('activity-summary'), /1 executions \(1 resolved\)/);
+    await page.getByTestId('nav-dashboard').click();
+    await see(page.getByTestId('dashboard-summary'), /1 executions \(1 resolved\)/);
+    assert.equal(await page.getByTestId('dashboard-charts').locator('canvas').count() >= 3, true, 'three charts drawn');
+    await screenshot(page, 'dashboard');
+  });
+
+  it('moves and removes nodes, and keeps the tree a user sees in step with what is saved', async () => {
+    await page.goto(`${app.engine}/console/#/workflows/seed`);
+    await page.getByTestId('insert-nodes-1').click();
+    await page.getByTestId('palette-set').click();
+    await page.getByTestId('add-value').click();
+    await page.getByTestId('value-0').fill('{{$execution.id}}');
+    await page.getByTestId('up-set_1').click();
+    await page.getByTestId('save-workflow').click();
+    await see(page.getByTestId('save-message'), /Saved version 3/);
+    let stored = await (await fetch(`${app.engine}/api/workflows/seed`)).json();
+    assert.deepEqual(stored.nodes.map((node) => node.key), ['set_1', 'condition_1']);
+    assert.deepEqual(stored.nodes[0].config, { values: { value1: '{{$execution.id}}' } });
+
+    await page.getByTestId('move-set_1').click();
+    await page.getByTestId('move-here-nodes[1].branches.false-1').click();
+    await page.getByTestId('remove-response_2').click();
+    await page.getByTestId('save-workflow').click();
+    await see(page.getByTestId('save-message'), /Saved version 4/);
+    stored = await (await fetch(`${app.engine}/api/workflows/seed`)).json();
+    assert.deepEqual(stored.nodes.map((node) => node.key), ['condition_1']);
+    assert.deepEqual(stored.nodes[0].branches.false.map((node) => node.key), ['set_1']);
+  });
+
+  it('sets the trigger\'s security and the options from forms', async () => {
+    await page.goto(`${app.engine}/console/#/workflows/seed`);
+    await page.getByTestId('use-signature').check();
+    await page.getByTestId('field-signature-header').fill('X-Hub-Signature-256');
+    await page.getByTestId('field-signature-prefix').fill('sha256=');
+    await page.getByTestId('add-signature-secret').click();
+    await page.getByTestId('signature-secret-0').fill('first-secret');
+    await page.getByTestId('field-on-failure').fill('seed-alerts');
+    await page.getByTestId('use-rate-limit').check();
+    await page.getByTestId('field-rate-requests').fill('50');
+    await page.getByTestId('save-workflow').click();
+    await see(page.getByTestId('save-message'), /Saved version 5/);
+    const stored = await (await fetch(`${app.engine}/api/workflows/seed`)).json();
+    const { type, header, prefix, secrets } = stored.trigger.signature;
+    assert.deepEqual({ type, header, prefix, secrets }, { type: 'hmac-sha256', header: 'X-Hub-Signature-256', prefix: 'sha256=', secrets: ['********'] });
+    assert.equal(stored.options.onFailure, 'seed-alerts');
+    assert.deepEqual(stored.options.rateLimit, { requests: 50, per: '1s' });
+    // Saved again untouched, the stored secret stays (the form sends the mask back).
+    await page.getByTestId('field-rate-requests').fill('60');
+    await page.getByTestId('save-workflow').click();
+    await see(page.getByTestId('save-message'), /Saved version 6/);
+    const signed = await fetch(`${app.engine}/api/webhook:trigger/seed`, { method: 'POST', body: '{}', headers: { 'X-Hub-Signature-256': 'sha256=00' } });
+    assert.equal(signed.status, 401, 'a wrong signature is refused: the secret is still set');
   });
 });
 

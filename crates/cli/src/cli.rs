@@ -128,6 +128,48 @@ pub enum WorkflowCommand {
         /// The workflow key.
         key: String,
     },
+    /// Run a workflow on a sample request, without a sender (a test run: no auth or signature
+    /// checks, marked `test`); a sync workflow's execution is shown once it ended.
+    #[command(after_help = "Examples:\n  hookflow workflow test orders --body '{\"status\": \"paid\"}'\n  \
+                             hookflow workflow test orders --body @sample.json --query 'source=shop' --header 'X-Shop: 7'")]
+    Test {
+        /// The workflow key.
+        key: String,
+        #[command(flatten)]
+        sample: SampleArgs,
+    },
+    /// Run one node of a workflow on a sample: its config resolved against it, its output and
+    /// what it tells the engine to do next (nothing is recorded).
+    #[command(after_help = "Examples:\n  hookflow workflow test-node orders check --body '{\"status\": \"paid\"}'\n  \
+                             hookflow workflow test-node orders notify --jobs '{\"check\": {\"result\": true}}'")]
+    TestNode {
+        /// The workflow key.
+        key: String,
+        /// The node's key.
+        node: String,
+        #[command(flatten)]
+        sample: SampleArgs,
+        /// Earlier nodes' outputs by key, as JSON (`$jobsMapByNodeKey`).
+        #[arg(long, value_name = "JSON")]
+        jobs: Option<String>,
+        /// Try this config instead of the stored one, as JSON.
+        #[arg(long, value_name = "JSON")]
+        config: Option<String>,
+    },
+}
+
+/// A sample request for a test run.
+#[derive(Debug, Args)]
+pub struct SampleArgs {
+    /// The body, as JSON, or `@FILE` to read it from a file.
+    #[arg(long, value_name = "JSON|@FILE")]
+    pub body: Option<String>,
+    /// The query string (`a=1&b[c]=2`), parsed as requests' queries are.
+    #[arg(long, value_name = "QUERY")]
+    pub query: Option<String>,
+    /// A header, `Name: value` (repeat for more).
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
 }
 
 /// `hookflow executions` subcommands.

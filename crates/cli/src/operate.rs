@@ -1,4 +1,4 @@
-//! `hookflow workflow|executions|plugin`: the CLI side of the admin API. Each command makes one
+//! `hookflow workflow|executions|refusals|plugin`: the CLI side of the admin API. Each command makes one
 //! call (see `remote.rs`) and prints the answer as a table, or as the API's JSON with `--json`.
 
 /// `println!` for command output: a reader that goes away (`hookflow ... | head`) ends the
@@ -18,9 +18,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
 use hookflow_plugin::{HostConfig, PluginHost};
-use serde_json::Value;
+use hookflow_server::http::ingress::parse_query_example;
+use serde_json::{Value, json};
 
-use crate::cli::{ExecutionsCommand, PluginCommand, RefusalsCommand, Remote, WorkflowCommand};
+use crate::cli::{ExecutionsCommand, PluginCommand, RefusalsCommand, Remote, SampleArgs, WorkflowCommand};
 use crate::remote::{AdminClient, Answer};
 use crate::scaffold;
 
@@ -131,7 +132,63 @@ pub async fn workflow(remote: Remote<WorkflowCommand>) -> anyhow::Result<()> {
             let answer = client.delete(&format!("/api/workflows/{}", segment(&key))).await?;
             out.print(&answer, |_| outln!("deleted {key}"))
         }
+        WorkflowCommand::Test { key, sample } => {
+            let answer = client
+                .post(&format!("/api/workflows/{}/test", segment(&key)), Some(sample_trigger(&sample)?.to_string()))
+                .await?;
+            let queued = answer.status.as_u16() == 202;
+            out.print(&answer, |execution| {
+                print_execution(execution);
+                if queued {
+                    outln!("queued: follow it with hookflow executions show {}", text(&execution["id"]));
+                }
+            })
+        }
+        WorkflowCommand::TestNode { key, node, sample, jobs, config } => {
+            let mut test = json!({"trigger": sample_trigger(&sample)?});
+            if let Some(jobs) = jobs {
+                test["jobs"] = serde_json::from_str(&jobs).context("--jobs is not JSON")?;
+            }
+            if let Some(config) = config {
+                test["config"] = serde_json::from_str(&config).context("--config is not JSON")?;
+            }
+            let path = format!("/api/workflows/{}/nodes/{}/test", segment(&key), segment(&node));
+            let answer = client.post(&path, Some(test.to_string())).await?;
+            out.print(&answer, |trial| {
+                outln!("status:    {}", text(&trial["status"]));
+                outln!("config:    {}", cell(trial["config"].to_string()));
+                outln!("output:    {}", cell(trial["output"].to_string()));
+                if !trial["directive"].is_null() {
+                    outln!("directive: {}", trial["directive"]);
+                }
+                if !trial["error"].is_null() {
+                    outln!("error:     {}", text(&trial["error"]));
+                }
+            })
+        }
     }
+}
+
+/// The sample trigger `{"headers", "query", "body"}` of a test run's flags.
+fn sample_trigger(sample: &SampleArgs) -> anyhow::Result<Value> {
+    let body = match sample.body.as_deref() {
+        None => Value::Null,
+        Some(text) => {
+            let text = match text.strip_prefix('@') {
+                Some(file) => std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))?,
+                None => text.to_string(),
+            };
+            serde_json::from_str(&text).context("--body is not JSON")?
+        }
+    };
+    let query = sample.query.as_deref().map_or_else(|| json!({}), parse_query_example);
+    let mut headers = serde_json::Map::new();
+    for header in &sample.headers {
+        let (name, value) =
+            header.split_once(':').with_context(|| format!("--header {header:?} is not `Name: value`"))?;
+        headers.insert(name.trim().to_ascii_lowercase(), Value::String(value.trim().to_string()));
+    }
+    Ok(json!({"headers": headers, "query": query, "body": body}))
 }
 
 /// Runs `hookflow executions ...`.
@@ -204,7 +261,7 @@ pub async fn executions(remote: Remote<ExecutionsCommand>) -> anyhow::Result<()>
             })
         }
         ExecutionsCommand::Rerun { id: None, workflow, status, dead_letter, since, until, dry_run } => {
-            let mut filter = serde_json::json!({"dryRun": dry_run});
+            let mut filter = json!({"dryRun": dry_run});
             if let Some(workflow) = workflow {
                 filter["workflow"] = workflow.into();
             }

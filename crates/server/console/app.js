@@ -1,183 +1,36 @@
 // The hookflow web console: a hash-routed page over the admin API (docs/operating.md).
 // No framework and no build step: `h()` builds elements, each screen is an async function that
-// returns one, and every action re-reads what it changed from the API.
+// returns one, and every action re-reads what it changed from the API. `ui.js` holds the
+// element helpers, `api.js` the admin API and its token, `editor.js` the node editor and
+// `dashboard.js` the charts.
 
-const TOKEN_KEY = 'hookflow.adminToken';
+import { ApiError, api, listAll, onForgetToken } from './api.js';
+import { activityPanel } from './dashboard.js';
+import { nodeEditor, settingsPanel } from './editor.js';
+import { act, badge, duration, errorBox, fieldRow, fill, h, messageSlot, pre, section, time } from './ui.js';
+
 const MASK = '********';
 const FINAL = new Set(['resolved', 'failed', 'error', 'aborted', 'canceled']);
 const STATUSES = ['queued', 'started', ...FINAL];
 
 const view = document.getElementById('view');
 
-// ---------------------------------------------------------------- elements
-
-/** An element: `attrs` keys starting with `on` are listeners, known properties are set as
- *  properties (value, checked, disabled…), the rest as attributes (`false` leaves one out);
- *  children may nest, and null, undefined and false children are skipped. */
-function h(tag, attrs = {}, ...children) {
-  const element = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (value === undefined || value === null) continue;
-    if (name.startsWith('on')) element.addEventListener(name.slice(2), value);
-    else if (name in element && name !== 'list' && name !== 'form') element[name] = value;
-    else if (value !== false) element.setAttribute(name, value === true ? '' : value);
-  }
-  element.append(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
-  return element;
-}
-
-const section = (title, ...children) => h('section', { class: 'panel' }, h('h2', {}, title), ...children);
-const pre = (value, testid) => h('pre', { 'data-testid': testid }, typeof value === 'string' ? value : JSON.stringify(value, null, 2));
-const badge = (status, testid) => h('span', { class: `badge ${status}`, 'data-testid': testid }, status);
-const time = (instant) => (instant ? new Date(instant).toLocaleString() : '—');
-const fieldRow = (label, control) => h('label', { class: 'field' }, h('span', {}, label), control);
-
-function duration(start, end) {
-  if (!start || !end) return '—';
-  const ms = Date.parse(end) - Date.parse(start);
-  return ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(2)} s`;
-}
-
-/** An API error as the user should read it: code, message, and each fault at its JSON path. */
-function errorBox(error, onFault) {
-  const faults = error.faults ?? [];
-  return h('div', { class: 'error', role: 'alert', 'data-testid': 'error' },
-    h('strong', {}, error.code ? `${error.code}: ` : ''), error.message,
-    faults.length > 0 && h('ul', { class: 'faults', 'data-testid': 'faults' }, faults.map((fault) =>
-      h('li', {},
-        onFault ? h('button', { type: 'button', class: 'link path', onclick: () => onFault(fault.path) }, fault.path)
-          : h('code', { class: 'path' }, fault.path),
-        ' ', fault.message))));
-}
-
-/** A slot for a result or an error below a form. */
-function messageSlot(testid) {
-  const slot = h('div', { class: 'message', 'data-testid': testid });
-  slot.show = (content) => slot.replaceChildren(content ?? '');
-  slot.ok = (text) => slot.show(h('p', { class: 'ok' }, text));
-  slot.fail = (error, onFault) => slot.show(errorBox(error, onFault));
-  return slot;
-}
-
-/** Runs an action from a button, disabling it meanwhile and reporting a failure in `slot`. */
-async function act(button, slot, action) {
-  button.disabled = true;
-  try {
-    await action();
-  } catch (error) {
-    slot.fail(error);
-  } finally {
-    button.disabled = false;
-  }
-}
-
-// ---------------------------------------------------------------- the admin API
-
-class ApiError extends Error {
-  constructor(status, error) {
-    super(error.message ?? `HTTP ${status}`);
-    this.status = status;
-    this.code = error.code;
-    this.faults = error.faults;
-  }
-}
-
-async function errorOf(response) {
-  const text = await response.text();
-  try {
-    return new ApiError(response.status, JSON.parse(text).error ?? {});
-  } catch {
-    return new ApiError(response.status, { message: text || response.statusText });
-  }
-}
-
-/** Calls the admin API with `extraHeaders`. A refusal a token can cure (401) asks for the token
- *  and tries again; `403 admin_disabled` (no token is configured and the request is not the
- *  operator's own on loopback) cannot be. A file goes as a component, a string as it is, anything
- *  else as JSON. */
-async function api(method, path, body, extraHeaders = {}) {
-  for (;;) {
-    const headers = { ...extraHeaders };
-    const token = sessionStorage.getItem(TOKEN_KEY);
-    if (token) headers.Authorization = `Bearer ${token}`;
-    const binary = body instanceof Blob;
-    if (binary) headers['Content-Type'] = 'application/wasm';
-    else if (body !== undefined) headers['Content-Type'] = 'application/json';
-    const payload = body === undefined || binary || typeof body === 'string' ? body : JSON.stringify(body);
-    const response = await fetch(path, { method, headers, body: payload });
-    if (response.status === 401) {
-      const error = await errorOf(response);
-      if (await askToken(error)) continue;
-      throw error;
-    }
-    if (!response.ok) throw await errorOf(response);
-    return response.status === 204 ? null : response.json();
-  }
-}
-
-/** Every page of a listing. */
-async function listAll(path) {
-  const items = [];
-  let cursor = null;
-  do {
-    const separator = path.includes('?') ? '&' : '?';
-    const page = await api('GET', `${path}${separator}limit=500${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
-    items.push(...page.items);
-    cursor = page.nextCursor;
-  } while (cursor);
-  return items;
-}
-
-// ---------------------------------------------------------------- the token
-
-const tokenDialog = document.getElementById('token-dialog');
-const forgetToken = document.getElementById('forget-token');
-let tokenAnswer = null;
-
-/** Shows the token form once for all the calls waiting on it; true when a token was given. */
-function askToken(error) {
-  const message = document.getElementById('token-error');
-  message.hidden = !sessionStorage.getItem(TOKEN_KEY) && error.code === 'unauthorized';
-  message.textContent = `${error.code ?? 'error'}: ${error.message}`;
-  tokenAnswer ??= new Promise((resolve) => {
-    tokenDialog.addEventListener('close', () => {
-      tokenAnswer = null;
-      const token = tokenDialog.querySelector('input').value.trim();
-      tokenDialog.querySelector('input').value = '';
-      if (tokenDialog.returnValue !== 'ok' || !token) return resolve(false);
-      sessionStorage.setItem(TOKEN_KEY, token);
-      forgetToken.hidden = false;
-      resolve(true);
-    }, { once: true });
-    tokenDialog.returnValue = '';
-    tokenDialog.showModal();
-  });
-  return tokenAnswer;
-}
-
-document.getElementById('token-cancel').addEventListener('click', () => tokenDialog.close('cancel'));
-
-forgetToken.hidden = !sessionStorage.getItem(TOKEN_KEY);
-forgetToken.addEventListener('click', () => {
-  sessionStorage.removeItem(TOKEN_KEY);
-  forgetToken.hidden = true;
-  route();
-});
-
 // ---------------------------------------------------------------- routing
 
 let renders = 0;
 
-/** Renders the screen the hash names: `#/workflows[/key]`, `#/executions[/id][?filters]`,
- *  `#/refusals[?filters]`, `#/plugins`. */
+/** Renders the screen the hash names: `#/dashboard`, `#/workflows[/key]`,
+ *  `#/executions[/id][?filters]`, `#/refusals[?filters]`, `#/plugins`. */
 async function route() {
-  const [path, query = ''] = (location.hash.slice(1) || '/workflows').split('?');
+  const shown = location.hash;
+  const [path, query = ''] = (shown.slice(1) || '/workflows').split('?');
   const [screen, id] = path.split('/').filter(Boolean).map(decodeURIComponent);
   const params = new URLSearchParams(query);
   const pages = {
     workflows: () => (id ? workflowPage(id) : workflowsPage()),
     executions: () => (id ? executionPage(id) : executionsPage(params)),
     refusals: () => refusalsPage(params),
+    dashboard: () => dashboardPage(),
     plugins: () => pluginsPage(),
   };
   for (const link of document.querySelectorAll('[data-nav]')) {
@@ -191,13 +44,18 @@ async function route() {
   } catch (error) {
     content = errorBox(error);
   }
-  if (render === renders) view.replaceChildren(content);
+  if (render === renders) {
+    view.replaceChildren(content);
+    // The hash this content answers, for tests and scripts that wait for a screen.
+    view.dataset.shown = shown;
+  }
 }
 
 /** Whether the screen that started a render is still shown (for polling). */
 const current = (render) => render === renders;
 
 window.addEventListener('hashchange', route);
+onForgetToken(route);
 route();
 
 // ---------------------------------------------------------------- workflows
@@ -290,13 +148,19 @@ function definitionOf(workflow) {
 }
 
 async function workflowPage(key) {
-  const workflow = await api('GET', `/api/workflows/${encodeURIComponent(key)}`);
+  const [workflow, plugins, secrets] = await Promise.all([
+    api('GET', `/api/workflows/${encodeURIComponent(key)}`),
+    listAll('/api/plugins'),
+    api('GET', '/api/secrets').then((page) => page.items.map((secret) => secret.name), () => []),
+  ]);
   const definition = definitionOf(workflow);
   const message = messageSlot('save-message');
   const editor = jsonEditor(definition);
+  // What the last test run gave each node, for testing one node on it.
+  let lastTest = null;
 
   /** Saves a definition (object or JSON text) as the next version and shows the page again;
-   *  a refusal shows in `slot`. */
+   *  a refusal shows in `slot`, and its faults on the nodes and fields they name. */
   async function save(body, slot, onFault) {
     try {
       // If-Match: refused (409 conflict) when the workflow changed since this page was loaded.
@@ -304,8 +168,26 @@ async function workflowPage(key) {
       await showAgain(`Saved version ${saved.version}.`);
     } catch (error) {
       slot.fail(error, onFault);
+      if (error.faults) nodes.showFaults(error.faults);
     }
   }
+
+  // The forms edit `definition` in place; the JSON view follows unless it holds edits of its own.
+  const unsaved = h('span', { class: 'unsaved', 'data-testid': 'unsaved', hidden: true }, 'Unsaved changes');
+  const changed = () => {
+    unsaved.hidden = false;
+    if (!editor.dirty) editor.show(definition);
+  };
+  const saveBar = messageSlot('workflow-save-message');
+  const saveWorkflow = h('button', {
+    type: 'button', class: 'primary', 'data-testid': 'save-workflow',
+    onclick: () => (!editor.dirty || confirm('The JSON definition below has unsaved edits, which saving the forms discards. Save anyway?'))
+      && act(saveWorkflow, saveBar, () => save(definition, saveBar, (path) => selectPath(editor.textarea, path))),
+  }, 'Save workflow');
+  const nodes = nodeEditor({
+    definition, plugins, secrets, sync: workflow.sync, workflowKey: key, changed,
+    sample: () => lastTest ?? { trigger: { headers: {}, query: {}, body: {} }, jobs: {} },
+  });
 
   /** Shows the page again, freshly loaded, with `note` above it. */
   async function showAgain(note) {
@@ -331,10 +213,16 @@ async function workflowPage(key) {
     h('div', { class: 'actions' }, enable, remove,
       h('a', { href: `#/executions?workflow=${encodeURIComponent(key)}`, 'data-testid': 'workflow-executions' }, 'Executions →')),
     message,
+    h('div', { class: 'save-bar' }, saveWorkflow, ' ', unsaved, saveBar),
     urlPanel(workflow.url),
-    triggerPanel(definition, editor, (slot) => save(definition, slot, (path) => selectPath(editor.textarea, path))),
-    section('Nodes', definition.nodes.length ? tree(definition.nodes) : h('p', { class: 'muted' }, 'No nodes: add them in the JSON definition below.')),
-    testPanel(workflow),
+    triggerPanel(definition, editor, (slot) => save(definition, slot, (path) => selectPath(editor.textarea, path)), changed),
+    nodes,
+    settingsPanel(definition, changed, secrets),
+    testPanel(workflow, (execution) => {
+      if (!execution) return;
+      lastTest = { trigger: execution.trigger, jobs: Object.fromEntries(execution.jobs.map((job) => [job.nodeKey, job.output])) };
+    }),
+    activityPanel(key),
     refusalsPanel(key),
     editor.panel,
     versionsPanel(key, message, showAgain));
@@ -389,11 +277,9 @@ function urlPanel(url) {
 }
 
 /** Trigger settings: Basic auth, request variables with parse-from-example, async response. */
-function triggerPanel(definition, editor, save) {
+function triggerPanel(definition, editor, save, changed) {
   const trigger = definition.trigger;
   trigger.request ??= {};
-  // The form writes into the JSON editor unless the editor holds edits of its own.
-  const changed = () => editor.dirty || editor.show(definition);
 
   const auth = trigger.basicAuth;
   const username = h('input', { value: auth?.username ?? '', 'data-testid': 'auth-username', oninput: () => setAuth() });
@@ -656,7 +542,7 @@ function tree(nodes, annotate = () => null) {
 
 /** POSTs an example to the workflow's own URL (same origin) and shows the answer and the
  *  execution it started (named by the `X-Hookflow-Execution` header). */
-function testPanel(workflow) {
+function testPanel(workflow, onTested) {
   const path = new URL(workflow.url, location.origin);
   const query = h('input', { placeholder: 'source=test&ref=1', 'data-testid': 'test-query' });
   const headers = h('textarea', { rows: 2, spellcheck: false, placeholder: 'X-Request-Id: 42', 'data-testid': 'test-headers' });
@@ -703,17 +589,43 @@ function testPanel(workflow) {
         execution.replaceChildren(h('p', { class: 'muted' }, 'The request started no execution.'));
         return;
       }
-      await followExecution(id, execution);
+      onTested(await followExecution(id, execution));
     }),
   }, 'Send');
 
-  return section('Send test request',
-    h('p', { class: 'muted' }, 'POST ', h('code', {}, path.pathname), ' on this origin with Content-Type: application/json.'),
+  // A test run: the workflow on this sample, with no HTTP checks (auth, signature, key).
+  const testRun = h('button', {
+    type: 'button', 'data-testid': 'test-run',
+    onclick: () => act(testRun, message, async () => {
+      message.show();
+      let sample;
+      try {
+        sample = body.value.trim() ? JSON.parse(body.value) : null;
+      } catch (error) {
+        throw new ApiError(0, { code: 'invalid_json', message: `the body is not JSON: ${error.message}` });
+      }
+      const sent = {};
+      for (const line of headers.value.split('\n').filter((l) => l.includes(':'))) {
+        const colon = line.indexOf(':');
+        sent[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+      }
+      const ran = await api('POST', `/api/workflows/${encodeURIComponent(workflow.key)}/test`,
+        { headers: sent, query: query.value.trim().replace(/^\?/, ''), body: sample });
+      const execution = h('div', { 'data-testid': 'test-execution' });
+      result.replaceChildren(h('h3', {}, 'Test run'), execution);
+      onTested(await followExecution(ran.id, execution));
+    }),
+  }, 'Test run (no sender)');
+
+  return section('Test',
+    h('p', { class: 'muted' }, h('strong', {}, 'Send'), ' POSTs to ', h('code', {}, path.pathname),
+      ' on this origin with Content-Type: application/json, as a sender would; ', h('strong', {}, 'Test run'),
+      ' runs the workflow on the same sample without the request checks (marked as a test).'),
     fieldRow('Query string', query),
     fieldRow('Headers (one per line)', headers),
     auth && h('div', { class: 'columns' }, fieldRow('Basic auth user', user), fieldRow('Basic auth password', password)),
     fieldRow('Body', body),
-    h('div', { class: 'actions' }, send),
+    h('div', { class: 'actions' }, send, testRun),
     message, result);
 }
 
@@ -722,18 +634,21 @@ function base64Utf8(text) {
   return btoa(String.fromCharCode(...new TextEncoder().encode(text)));
 }
 
-/** Shows an execution's summary and jobs in `slot`, polling until it has finished. */
+/** Shows an execution's summary and jobs in `slot`, polling until it has finished; returns it
+ *  as last read. */
 async function followExecution(id, slot) {
   const render = renders;
+  let execution = null;
   for (let attempt = 0; attempt < 60 && current(render); attempt++) {
-    const execution = await api('GET', `/api/executions/${encodeURIComponent(id)}`);
+    execution = await api('GET', `/api/executions/${encodeURIComponent(id)}`);
     slot.replaceChildren(
       h('p', {}, h('a', { href: `#/executions/${id}`, 'data-testid': 'open-execution' }, h('code', {}, id)), ' ',
-        badge(execution.status, 'test-execution-status')),
+        badge(execution.status, 'test-execution-status'), execution.test && h('span', { class: 'muted' }, ' test run')),
       jobsTable(execution.jobs));
-    if (FINAL.has(execution.status)) return;
+    if (FINAL.has(execution.status)) break;
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
+  return execution;
 }
 
 function jobsTable(jobs) {
@@ -789,24 +704,51 @@ async function executionsPage(params) {
   newest.delete('cursor');
   const older = new URLSearchParams(params);
   older.set('cursor', page.nextCursor ?? '');
+  // The newest page follows what happens: it is read again every few seconds while shown.
+  const live = !params.get('cursor');
+  let list = executionsTable(page.items);
+  if (live) {
+    const render = renders;
+    const refresh = async () => {
+      if (!current(render) || !list.isConnected) return;
+      if (document.visibilityState === 'visible') {
+        const fresh = await api('GET', `/api/executions?${filters}`).catch(() => null);
+        if (fresh && current(render)) {
+          const next = executionsTable(fresh.items);
+          list.replaceWith(next);
+          list = next;
+        }
+      }
+      setTimeout(refresh, LIVE_MS);
+    };
+    setTimeout(refresh, LIVE_MS);
+  }
   return h('div', {},
-    h('h1', {}, 'Executions'),
+    h('h1', {}, 'Executions', live && h('span', { class: 'live', 'data-testid': 'live' }, ' live')),
     form,
     redrivePanel(params),
-    page.items.length === 0 ? h('p', { class: 'muted', 'data-testid': 'no-executions' }, 'No executions match.')
-      : h('table', { 'data-testid': 'executions' },
-        h('thead', {}, h('tr', {}, ['Id', 'Workflow', 'Version', 'Status', 'Created', 'Duration'].map((c) => h('th', {}, c)))),
-        h('tbody', {}, page.items.map((execution) => h('tr', { 'data-testid': `execution-${execution.id}` },
-          h('td', {}, h('a', { href: `#/executions/${execution.id}` }, h('code', {}, execution.id))),
-          h('td', {}, h('a', { href: `#/workflows/${encodeURIComponent(execution.workflow)}` }, execution.workflow)),
-          h('td', {}, `v${execution.version}`),
-          h('td', {}, badge(execution.status), execution.deadLetter && h('span', { class: 'muted' }, ' dead letter'),
-            execution.attempt > 1 && h('span', { class: 'muted' }, ` attempt ${execution.attempt}`)),
-          h('td', {}, time(execution.createdAt)),
-          h('td', {}, duration(execution.createdAt, execution.finishedAt)))))),
+    list,
     h('p', { class: 'actions' },
       params.get('cursor') && h('a', { href: `#/executions?${newest}` }, '← Newest'),
       page.nextCursor && h('a', { href: `#/executions?${older}`, 'data-testid': 'older' }, 'Older →')));
+}
+
+/** How often the newest page of executions is read again. */
+const LIVE_MS = 3000;
+
+function executionsTable(items) {
+  if (items.length === 0) return h('p', { class: 'muted', 'data-testid': 'no-executions' }, 'No executions match.');
+  return h('table', { 'data-testid': 'executions' },
+    h('thead', {}, h('tr', {}, ['Id', 'Workflow', 'Version', 'Status', 'Created', 'Duration'].map((c) => h('th', {}, c)))),
+    h('tbody', {}, items.map((execution) => h('tr', { 'data-testid': `execution-${execution.id}` },
+      h('td', {}, h('a', { href: `#/executions/${execution.id}` }, h('code', {}, execution.id))),
+      h('td', {}, h('a', { href: `#/workflows/${encodeURIComponent(execution.workflow)}` }, execution.workflow)),
+      h('td', {}, `v${execution.version}`),
+      h('td', {}, badge(execution.status), execution.deadLetter && h('span', { class: 'muted' }, ' dead letter'),
+        execution.attempt > 1 && h('span', { class: 'muted' }, ` attempt ${execution.attempt}`),
+        execution.test && h('span', { class: 'muted' }, ' test')),
+      h('td', {}, time(execution.createdAt)),
+      h('td', {}, duration(execution.createdAt, execution.finishedAt))))));
 }
 
 /** A filter's choice of workflow: all, or one of `workflows`. */
@@ -928,6 +870,18 @@ function jobDetail(job) {
     h('details', {}, h('summary', {}, 'Output'), pre(job.output, 'job-output')));
 }
 
+// ---------------------------------------------------------------- dashboard
+
+/** Every workflow's activity, and the newest refusals. */
+async function dashboardPage() {
+  const refusals = await api('GET', '/api/refusals?limit=5');
+  return h('div', {},
+    h('h1', {}, 'Dashboard'),
+    activityPanel(null, { title: 'All workflows', testid: 'dashboard' }),
+    section('Newest refusals', refusalsTable(refusals.items, 'dashboard-refusals'),
+      h('a', { href: '#/refusals' }, 'All refusals →')));
+}
+
 // ---------------------------------------------------------------- refusals
 
 /** The refusal log, newest first, filtered by workflow and code. */
@@ -966,7 +920,7 @@ async function refusalsPage(params) {
 function refusalsPanel(key) {
   const list = h('div', { 'data-testid': 'workflow-refusals' }, h('p', { class: 'muted' }, 'Loading…'));
   api('GET', `/api/refusals?workflow=${encodeURIComponent(key)}&limit=10`).then((page) => {
-    list.replaceChildren(refusalsTable(page.items, 'workflow-refusals-table'),
+    fill(list, refusalsTable(page.items, 'workflow-refusals-table'),
       page.items.length > 0 && h('a', { href: `#/refusals?workflow=${encodeURIComponent(key)}` }, 'All refusals →'));
   }, (error) => list.replaceChildren(errorBox(error)));
   return section('Refused requests', list);

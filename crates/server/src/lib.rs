@@ -5,6 +5,7 @@
 //!
 //! The map of the code is `ARCHITECTURE.md` at the repository root.
 
+pub mod activity;
 pub mod catalog;
 pub mod cluster;
 pub mod dispatch;

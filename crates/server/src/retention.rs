@@ -1,10 +1,12 @@
 //! Background retention: deletes executions older than `--keep-executions-days` that are no
-//! longer running (never one on the async queue) and forgets expired idempotency keys. Runs in small batches through the store's writer, so ingress
+//! longer running (never one on the async queue), forgets expired idempotency keys and the
+//! dashboard's counts older than [`activity::KEPT`]. Runs in small batches through the store's writer, so ingress
 //! writes interleave with it and never wait behind a long deletion.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::activity;
 use hookflow_store::{Store, StoreError};
 use hookflow_workflow::Clock;
 use hookflow_workflow::timestamp::Timestamp;
@@ -76,5 +78,9 @@ pub async fn sweep(store: &Store, keep_executions: Option<Duration>, now: Timest
         swept.idempotency_keys += keys.len();
         after = Some(last);
     }
+    // The dashboard's counts of minutes long past.
+    let kept_ms = u64::try_from(activity::KEPT.as_millis()).unwrap_or(u64::MAX);
+    let oldest_kept = activity::minute_of(Timestamp(now.0.saturating_sub(kept_ms)));
+    store.delete_activity_before(oldest_kept).await.map_err(|_| StoreError::Closed)??;
     Ok(swept)
 }

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::activity::{self, ActivityCounter};
 use crate::catalog::Catalog;
 use crate::cluster::{self, Installed};
 use crate::dispatch::{DispatchConfig, Dispatcher};
@@ -228,9 +229,16 @@ impl Server {
         let address = listener.local_addr().map_err(|source| ServerError::Listen { address: config.listen, source })?;
         let origin = config.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
         store.join(&origin).await?;
-        let dispatcher =
-            Dispatcher::start(host.clone(), store.clone(), catalog.clone(), &config.dispatch, config.clock.clone())
-                .await?;
+        let activity = Arc::new(ActivityCounter::new(config.clock.clone()));
+        let dispatcher = Dispatcher::start(
+            host.clone(),
+            store.clone(),
+            catalog.clone(),
+            &config.dispatch,
+            config.clock.clone(),
+            activity.clone(),
+        )
+        .await?;
         let endpoints = catalog
             .all()
             .iter()
@@ -257,6 +265,7 @@ impl Server {
         let mut background = vec![
             tokio::spawn(reload::watch(watched, catalog.clone(), admin.host.clone())),
             tokio::spawn(retention::run(store.clone(), config.retention.clone(), config.clock.clone())),
+            tokio::spawn(activity::flush_every(activity.clone(), store.clone())),
         ];
         if store.is_shared() {
             let events = store.events();
@@ -299,6 +308,7 @@ impl Server {
         self.dispatcher.stop();
         let _ = self.stop.send(());
         self.serving.await.unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()));
+        self.dispatcher.activity().flush(&self.store).await;
         self.store.flush().await?;
         self.store.leave().await?;
         Ok(())

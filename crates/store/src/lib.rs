@@ -290,6 +290,78 @@ pub struct RefusalFilter {
     pub since: Option<Timestamp>,
 }
 
+/// One minute of one workflow's activity as one process counted it (the dashboard's charts sum
+/// the processes of a cluster); the workflow `*` holds every workflow's together.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Activity {
+    /// Trigger requests answered.
+    #[serde(default)]
+    pub requests: u64,
+    /// Trigger requests refused.
+    #[serde(default)]
+    pub refusals: u64,
+    /// Executions that ended, by status.
+    #[serde(default)]
+    pub executions: std::collections::BTreeMap<String, u64>,
+    /// Their durations (creation to end), counted in the buckets of [`Activity::DURATION_BOUNDS_MS`]
+    /// (one more for longer ones).
+    #[serde(default)]
+    pub durations: Vec<u64>,
+}
+
+impl Activity {
+    /// The upper bounds, in milliseconds, of the duration buckets.
+    pub const DURATION_BOUNDS_MS: [u64; 15] =
+        [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000];
+
+    /// Counts an ended execution.
+    pub fn execution(&mut self, status: &str, duration_ms: u64) {
+        *self.executions.entry(status.to_string()).or_default() += 1;
+        if self.durations.len() <= Self::DURATION_BOUNDS_MS.len() {
+            self.durations.resize(Self::DURATION_BOUNDS_MS.len() + 1, 0);
+        }
+        let bucket = Self::DURATION_BOUNDS_MS.iter().position(|bound| duration_ms <= *bound);
+        self.durations[bucket.unwrap_or(Self::DURATION_BOUNDS_MS.len())] += 1;
+    }
+
+    /// Adds another count of the same minute (another process's, or another minute of a step).
+    pub fn add(&mut self, other: &Activity) {
+        self.requests += other.requests;
+        self.refusals += other.refusals;
+        for (status, count) in &other.executions {
+            *self.executions.entry(status.clone()).or_default() += count;
+        }
+        if self.durations.len() < other.durations.len() {
+            self.durations.resize(other.durations.len(), 0);
+        }
+        for (mine, theirs) in self.durations.iter_mut().zip(&other.durations) {
+            *mine += theirs;
+        }
+    }
+
+    /// The duration below which `quantile` (0–1) of the counted executions ended, in
+    /// milliseconds, interpolated within its bucket; `None` when none ended.
+    pub fn duration_quantile(&self, quantile: f64) -> Option<f64> {
+        let total: u64 = self.durations.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = (quantile.clamp(0.0, 1.0) * total as f64).max(1.0);
+        let mut below = 0u64;
+        for (index, count) in self.durations.iter().enumerate() {
+            if *count > 0 && (below + count) as f64 >= rank {
+                let low = if index == 0 { 0 } else { Self::DURATION_BOUNDS_MS[index - 1] };
+                let Some(high) = Self::DURATION_BOUNDS_MS.get(index) else { return Some(low as f64) };
+                let within = (rank - below as f64) / *count as f64;
+                return Some(low as f64 + within * (high - low) as f64);
+            }
+            below += count;
+        }
+        None
+    }
+}
+
 /// A node of the cluster, as `GET /api/cluster` lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterNode {
@@ -809,6 +881,34 @@ impl Store {
             return Ok(Vec::new());
         }
         on_backend!(self, backend => backend.refusals(filter, &low, &high, limit).await)
+    }
+
+    // --- activity, for the dashboard ---
+
+    /// Stores what `writer` (one process) counted of `workflow` in `minute` (minutes since the
+    /// epoch), replacing its earlier count of that minute; lazy.
+    pub fn put_activity(&self, workflow: &str, minute: u64, writer: &str, activity: &Activity) -> Committed {
+        let ops = encode("activity", activity).map(|record| {
+            vec![Op::PutActivity { workflow: workflow.to_string(), minute, writer: writer.to_string(), record }]
+        });
+        self.submit_notified(ops, false)
+    }
+
+    /// `workflow`'s activity (`*`: every workflow's) in the minutes `[from, to)`, each minute
+    /// summed over the processes that counted it, oldest first.
+    pub async fn activity(&self, workflow: &str, from: u64, to: u64) -> Result<Vec<(u64, Activity)>, StoreError> {
+        let rows = on_backend!(self, backend => backend.activity(workflow, from, to).await)?;
+        let mut minutes: std::collections::BTreeMap<u64, Activity> = std::collections::BTreeMap::new();
+        for (minute, bytes) in rows {
+            let counted: Activity = record::decode("activity", &bytes)?;
+            minutes.entry(minute).or_default().add(&counted);
+        }
+        Ok(minutes.into_iter().collect())
+    }
+
+    /// Forgets activity of the minutes before `minute`; lazy, the receiver hears when done.
+    pub fn delete_activity_before(&self, minute: u64) -> Committed {
+        self.submit_notified(Ok(vec![Op::DeleteActivityBefore { minute }]), false)
     }
 
     // --- reading executions ---

@@ -72,6 +72,10 @@ pub(crate) enum Op {
     /// its canceled record, deletes its job-by-job progress and takes it off the queue;
     /// otherwise nothing ([`Applied::Skipped`]).
     CancelUnclaimed { id: String, workflow: String, record: Vec<u8> },
+    /// Stores one process's count of one workflow's minute (replacing its earlier one).
+    PutActivity { workflow: String, minute: u64, writer: String, record: Vec<u8> },
+    /// Forgets the activity of the minutes before `minute`.
+    DeleteActivityBefore { minute: u64 },
     /// Logs a refused trigger request, then drops the workflow's oldest past `keep`.
     PutRefusal { id: String, workflow: String, code: String, record: Vec<u8>, keep: u64 },
     /// Asks whoever runs a queued execution to cancel it; one waiting in a delay becomes due at

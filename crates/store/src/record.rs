@@ -46,6 +46,8 @@ pub(crate) struct ExecutionRecord<'a> {
     rerun_as: Option<Cow<'a, str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     failure_of: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    test: bool,
 }
 
 fn first_attempt() -> u32 {
@@ -74,6 +76,7 @@ impl<'a> ExecutionRecord<'a> {
             dead_letter: execution.dead_letter,
             rerun_as: execution.rerun_as.as_deref().map(Cow::Borrowed),
             failure_of: execution.failure_of.as_deref().map(Cow::Borrowed),
+            test: execution.test,
         }
     }
 
@@ -99,6 +102,7 @@ impl<'a> ExecutionRecord<'a> {
             dead_letter: self.dead_letter,
             rerun_as: self.rerun_as.map(Cow::into_owned),
             failure_of: self.failure_of.map(Cow::into_owned),
+            test: self.test,
         }
     }
 }

@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use hookflow_store::{
-    Applied, Canceled, Claimed, Enqueued, ExecutionFilter, IdempotencyEntry, IdempotencyKey, IdempotencyRecord, Owner,
-    PostgresConfig, RecordFate, Refusal, RefusalFilter, Store, StoreConfig, StoreEvent, SyncFinish, WorkflowQueue,
-    WorkflowRecord,
+    Activity, Applied, Canceled, Claimed, Enqueued, ExecutionFilter, IdempotencyEntry, IdempotencyKey,
+    IdempotencyRecord, Owner, PostgresConfig, RecordFate, Refusal, RefusalFilter, Store, StoreConfig, StoreEvent,
+    SyncFinish, WorkflowQueue, WorkflowRecord,
 };
 use hookflow_test_postgres::PgServer;
 use hookflow_workflow::timestamp::Timestamp;
@@ -803,6 +803,39 @@ async fn the_refusal_log_keeps_the_newest_per_workflow(subject: Subject) {
     assert!(store.refusals(&since, None, 100).await.unwrap().iter().all(|r| r.time >= logged[6].time));
 }
 
+async fn activity_is_summed_over_writers_and_forgotten_when_old(subject: Subject) {
+    let store = &subject.store;
+    let counted = |requests: u64, resolved: u64, duration_ms: u64| {
+        let mut activity = Activity { requests, refusals: 1, ..Activity::default() };
+        for _ in 0..resolved {
+            activity.execution("resolved", duration_ms);
+        }
+        activity
+    };
+    store.put_activity("orders", 100, "node-a", &counted(1, 1, 3)).await.unwrap().unwrap();
+    store.put_activity("orders", 100, "node-a", &counted(5, 2, 3)).await.unwrap().unwrap();
+    store.put_activity("orders", 100, "node-b", &counted(2, 1, 700)).await.unwrap().unwrap();
+    store.put_activity("orders", 101, "node-a", &counted(7, 0, 0)).await.unwrap().unwrap();
+    store.put_activity("billing", 100, "node-a", &counted(9, 0, 0)).await.unwrap().unwrap();
+    let minutes = store.activity("orders", 100, 102).await.unwrap();
+    assert_eq!(minutes.iter().map(|(minute, _)| *minute).collect::<Vec<_>>(), [100, 101]);
+    let first = &minutes[0].1;
+    assert_eq!(
+        (first.requests, first.refusals, first.executions["resolved"]),
+        (7, 2, 3),
+        "a writer's later count replaces its earlier one"
+    );
+    assert_eq!(first.duration_quantile(0.5).map(f64::round), Some(4.0));
+    assert!(first.duration_quantile(0.99).unwrap() > 500.0);
+    assert_eq!(store.activity("orders", 101, 102).await.unwrap().len(), 1);
+    store.delete_activity_before(101).await.unwrap().unwrap();
+    assert_eq!(
+        store.activity("orders", 0, 1000).await.unwrap().iter().map(|(minute, _)| *minute).collect::<Vec<_>>(),
+        [101]
+    );
+    assert!(store.activity("billing", 0, 1000).await.unwrap().is_empty());
+}
+
 /// Each check of `both` as a test on each backend; each of `postgres` (what only a shared store
 /// has: other nodes, leases, a second backend to compare with) on PostgreSQL.
 macro_rules! conformance {
@@ -853,6 +886,7 @@ conformance!(
         a_failure_hook_is_queued_with_the_failure_it_reports,
         a_redrive_reruns_each_execution_once,
         the_refusal_log_keeps_the_newest_per_workflow,
+        activity_is_summed_over_writers_and_forgotten_when_old,
     ],
     postgres: [
         records_are_the_same_bytes_in_both_backends,

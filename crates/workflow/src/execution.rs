@@ -46,6 +46,9 @@ pub struct Execution {
     /// execution starts no failure hook itself).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_of: Option<String>,
+    /// Started by a test run (`POST /api/workflows/{key}/test`), not by a sender.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub test: bool,
 }
 
 /// The number of an execution's first run.
@@ -91,6 +94,7 @@ impl Execution {
             dead_letter: false,
             rerun_as: None,
             failure_of: None,
+            test: false,
         }
     }
 
@@ -113,6 +117,7 @@ impl Execution {
             dead_letter: false,
             rerun_as: None,
             failure_of: None,
+            test: false,
         }
     }
 }

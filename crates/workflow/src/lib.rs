@@ -16,6 +16,7 @@ mod retry;
 mod secrets;
 pub mod template;
 pub mod timestamp;
+mod trial;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use example::example_paths;
@@ -34,3 +35,4 @@ pub use plan::{
 };
 pub use retry::{RetryPolicy, downstream_retry_after, is_retryable};
 pub use secrets::{SecretError, Secrets};
+pub use trial::{Sample, Trial, TrialDirective, try_node};

@@ -7,6 +7,7 @@ use hookflow_node::{Call, EndStatus, Error, Info, Outcome, export_node, fail};
 use serde_json::{Value, json};
 
 const CONFIG_SCHEMA: &str = r##"{
+  "description": "Compares values and picks branch true or false, or fails the execution when false",
   "type": "object",
   "properties": {
     "rejectOnFalse": {"type": "boolean", "default": false,

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 const MAX_MS: u64 = 366 * 24 * 3600 * 1000;
 
 const CONFIG_SCHEMA: &str = r#"{
+  "description": "Waits, durably, before the next node (async workflows)",
   "type": "object",
   "additionalProperties": false,
   "required": ["duration"],

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 const CONFIG_SCHEMA: &str = r#"{
+  "description": "Ends the execution at once, resolved or failed",
   "type": "object",
   "additionalProperties": false,
   "properties": {

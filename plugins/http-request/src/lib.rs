@@ -12,6 +12,7 @@ use serde_json::json;
 use request::{Config, Prepared};
 
 const CONFIG_SCHEMA: &str = r#"{
+  "description": "One outbound HTTP call to a host the operator allows",
   "type": "object",
   "additionalProperties": false,
   "required": ["url"],

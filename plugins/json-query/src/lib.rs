@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 const CONFIG_SCHEMA: &str = r#"{
+  "description": "A JMESPath expression over the context or a value",
   "type": "object",
   "additionalProperties": false,
   "required": ["expression"],

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 const MAX_ITEMS: u64 = 100_000;
 
 const CONFIG_SCHEMA: &str = r#"{
+  "description": "Runs its body branch once per item of an array (or n times)",
   "type": "object",
   "additionalProperties": false,
   "required": ["target"],

@@ -5,6 +5,7 @@ use hookflow_node::{Call, Error, Info, Outcome, Reply, export_node, fail};
 use serde_json::{Value, json};
 
 const CONFIG_SCHEMA: &str = r#"{
+  "description": "Answers the caller of a sync workflow: status, headers and body",
   "type": "object",
   "properties": {
     "statusCode": {"type": "integer", "minimum": 100, "maximum": 599, "default": 200},

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 const CONFIG_SCHEMA: &str = r#"{
+  "description": "Outputs an object of named values, each a template or any JSON",
   "type": "object",
   "additionalProperties": false,
   "required": ["values"],

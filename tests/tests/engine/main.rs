@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod admin;
+mod editing;
 mod executor;
 mod failures;
 mod faults;

@@ -60,12 +60,12 @@ impl Dispatcher {
 
     /// The execution of `options.onFailure`'s workflow for `execution`, when it ended `error`,
     /// `aborted` or `failed` for good: `{"execution": {"id", "workflow", "status", "error"},
-    /// "trigger": ...}` is its body. None for an execution a failure hook started (no chains), or
-    /// when the hook is not an enabled async workflow (logged).
+    /// "trigger": ...}` is its body. None for an execution a failure hook started (no chains) or a
+    /// test run started, or when the hook is not an enabled async workflow (logged).
     pub(super) fn failure_hook(&self, deployed: &Deployed, execution: &Execution) -> Option<Execution> {
         let failed =
             matches!(execution.status, ExecutionStatus::Error | ExecutionStatus::Aborted | ExecutionStatus::Failed);
-        if !failed || execution.failure_of.is_some() {
+        if !failed || execution.failure_of.is_some() || execution.test {
             return None;
         }
         let target = deployed.workflow().options.on_failure.as_deref()?;

@@ -16,6 +16,7 @@ mod load;
 mod queue;
 mod redrive;
 mod sync;
+mod testing;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex as StdMutex, Weak};
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::{Notify, Semaphore};
 
+use crate::activity::ActivityCounter;
 use crate::catalog::{Catalog, Deployed};
 use crate::metrics::metrics;
 use hookflow_plugin::PluginHost;
@@ -149,6 +151,8 @@ pub struct Dispatcher {
     clock: Arc<dyn Clock>,
     /// How many takeovers an execution may have before it ends `error`.
     max_takeovers: u32,
+    /// The dashboard's counts of this process.
+    activity: Arc<ActivityCounter>,
     /// The claimer and the event listener, stopped by [`Dispatcher::stop`].
     tasks: StdMutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -162,6 +166,7 @@ impl Dispatcher {
         catalog: Arc<Catalog>,
         config: &DispatchConfig,
         clock: Arc<dyn Clock>,
+        activity: Arc<ActivityCounter>,
     ) -> Result<Arc<Dispatcher>, StoreError> {
         let load = Load::new(config.max_queue, config.max_delayed);
         let counts = store.queue_counts().await?;
@@ -186,6 +191,7 @@ impl Dispatcher {
             ids: ExecutionIds::default(),
             clock,
             max_takeovers: config.max_takeovers,
+            activity,
             tasks: StdMutex::default(),
         });
         let mut tasks = vec![
@@ -239,6 +245,16 @@ impl Dispatcher {
     pub fn store(&self) -> &Store {
         &self.store
     }
+
+    /// The dashboard's counts of this process.
+    pub fn activity(&self) -> &ActivityCounter {
+        &self.activity
+    }
+
+    /// The time the server goes by.
+    pub fn clock(&self) -> &dyn Clock {
+        self.clock.as_ref()
+    }
 }
 
 /// The span every log line of an execution is written in: it carries the execution's id. At
@@ -247,10 +263,12 @@ fn execution_span(execution: &Execution) -> tracing::Span {
     tracing::error_span!("execution", id = %execution.id)
 }
 
-/// Counts a finished execution and logs how it ended: `error` and `aborted` at `warn` with the
-/// failing node's reason, `failed` and `canceled` at `info`, `resolved` at `debug`.
-fn finished(execution: &Execution) {
+/// Counts a finished execution (metrics, the dashboard's activity) and logs how it ended: `error`
+/// and `aborted` at `warn` with the failing node's reason, `failed` and `canceled` at `info`,
+/// `resolved` at `debug`.
+fn finished(execution: &Execution, activity: &ActivityCounter) {
     metrics().execution_finished(execution.status.as_str());
+    activity.finished(execution);
     let status = execution.status.as_str();
     let workflow = execution.workflow.as_str();
     let failing = execution.jobs.iter().rev().find(|job| job.status != JobStatus::Resolved);

@@ -88,7 +88,7 @@ impl Dispatcher {
     /// Stores a new execution of `deployed` and queues it; a worker free right now claims it in
     /// the same write and runs it (none for a workflow with `options.maxConcurrency`: the store's
     /// claims keep that).
-    async fn queue(
+    pub(super) async fn queue(
         &self,
         deployed: &Deployed,
         execution: &Execution,
@@ -217,7 +217,7 @@ impl Dispatcher {
             execution.status = ExecutionStatus::Error;
             execution.error = Some(why);
             execution.finished_at = Some(self.clock.now());
-            finished(&execution);
+            finished(&execution, &self.activity);
             let hook =
                 self.catalog.get(&execution.workflow).and_then(|current| self.failure_hook(&current, &execution));
             self.store.record_finished(&execution, RecordFate::Keep, owner, hook.as_ref());
@@ -286,7 +286,7 @@ impl Dispatcher {
                     self.store.schedule_retry(&execution, retry_at, owner);
                     return Left::Waits;
                 }
-                finished(&execution);
+                finished(&execution, &self.activity);
                 let hook = self.failure_hook(&deployed, &execution);
                 self.store.record_finished(&execution, fate(&deployed, execution.status), owner, hook.as_ref());
                 return Left::Finished;

@@ -99,7 +99,9 @@ impl Dispatcher {
             let release = claim.as_ref().filter(|_| held && remembered.is_none()).map(Claim::key);
             // Queued for writing before the caller hears back, so a shutdown that waits for
             // in-flight requests and then flushes the store cannot lose the record.
-            finished(&execution);
+            if let Some(dispatcher) = &dispatcher {
+                finished(&execution, &dispatcher.activity);
+            }
             let hook = dispatcher.as_ref().and_then(|dispatcher| dispatcher.failure_hook(&deployed, &execution));
             let committed = store.record_sync_execution(SyncFinish {
                 execution: &execution,

@@ -63,6 +63,11 @@ const REFUSALS_BY_WORKFLOW: TableDefinition<(&str, &str), ()> = TableDefinition:
 /// Workflow → how many refusals it has logged (kept at most `--keep-refusals`).
 const REFUSAL_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("refusal_counts");
 
+/// (workflow, minute, writer) → [`crate::Activity`] (JSON): one process's count of a minute.
+const ACTIVITY: TableDefinition<(&str, u64, &str), &[u8]> = TableDefinition::new("activity");
+/// (minute, workflow, writer): the activity by minute, for forgetting old minutes.
+const ACTIVITY_BY_MINUTE: TableDefinition<(u64, &str, &str), ()> = TableDefinition::new("activity_by_minute");
+
 /// The one owner of an embedded store's claims: the process.
 const PROCESS: Owner = Owner(1);
 
@@ -165,6 +170,8 @@ impl Embedded {
         txn.open_table(REFUSALS).map_err(write_failed)?;
         txn.open_table(REFUSALS_BY_WORKFLOW).map_err(write_failed)?;
         txn.open_table(REFUSAL_COUNTS).map_err(write_failed)?;
+        txn.open_table(ACTIVITY).map_err(write_failed)?;
+        txn.open_table(ACTIVITY_BY_MINUTE).map_err(write_failed)?;
         check_format(&txn, path)?;
         index_existing(&txn)?;
         txn.commit().map_err(write_failed)?;
@@ -477,6 +484,19 @@ impl Embedded {
             }
         }
         Ok(found)
+    }
+
+    // --- activity ---
+
+    pub(crate) async fn activity(&self, workflow: &str, from: u64, to: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let txn = self.begin_read()?;
+        let table = txn.open_table(ACTIVITY).map_err(read_failed)?;
+        let mut rows = Vec::new();
+        for entry in table.range((workflow, from, "")..(workflow, to, "")).map_err(read_failed)? {
+            let (key, value) = entry.map_err(read_failed)?;
+            rows.push((key.value().1, value.value().to_vec()));
+        }
+        Ok(rows)
     }
 
     // --- retention ---

@@ -19,8 +19,9 @@ use redb::{Database, Durability, ReadableTable as _};
 use hookflow_workflow::ExecutionStatus;
 
 use super::{
-    BY_STATUS, BY_WORKFLOW, BY_WORKFLOW_STATUS, EXECUTIONS, IDEMPOTENCY, INDEXED, JOBS, PLUGINS, QUEUE, REFUSAL_COUNTS,
-    REFUSALS, REFUSALS_BY_WORKFLOW, REPLIES, Shared, WORKFLOW_VERSIONS, WORKFLOWS, write_failed,
+    ACTIVITY, ACTIVITY_BY_MINUTE, BY_STATUS, BY_WORKFLOW, BY_WORKFLOW_STATUS, EXECUTIONS, IDEMPOTENCY, INDEXED, JOBS,
+    PLUGINS, QUEUE, REFUSAL_COUNTS, REFUSALS, REFUSALS_BY_WORKFLOW, REPLIES, Shared, WORKFLOW_VERSIONS, WORKFLOWS,
+    write_failed,
 };
 use crate::op::{Applied, Op, Request};
 use crate::record::decode;
@@ -402,6 +403,28 @@ impl Tables<'_> {
                     None => self.refusals.insert(RefusalTables::open(self.txn)?),
                 };
                 tables.put(id, workflow, record, *keep)?;
+            }
+            Op::PutActivity { workflow, minute, writer, record } => {
+                let mut activity = self.txn.open_table(ACTIVITY).map_err(write_failed)?;
+                activity
+                    .insert((workflow.as_str(), *minute, writer.as_str()), record.as_slice())
+                    .map_err(write_failed)?;
+                let mut by_minute = self.txn.open_table(ACTIVITY_BY_MINUTE).map_err(write_failed)?;
+                by_minute.insert((*minute, workflow.as_str(), writer.as_str()), ()).map_err(write_failed)?;
+            }
+            Op::DeleteActivityBefore { minute } => {
+                let mut by_minute = self.txn.open_table(ACTIVITY_BY_MINUTE).map_err(write_failed)?;
+                let mut old = Vec::new();
+                for entry in by_minute.range((0, "", "")..(*minute, "", "")).map_err(write_failed)? {
+                    let (key, _) = entry.map_err(write_failed)?;
+                    let (minute, workflow, writer) = key.value();
+                    old.push((minute, workflow.to_string(), writer.to_string()));
+                }
+                let mut activity = self.txn.open_table(ACTIVITY).map_err(write_failed)?;
+                for (minute, workflow, writer) in &old {
+                    by_minute.remove((*minute, workflow.as_str(), writer.as_str())).map_err(write_failed)?;
+                    activity.remove((workflow.as_str(), *minute, writer.as_str())).map_err(write_failed)?;
+                }
             }
             Op::RequestCancel { id, now } => {
                 if !shared.queue().contains(id) {

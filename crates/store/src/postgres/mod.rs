@@ -505,6 +505,19 @@ impl Postgres {
         }
     }
 
+    pub(crate) async fn activity(&self, workflow: &str, from: u64, to: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let (from, to) = (i64::try_from(from).unwrap_or(i64::MAX), i64::try_from(to).unwrap_or(i64::MAX));
+        let rows = self
+            .query(
+                "SELECT minute, record FROM hookflow.activity WHERE workflow = $1 AND minute >= $2 AND minute < $3",
+                &[&workflow, &from, &to],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| Ok((u64::try_from(column::<i64>(row, 0)?).unwrap_or(0), column::<Vec<u8>>(row, 1)?)))
+            .collect()
+    }
+
     pub(crate) async fn refusals(
         &self,
         filter: &RefusalFilter,

@@ -90,6 +90,14 @@ CREATE TABLE hookflow.refusal_counts (
     workflow text COLLATE "C" PRIMARY KEY,
     count bigint NOT NULL
 );
+CREATE TABLE hookflow.activity (
+    workflow text COLLATE "C" NOT NULL,
+    minute bigint NOT NULL,
+    writer text COLLATE "C" NOT NULL,
+    record bytea NOT NULL,
+    PRIMARY KEY (workflow, minute, writer)
+);
+CREATE INDEX activity_by_minute ON hookflow.activity (minute);
 "#,
 ];
 

@@ -174,6 +174,9 @@ const TRIM_REFUSALS: &str = "WITH over AS (SELECT count - $2 AS n FROM hookflow.
      gone AS (DELETE FROM hookflow.refusals WHERE id IN (SELECT id FROM hookflow.refusals WHERE workflow = $1 \
         ORDER BY id LIMIT GREATEST(COALESCE((SELECT n FROM over), 0), 0)) RETURNING 1) \
      UPDATE hookflow.refusal_counts SET count = count - (SELECT count(*) FROM gone) WHERE workflow = $1";
+const PUT_ACTIVITY: &str = "INSERT INTO hookflow.activity (workflow, minute, writer, record) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (workflow, minute, writer) DO UPDATE SET record = EXCLUDED.record";
+const DELETE_ACTIVITY: &str = "DELETE FROM hookflow.activity WHERE minute < $1";
 const REQUEST_CANCEL: &str = "UPDATE hookflow.queue SET cancel = true, \
      run_at = CASE WHEN owner IS NULL AND waiting AND run_at > $2 THEN $2 ELSE run_at END \
      WHERE id = $1 RETURNING id";
@@ -215,6 +218,8 @@ pub(crate) const ALL: &[&str] = &[
     REQUEST_CANCEL,
     PUT_REFUSAL,
     TRIM_REFUSALS,
+    PUT_ACTIVITY,
+    DELETE_ACTIVITY,
 ];
 
 /// A number for a `bigint` column.
@@ -368,6 +373,11 @@ pub(crate) fn statements<'a>(ops: &'a [Op], fence: Option<(&'a str, Owner)>) -> 
                 ));
                 out.push(Statement::plain(TRIM_REFUSALS, vec![Param::Text(workflow), big(*keep)]));
             }
+            Op::PutActivity { workflow, minute, writer, record } => out.push(Statement::plain(
+                PUT_ACTIVITY,
+                vec![Param::Text(workflow), big(*minute), Param::Text(writer), Param::Bytes(record)],
+            )),
+            Op::DeleteActivityBefore { minute } => out.push(Statement::plain(DELETE_ACTIVITY, vec![big(*minute)])),
             Op::RequestCancel { id, now } => {
                 out.push(Statement::checked(REQUEST_CANCEL, vec![Param::Text(id), big(*now)], Role::Skip));
                 out.push(notify(CANCEL_CHANNEL, id));

@@ -1,27 +1,42 @@
-//! The web console: three static files (`crates/server/console/`) embedded in the binary and served
-//! under `/console/`. They load without a token (a browser cannot add one to a page load); the
-//! page then calls the admin API with the token it asks for.
+//! The web console: static files (`crates/server/console/`) embedded in the binary and served
+//! under `/console/`, with uPlot vendored for the dashboard's charts. They load without a token
+//! (a browser cannot add one to a page load); the page then calls the admin API with the token it
+//! asks for.
 
 use axum::Router;
 use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 
-const INDEX_HTML: &str = include_str!("../../../console/index.html");
-const APP_JS: &str = include_str!("../../../console/app.js");
-const STYLE_CSS: &str = include_str!("../../../console/style.css");
+const HTML: &str = "text/html; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+
+/// Every asset: its path below `/console/`, content type and content.
+const ASSETS: &[(&str, &str, &str)] = &[
+    ("index.html", HTML, include_str!("../../../console/index.html")),
+    ("app.js", JS, include_str!("../../../console/app.js")),
+    ("ui.js", JS, include_str!("../../../console/ui.js")),
+    ("api.js", JS, include_str!("../../../console/api.js")),
+    ("editor.js", JS, include_str!("../../../console/editor.js")),
+    ("dashboard.js", JS, include_str!("../../../console/dashboard.js")),
+    ("style.css", CSS, include_str!("../../../console/style.css")),
+    ("vendor/uPlot.iife.min.js", JS, include_str!("../../../console/vendor/uPlot.iife.min.js")),
+    ("vendor/uPlot.min.css", CSS, include_str!("../../../console/vendor/uPlot.min.css")),
+];
 
 /// Nothing from elsewhere, no framing.
 const POLICY: &str = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'";
 
 /// `/console/` and its assets; `/console` redirects there.
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new()
+    let mut router = Router::new()
         .route("/console", get(|| async { Redirect::permanent("/console/") }))
-        .route("/console/", get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }))
-        .route("/console/index.html", get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }))
-        .route("/console/app.js", get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }))
-        .route("/console/style.css", get(|| async { asset("text/css; charset=utf-8", STYLE_CSS) }))
+        .route("/console/", get(|| async { asset(HTML, ASSETS[0].2) }));
+    for (path, content_type, body) in ASSETS {
+        router = router.route(&format!("/console/{path}"), get(move || async move { asset(content_type, body) }));
+    }
+    router
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {

@@ -4,6 +4,7 @@
 //! loopback clients only. Secrets are never returned: passwords and signing secrets are masked,
 //! and a masked value sent back in a replacement keeps the stored secret.
 
+mod activity;
 mod cluster;
 mod console;
 mod executions;
@@ -11,6 +12,7 @@ mod openapi;
 mod parse;
 mod plugins;
 mod refusals;
+mod testing;
 mod views;
 mod workflows;
 
@@ -67,6 +69,10 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/api/workflows/{key}/enable", post(workflows::enable))
         .route("/api/workflows/{key}/disable", post(workflows::disable))
         .route("/api/workflows/{key}/versions", get(workflows::versions))
+        .route("/api/workflows/{key}/test", post(testing::run))
+        .route("/api/workflows/{key}/nodes/{node}/test", post(testing::node))
+        .route("/api/secrets", get(testing::secrets))
+        .route("/api/stats", get(activity::show))
         .route("/api/workflows/{key}/versions/{version}/restore", post(workflows::restore))
         .route("/api/executions", get(executions::list))
         .route("/api/executions/{id}", get(executions::show).delete(executions::delete))

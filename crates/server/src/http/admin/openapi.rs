@@ -7,7 +7,7 @@ use serde_json::Value;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{cluster, executions, parse, plugins, refusals, views, workflows};
+use super::{activity, cluster, executions, parse, plugins, refusals, testing, views, workflows};
 use hookflow_workflow::{Execution, Fault, Workflow};
 
 /// The shape of every error answer.
@@ -43,6 +43,7 @@ struct ErrorDetail {
     paths(
         workflows::list, workflows::create, workflows::show, workflows::replace, workflows::delete,
         workflows::enable, workflows::disable, workflows::versions, workflows::restore,
+        testing::run, testing::node, testing::secrets, activity::show,
         executions::list, executions::show, executions::delete, executions::cancel, executions::rerun,
         executions::redrive, refusals::list,
         parse::query, parse::body,

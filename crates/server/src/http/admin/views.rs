@@ -258,3 +258,43 @@ pub struct RedriveView {
     /// The ids of the reruns queued (empty in a dry run).
     pub queued: Vec<String>,
 }
+
+/// The name of one of the operator's secrets.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SecretName {
+    /// Use it as `{{$secrets.NAME}}`.
+    pub name: String,
+}
+
+/// A workflow's activity (or every workflow's) over the last hour or day, for the dashboard.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivityView {
+    /// The workflow; absent for every workflow together.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
+    /// `hour` (60 points, a minute each) or `day` (96 points, 15 minutes each).
+    pub range: String,
+    /// Seconds each point covers.
+    pub step_seconds: u64,
+    /// Oldest first; the last covers the current step.
+    pub points: Vec<ActivityPoint>,
+}
+
+/// What happened in one step.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivityPoint {
+    /// When the step starts.
+    pub time: Timestamp,
+    /// Trigger requests answered.
+    pub requests: u64,
+    /// Of them, refused.
+    pub refusals: u64,
+    /// Executions that ended, by status.
+    pub executions: std::collections::BTreeMap<String, u64>,
+    /// The median duration (creation to end) of the executions that ended, in milliseconds.
+    pub p50_ms: Option<f64>,
+    /// The 99th percentile of those durations, in milliseconds.
+    pub p99_ms: Option<f64>,
+}

@@ -124,6 +124,7 @@ async fn trigger(State(ingress): State<Arc<Ingress>>, Path(key): Path<String>, r
     } else {
         Err(not_found())
     };
+    let refused = answered.is_err();
     let response = match answered {
         Ok(response) => response,
         Err(error) => {
@@ -132,6 +133,7 @@ async fn trigger(State(ingress): State<Arc<Ingress>>, Path(key): Path<String>, r
         }
     };
     metrics().request(&key, response.status().as_u16());
+    ingress.dispatcher.activity().request(&key, refused);
     response
 }
 
