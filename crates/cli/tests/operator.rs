@@ -177,6 +177,52 @@ fn executions_are_read_rerun_and_canceled_from_the_command_line() {
 }
 
 #[test]
+fn workflows_and_nodes_are_tried_on_samples_from_the_command_line() {
+    let data = fresh_dir("operator-test-runs");
+    let serve = Serve::start(&data, &["--admin-token", TOKEN]);
+    let sample = data.join("sample.json");
+    std::fs::write(&sample, r#"{"status": "paid", "order": 7}"#).unwrap();
+    let body = format!("@{}", sample.display());
+
+    let ran = stdout(&cli(&serve, &["workflow", "test", "demo-payment", "--body", &body, "--query", "source=cli"]));
+    assert!(ran.contains("status:    resolved"), "{ran}");
+    let id = ran.lines().find_map(|line| line.strip_prefix("id:")).unwrap().trim().to_string();
+    let execution = json_out(&cli(&serve, &["executions", "show", &id, "--json"]));
+    assert_eq!(execution["test"], json!(true), "{execution}");
+    assert_eq!(execution["trigger"]["query"], json!({"source": "cli"}));
+    assert_eq!(execution["jobs"][1]["output"]["body"], json!({"ok": true, "order": 7}));
+
+    let node =
+        stdout(&cli(&serve, &["workflow", "test-node", "demo-payment", "check", "--body", r#"{"status": "late"}"#]));
+    assert!(node.contains("status:    resolved") && node.contains(r#""branch":"false""#), "{node}");
+    let tried = json_out(&cli(
+        &serve,
+        &[
+            "workflow",
+            "test-node",
+            "demo-payment",
+            "ok",
+            "--body",
+            r#"{"order": 9}"#,
+            "--config",
+            r#"{"statusCode": 201, "body": "{{$context.body.order}}"}"#,
+            "--json",
+        ],
+    ));
+    assert_eq!(tried["config"], json!({"statusCode": 201, "body": 9}), "{tried}");
+    assert_eq!(tried["directive"]["status"], json!(201), "{tried}");
+
+    fails_with(&cli(&serve, &["workflow", "test-node", "demo-payment", "nope"]), "404 not_found");
+    fails_with(&cli(&serve, &["workflow", "test", "nope"]), "404 not_found");
+    fails_with(&cli(&serve, &["workflow", "test", "demo-payment", "--body", "{oops"]), "--body is not JSON");
+    fails_with(
+        &cli(&serve, &["workflow", "test", "demo-payment", "--body", "@/nonexistent.json"]),
+        "cannot read /nonexistent.json",
+    );
+    assert_eq!(serve.terminate(), Some(0));
+}
+
+#[test]
 fn refusals_and_failures_are_found_and_redriven_from_the_command_line() {
     let data = fresh_dir("operator-failures");
     let files = fresh_dir("operator-failures-files");
@@ -295,6 +341,8 @@ fn every_command_has_help_with_examples() {
         &["workflow", "versions"],
         &["workflow", "restore"],
         &["workflow", "rm"],
+        &["workflow", "test"],
+        &["workflow", "test-node"],
         &["executions"],
         &["executions", "list"],
         &["executions", "show"],
