@@ -12,7 +12,7 @@ use super::openapi::ErrorBody;
 use super::views::{ActivityPoint, ActivityView};
 use super::{Admin, ApiQuery, store_failed};
 use crate::activity::{ALL, minute_of};
-use crate::http::api_error::{ApiError, ErrorCode};
+use crate::http::api_error::ApiError;
 use hookflow_store::Activity;
 use hookflow_workflow::timestamp::Timestamp;
 
@@ -23,7 +23,18 @@ pub(super) struct ActivityQuery {
     /// Only this workflow's activity (default: every workflow's).
     workflow: Option<String>,
     /// `hour` (default: 60 points of a minute) or `day` (96 points of 15 minutes).
-    range: Option<String>,
+    range: Option<ActivityRange>,
+}
+
+/// How far back the series reaches.
+#[derive(Debug, Clone, Copy, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum ActivityRange {
+    /// The last hour, a point a minute.
+    #[default]
+    Hour,
+    /// The last day, a point every 15 minutes.
+    Day,
 }
 
 /// The activity of a workflow, or of every workflow, over the last hour or day.
@@ -35,16 +46,10 @@ pub(super) async fn show(
     State(admin): State<Arc<Admin>>,
     ApiQuery(query): ApiQuery<ActivityQuery>,
 ) -> Result<Json<ActivityView>, ApiError> {
-    let range = query.range.as_deref().unwrap_or("hour");
-    let (points, step_minutes) = match range {
-        "hour" => (60u64, 1u64),
-        "day" => (96, 15),
-        other => {
-            return Err(ApiError::new(
-                ErrorCode::ValidationFailed,
-                format!("range: {other:?} is neither hour nor day"),
-            ));
-        }
+    let range = query.range.unwrap_or_default();
+    let (points, step_minutes, name) = match range {
+        ActivityRange::Hour => (60u64, 1u64, "hour"),
+        ActivityRange::Day => (96, 15, "day"),
     };
     // This process's latest counts first, so what just happened is in the answer.
     admin.dispatcher.activity().flush(&admin.store).await;
@@ -74,7 +79,7 @@ pub(super) async fn show(
         .collect();
     Ok(Json(ActivityView {
         workflow: query.workflow,
-        range: range.to_string(),
+        range: name.to_string(),
         step_seconds: step_minutes * 60,
         points,
     }))
