@@ -7,7 +7,7 @@
 //        CHROMIUM              the browser (default /usr/bin/chromium, Debian's `chromium`)
 //        HOOKFLOW_TEST_PLUGIN  the component to upload (default the `misbehave` test fixture,
 //                              $CARGO_TARGET_DIR/wasm-guests/fixtures/wasm32-wasip2/release/fixture_misbehave.wasm)
-//        HOOKFLOW_SCREENSHOTS  a directory: save screenshots of the four screens there as PNGs
+//        HOOKFLOW_SCREENSHOTS  a directory: save screenshots of the console's screens there as PNGs (docs/console)
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -140,10 +140,14 @@ async function see(locator, pattern) {
   assert.fail(`expected ${pattern} in ${locator}, saw: ${JSON.stringify(text)}`);
 }
 
-async function screenshot(page, name) {
+async function screenshot(page, name, part) {
   if (!SCREENSHOTS) return;
   mkdirSync(SCREENSHOTS, { recursive: true });
-  await page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`), fullPage: true });
+  const file = path.join(SCREENSHOTS, `${name}.png`);
+  // A part is cut from the whole page, so the save bar stuck to the window's bottom stays out of it.
+  await page.evaluate(() => window.scrollTo(0, 0));
+  const clip = part ? await part.boundingBox() : undefined;
+  await page.screenshot({ path: file, fullPage: true, clip });
 }
 
 // ------------------------------------------------------------------ tests
@@ -358,6 +362,14 @@ describe('console without a token (loopback)', () => {
     await page.getByTestId('plugin-misbehave').getByText('Config schema').click();
     await screenshot(page, 'plugins');
 
+    // The editor's palette offers it next to the built-ins, each with its description.
+    await page.goto(`${app.engine}/console/#/workflows/pay-callback`);
+    await page.getByTestId('insert-nodes-0').click();
+    await see(page.getByTestId('palette-misbehave'), /misbehave\s+\(uploaded\)/);
+    await see(page.getByTestId('palette-condition'), /Compares values and picks branch true or false/);
+    await page.getByTestId('palette-cancel').click();
+    await page.getByTestId('nav-plugins').click();
+
     // Something that is no component is refused, and the refusal is shown.
     await page.getByTestId('plugin-name').fill('junk');
     await page.getByTestId('plugin-file').setInputFiles({ name: 'junk.wasm', mimeType: 'application/wasm', buffer: Buffer.from('\0asm but not really') });
@@ -399,11 +411,11 @@ describe('console without a token (loopback)', () => {
   });
 });
 
-describe('console as the editor (issue 20)', () => {
+describe('console as the editor', () => {
   let app;
   let page;
   before(async () => {
-    app = await start();
+    app = await start({ args: ['--secret', 'SHOP_TOKEN=tok-not-for-eyes'] });
     page = app.page;
   });
   after(async () => app?.close());
@@ -479,7 +491,7 @@ describe('console as the editor (issue 20)', () => {
     await see(page.getByTestId('node-test-status'), /resolved/);
     await see(page.getByTestId('node-test-directive'), /branch "true"/);
     await see(page.getByTestId('node-test-output'), /"result": true/);
-    await screenshot(page, 'workflow-editor');
+    await screenshot(page, 'workflow-editor', page.getByTestId('node-form').locator('xpath=ancestor::section[1]'));
 
     // The dashboard: the test run, counted.
     await see(page.getByTestId('activity-summary'), /1 executions \(1 resolved\)/);
@@ -494,7 +506,15 @@ describe('console as the editor (issue 20)', () => {
     await page.getByTestId('insert-nodes-1').click();
     await page.getByTestId('palette-set').click();
     await page.getByTestId('add-value').click();
-    await page.getByTestId('value-0').fill('{{$execution.id}}');
+    // The picker offers what this place can read: the condition's result, the system's values and
+    // the secrets' names, never their values.
+    const offered = await pickerOf('value-0').locator('option').allInnerTexts();
+    for (const label of ['condition_1 → result', 'Execution id', 'Now', 'SHOP_TOKEN']) {
+      assert.ok(offered.includes(label), `${label} in ${offered}`);
+    }
+    assert.equal((await page.content()).includes('tok-not-for-eyes'), false, 'no secret value in the page');
+    await pickerOf('value-0').selectOption({ label: 'Execution id' });
+    assert.equal(await page.getByTestId('value-0').inputValue(), '{{$execution.id}}');
     await page.getByTestId('up-set_1').click();
     await page.getByTestId('save-workflow').click();
     await see(page.getByTestId('save-message'), /Saved version 3/);
@@ -535,6 +555,23 @@ describe('console as the editor (issue 20)', () => {
     await see(page.getByTestId('save-message'), /Saved version 6/);
     const signed = await fetch(`${app.engine}/api/webhook:trigger/seed`, { method: 'POST', body: '{}', headers: { 'X-Hub-Signature-256': 'sha256=00' } });
     assert.equal(signed.status, 401, 'a wrong signature is refused: the secret is still set');
+  });
+
+  it('follows new executions on the live list without a reload', async () => {
+    const created = await fetch(`${app.engine}/api/workflows`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ key: 'followed', nodes: [{ key: 'mark', type: 'set', config: { values: { seen: 'yes' } } }] }),
+    });
+    assert.equal(created.status, 201, await created.text());
+    await page.goto(`${app.engine}/console/#/executions?workflow=followed`);
+    await see(page.getByTestId('live'), /live/);
+    await see(page.getByTestId('no-executions'), /No executions match/);
+    const sent = await fetch(`${app.engine}/api/webhook:trigger/followed`, { method: 'POST', body: '{}' });
+    const id = sent.headers.get('x-hookflow-execution');
+    assert.ok(id, `an execution id (status ${sent.status})`);
+    // Read again every few seconds: the new execution shows up on the page as it is.
+    await see(page.getByTestId('executions'), new RegExp(id));
   });
 });
 
