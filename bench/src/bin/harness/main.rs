@@ -5,13 +5,21 @@
 //!
 //! ```text
 //! harness --bin-dir DIR --wrk-script FILE [--peers DIR] [--with-peers] [--seconds 10]
-//!         [--warmup 3] [--connections 32,128] [--nodes 1,5,20] [--json FILE]
+//!         [--warmup 3] [--connections 32,128] [--no-growth] [--nodes 1,5,20] [--json FILE]
 //!         [--store postgres [--cluster 1,2,3]]
 //! ```
 //!
 //! `--store postgres` measures the stores instead ([`store`]): the async flow on redb and on
 //! PostgreSQL with each `--cluster` node count, with the CPU, write-ahead log and statements each
 //! execution costs.
+//!
+//! Every row has the CPU time (user + system, from `/proc/<pid>/stat`, the process and its
+//! children) the system spent per request over the load, and its multiple of the baseline's with
+//! the same body. The growth rows (left out with `--no-growth`) post bodies of 100 B, 10 KB and
+//! 100 KB to the baseline and to hookflow sync chains of 1, 5 and 10 nodes (N − 1 passing
+//! conditions and a response) at the first connection count; two summaries follow the table:
+//! what a 100 KB body adds over a 100 B one against what it adds to the baseline, and what each
+//! extra node adds against a whole baseline request.
 //!
 //! `--nodes` adds, per count N, a hookflow sync workflow of N nodes (N − 1 passing conditions and
 //! a response), for the cost of a growing workflow.
@@ -30,10 +38,15 @@ use std::time::{Duration, Instant};
 use hookflow_test_http as http;
 use serde_json::{Value, json};
 
+mod procfs;
 mod store;
 
 /// The body every system is sent.
 const BODY: &str = r#"{"status": "paid", "order": 42}"#;
+
+/// The body sizes of the growth rows, and their chain lengths.
+const GROWTH_BODIES: [usize; 3] = [100, 10 * 1024, 100 * 1024];
+const GROWTH_CHAINS: [u32; 3] = [1, 5, 10];
 
 fn main() {
     let options = <Options as clap::Parser>::parse();
@@ -102,6 +115,9 @@ struct Options {
     /// Connection counts, one row each.
     #[arg(long, value_delimiter = ',', default_value = "32,128")]
     connections: Vec<u32>,
+    /// Leave out the growth rows (body size × chain length, at the first connection count).
+    #[arg(long)]
+    no_growth: bool,
     /// Workflow sizes for the scaling rows (none by default).
     #[arg(long, value_delimiter = ',')]
     nodes: Vec<u32>,
@@ -140,6 +156,25 @@ struct Target {
     /// An async workflow: after each load, wait for hookflow's backlog (`/metrics`) to drain and
     /// report how fast it did.
     drains: bool,
+    /// What is posted.
+    body: String,
+    /// Loaded at the first connection count only (the growth rows).
+    first_connections_only: bool,
+}
+
+impl Target {
+    /// A target posting the demo body at every connection count.
+    fn demo(workflow: &str, path: &str, status: u16, body_contains: &'static str, drains: bool) -> Target {
+        Target {
+            workflow: workflow.into(),
+            path: path.into(),
+            status,
+            body_contains,
+            drains,
+            body: BODY.into(),
+            first_connections_only: false,
+        }
+    }
 }
 
 fn systems(options: &Options, scratch: &Path) -> Vec<System> {
@@ -158,13 +193,14 @@ fn systems(options: &Options, scratch: &Path) -> Vec<System> {
             }),
             start_timeout: Duration::from_secs(10),
             measure_startup: false,
-            targets: vec![Target {
-                workflow: "200 ok".into(),
-                path: "/".into(),
-                status: 200,
-                body_contains: "ok",
-                drains: false,
-            }],
+            targets: std::iter::once(Target::demo("200 ok", "/", 200, "ok", false))
+                .chain((!options.no_growth).then_some(GROWTH_BODIES).into_iter().flatten().map(|size| Target {
+                    workflow: format!("200 ok {}", size_name(size)),
+                    body: growth_body(size),
+                    first_connections_only: true,
+                    ..Target::demo("", "/", 200, "ok", false)
+                }))
+                .collect(),
         },
         System {
             name: "hookflow".into(),
@@ -178,25 +214,16 @@ fn systems(options: &Options, scratch: &Path) -> Vec<System> {
             start_timeout: Duration::from_secs(60),
             measure_startup: true,
             targets: vec![
-                Target {
-                    workflow: "sync".into(),
-                    path: "/api/webhook:trigger/demo-payment".into(),
-                    status: 200,
-                    body_contains: "\"ok\":true",
-                    drains: false,
-                },
-                Target {
-                    workflow: "async".into(),
-                    path: "/api/webhook:trigger/demo-payment-async".into(),
-                    status: 200,
-                    body_contains: "",
-                    drains: true,
-                },
+                Target::demo("sync", "/api/webhook:trigger/demo-payment", 200, "\"ok\":true", false),
+                Target::demo("async", "/api/webhook:trigger/demo-payment-async", 200, "", true),
             ],
         },
     ];
+    if !options.no_growth {
+        systems.push(hookflow_growth(options, scratch));
+    }
     if !options.nodes.is_empty() {
-        systems.push(hookflow_chains(options, scratch));
+        systems.push(hookflow_chains(options, scratch, "hookflow chain", &options.nodes));
     }
     if options.with_peers {
         systems.push(node_red(options, scratch));
@@ -206,13 +233,60 @@ fn systems(options: &Options, scratch: &Path) -> Vec<System> {
     systems
 }
 
-/// hookflow serving one sync workflow per `--nodes` count: `chain-N` runs N − 1 conditions that
-/// pass and a response.
-fn hookflow_chains(options: &Options, scratch: &Path) -> System {
-    let workflows = scratch.join("chains");
+/// hookflow serving a sync chain of each growth length, each loaded with each growth body (at the
+/// first connection count): how the cost grows with the body and with the workflow.
+fn hookflow_growth(options: &Options, scratch: &Path) -> System {
+    let mut system = hookflow_chains(options, scratch, "hookflow growth", &GROWTH_CHAINS);
+    let chains = std::mem::take(&mut system.targets);
+    for chain in chains {
+        for size in GROWTH_BODIES {
+            system.targets.push(Target {
+                workflow: format!("{} {}", chain.workflow, size_name(size)),
+                body: growth_body(size),
+                first_connections_only: true,
+                ..Target::demo("", &chain.path, chain.status, chain.body_contains, false)
+            });
+        }
+    }
+    system
+}
+
+/// `100B`, `10KB`, `100KB`.
+fn size_name(size: usize) -> String {
+    if size >= 1024 { format!("{}KB", size / 1024) } else { format!("{size}B") }
+}
+
+/// A demo body of `size` bytes: the status and order the workflows read, then order lines (many
+/// small objects, as real payloads have) up to the size.
+fn growth_body(size: usize) -> String {
+    let mut body = String::from(r#"{"status": "paid", "order": 42, "items": ["#);
+    let mut line = 0;
+    loop {
+        let item = format!(
+            r#"{}{{"sku": "SKU-{line:06}", "qty": {}, "price": 12.5}}"#,
+            if line == 0 { "" } else { ", " },
+            line % 7 + 1
+        );
+        if body.len() + item.len() + 2 > size {
+            break;
+        }
+        body.push_str(&item);
+        line += 1;
+    }
+    body.push_str("]}");
+    while body.len() < size {
+        body.insert(body.len() - 2, ' ');
+    }
+    body
+}
+
+/// hookflow serving one sync workflow per count: `chain-N` runs N − 1 conditions that pass and a
+/// response.
+fn hookflow_chains(options: &Options, scratch: &Path, name: &str, counts: &[u32]) -> System {
+    let workflows = scratch.join(format!("chains-{}", name.replace(' ', "-")));
     let mut unavailable = fs::create_dir_all(&workflows).err().map(|e| e.to_string());
     let mut targets = Vec::new();
-    for &count in &options.nodes {
+    for &count in counts {
         let condition = |n: u32| {
             json!({"key": format!("check{n}"), "type": "condition", "config": {"rejectOnFalse": true,
                 "calculation": {"group": {"calculations": [
@@ -226,18 +300,18 @@ fn hookflow_chains(options: &Options, scratch: &Path) -> System {
         if let Err(error) = fs::write(workflows.join(format!("{key}.json")), workflow.to_string()) {
             unavailable = Some(error.to_string());
         }
-        targets.push(Target {
-            workflow: format!("{count} nodes"),
-            path: format!("/api/webhook:trigger/{key}"),
-            status: 200,
-            body_contains: "\"ok\":true",
-            drains: false,
-        });
+        targets.push(Target::demo(
+            &format!("{count} node{}", if count == 1 { "" } else { "s" }),
+            &format!("/api/webhook:trigger/{key}"),
+            200,
+            "\"ok\":true",
+            false,
+        ));
     }
     let hookflow_bin = options.bin_dir.join("hookflow");
-    let data = scratch.join("chains-data");
+    let data = workflows.with_extension("data");
     System {
-        name: "hookflow chain".into(),
+        name: name.into(),
         unavailable,
         command: Box::new(move |port| {
             let mut command = Command::new(&hookflow_bin);
@@ -280,13 +354,7 @@ fn node_red(options: &Options, scratch: &Path) -> System {
         }),
         start_timeout: Duration::from_secs(60),
         measure_startup: false,
-        targets: vec![Target {
-            workflow: "sync".into(),
-            path: "/demo-payment".into(),
-            status: 200,
-            body_contains: "\"ok\":true",
-            drains: false,
-        }],
+        targets: vec![Target::demo("sync", "/demo-payment", 200, "\"ok\":true", false)],
     }
 }
 
@@ -313,13 +381,7 @@ fn n8n(options: &Options, scratch: &Path, name: &str, engine: Option<&'static st
         }),
         start_timeout: Duration::from_secs(240),
         measure_startup: false,
-        targets: vec![Target {
-            workflow: "sync".into(),
-            path: "/webhook/demo-payment".into(),
-            status: 200,
-            body_contains: "\"ok\":true",
-            drains: false,
-        }],
+        targets: vec![Target::demo("sync", "/webhook/demo-payment", 200, "\"ok\":true", false)],
     }
 }
 
@@ -359,6 +421,11 @@ struct Measured {
     /// Of the errors, answers outside 2xx/3xx (the rest are socket errors and timeouts).
     non_2xx: u64,
     peak_rss_mib: f64,
+    /// Requests answered during the load.
+    requests: u64,
+    /// CPU time (user + system) of the system's processes per request, over the load (and, for
+    /// an async workflow, the drain that follows it).
+    cpu_us: Option<f64>,
     /// For an async workflow: executions left queued when the load ended, and how many per second
     /// the workers then ran until none was left.
     backlog: Option<(u64, f64)>,
@@ -369,6 +436,8 @@ struct Row {
     system: String,
     workflow: String,
     connections: Option<u32>,
+    /// The size of the body posted.
+    body_bytes: usize,
     outcome: Result<Measured, String>,
 }
 
@@ -393,6 +462,7 @@ impl Report {
                 system: system.name.clone(),
                 workflow: "-".into(),
                 connections: None,
+                body_bytes: 0,
                 outcome: Err(why),
             });
         };
@@ -424,27 +494,34 @@ impl Report {
                     system: system.name.clone(),
                     workflow: target.workflow.clone(),
                     connections: None,
+                    body_bytes: target.body.len(),
                     outcome: Err(why),
                 });
                 continue;
             }
-            for &connections in &options.connections {
+            let counts =
+                if target.first_connections_only { &options.connections[..1] } else { &options.connections[..] };
+            for &connections in counts {
                 let url = format!("http://{}{}", running.address, target.path);
-                let _ = wrk(options, &url, connections, options.warmup);
+                let _ = wrk(options, &url, connections, options.warmup, &target.body);
                 if target.drains {
                     running.drain();
                 }
-                let outcome = wrk(options, &url, connections, options.seconds).map(|result| Measured {
-                    peak_rss_mib: running.memory("VmHWM").unwrap_or(f64::NAN),
-                    backlog: if target.drains { running.drain() } else { None },
-                    ..result
+                let ticks_before = procfs::tree_ticks(running.child.id());
+                let outcome = wrk(options, &url, connections, options.seconds, &target.body).map(|result| {
+                    let backlog = if target.drains { running.drain() } else { None };
+                    let ticks = procfs::tree_ticks(running.child.id()).saturating_sub(ticks_before);
+                    let cpu_us = (result.requests > 0)
+                        .then(|| ticks as f64 / procfs::clock_ticks() * 1e6 / result.requests as f64);
+                    Measured { peak_rss_mib: running.memory("VmHWM").unwrap_or(f64::NAN), backlog, cpu_us, ..result }
                 });
                 match &outcome {
                     Ok(measured) => eprintln!(
-                        "   {:<6} c={connections:<4} {:>9.0} req/s  p99 {:.2} ms{}",
+                        "   {:<14} c={connections:<4} {:>9.0} req/s  p99 {:.2} ms  CPU {:.0} µs/request{}",
                         target.workflow,
                         measured.requests_per_second,
                         measured.p99_ms,
+                        measured.cpu_us.unwrap_or(f64::NAN),
                         measured
                             .backlog
                             .map_or(String::new(), |(left, rate)| format!("  backlog {left} drained at {rate:.0}/s"))
@@ -455,6 +532,7 @@ impl Report {
                     system: system.name.clone(),
                     workflow: target.workflow.clone(),
                     connections: Some(connections),
+                    body_bytes: target.body.len(),
                     outcome,
                 });
             }
@@ -463,23 +541,67 @@ impl Report {
         self.facts.push(Facts { system: system.name, idle_rss_mib, startup_ms });
     }
 
-    /// Requests per second of `system`'s first workflow at `connections`.
-    fn rate(&self, system: &str, workflow: &str, connections: u32) -> Option<f64> {
-        self.rows.iter().find_map(|row| match &row.outcome {
-            Ok(measured)
-                if row.system == system && row.workflow == workflow && row.connections == Some(connections) =>
-            {
-                Some(measured.requests_per_second)
-            }
-            _ => None,
+    /// What the baseline measured with the row's body at the row's connection count.
+    fn baseline_of(&self, row: &Row) -> Option<&Measured> {
+        self.measured(|other| {
+            other.system == "baseline" && other.connections == row.connections && other.body_bytes == row.body_bytes
         })
     }
 
-    /// The row's rate as a fraction of the baseline's and of hookflow sync's at its connections.
-    fn ratios(&self, row: &Row) -> (Option<f64>, Option<f64>) {
-        let (Ok(measured), Some(connections)) = (&row.outcome, row.connections) else { return (None, None) };
+    /// The first measured row that `matches`.
+    fn measured(&self, matches: impl Fn(&Row) -> bool) -> Option<&Measured> {
+        self.rows.iter().filter(|row| matches(row)).find_map(|row| row.outcome.as_ref().ok())
+    }
+
+    /// The row's rate as a fraction of the baseline's (with the same body) and of hookflow sync's
+    /// at its connections, and its CPU per request as a multiple of the baseline's.
+    fn ratios(&self, row: &Row) -> (Option<f64>, Option<f64>, Option<f64>) {
+        let (Ok(measured), Some(connections)) = (&row.outcome, row.connections) else { return (None, None, None) };
         let of = |rate: Option<f64>| rate.filter(|rate| *rate > 0.0).map(|rate| measured.requests_per_second / rate);
-        (of(self.rate("baseline", "200 ok", connections)), of(self.rate("hookflow", "sync", connections)))
+        let baseline = self.baseline_of(row);
+        let sync = self.measured(|other| {
+            other.system == "hookflow" && other.workflow == "sync" && other.connections == Some(connections)
+        });
+        let cpu = measured.cpu_us.zip(baseline.and_then(|b| b.cpu_us)).map(|(cpu, base)| cpu / base);
+        (of(baseline.map(|b| b.requests_per_second)), of(sync.map(|s| s.requests_per_second)), cpu)
+    }
+
+    /// How the cost grows: the CPU a 100 KB body adds over a 100 B one, against the baseline's
+    /// (target ≤ 3×), and what each extra node adds, against a whole baseline request (target
+    /// ≤ 25 %). One line each, from the growth rows.
+    fn growth(&self) -> Vec<String> {
+        let cpu = |system: &str, workflow: String| {
+            self.measured(|row| row.system == system && row.workflow == workflow).and_then(|m| m.cpu_us)
+        };
+        let (small, large) = (size_name(GROWTH_BODIES[0]), size_name(GROWTH_BODIES[2]));
+        let mut lines = Vec::new();
+        let base_small = cpu("baseline", format!("200 ok {small}"));
+        let base_extra = cpu("baseline", format!("200 ok {large}")).zip(base_small).map(|(l, s)| l - s);
+        for chain in GROWTH_CHAINS {
+            let name = |size: &str| format!("{chain} node{} {size}", if chain == 1 { "" } else { "s" });
+            let extra =
+                cpu("hookflow growth", name(&large)).zip(cpu("hookflow growth", name(&small))).map(|(l, s)| l - s);
+            if let (Some(extra), Some(base_extra)) = (extra, base_extra) {
+                lines.push(format!(
+                    "a {large} body over a {small} one, {chain}-node chain: +{extra:.0} µs CPU per request, baseline +{base_extra:.0} µs: {:.1}× (target ≤ 3×)",
+                    extra / base_extra.max(1.0)
+                ));
+            }
+        }
+        let (first, last) = (GROWTH_CHAINS[0], GROWTH_CHAINS[2]);
+        for size in GROWTH_BODIES.map(size_name) {
+            let short = cpu("hookflow growth", format!("{first} node {size}"));
+            let long = cpu("hookflow growth", format!("{last} nodes {size}"));
+            let base = cpu("baseline", format!("200 ok {size}"));
+            if let (Some(short), Some(long), Some(base)) = (short, long, base) {
+                let per_node = (long - short) / f64::from(last - first);
+                lines.push(format!(
+                    "each extra node with a {size} body: +{per_node:.1} µs CPU per request, {:.0} % of a baseline request (target ≤ 25 %)",
+                    per_node / base * 100.0
+                ));
+            }
+        }
+        lines
     }
 
     fn print(&self, options: &Options) {
@@ -490,7 +612,7 @@ impl Report {
             machine()
         );
         println!(
-            "{:<26} {:<7} {:>5} {:>10} {:>8} {:>8} {:>8} {:>7} {:>9} {:>9} {:>9}",
+            "{:<26} {:<14} {:>5} {:>10} {:>8} {:>8} {:>8} {:>7} {:>9} {:>8} {:>9} {:>9} {:>10}",
             "system",
             "flow",
             "conns",
@@ -500,17 +622,19 @@ impl Report {
             "p99.9 ms",
             "errors",
             "peak RSS",
+            "CPU µs",
             "÷ base",
-            "÷ hookflow"
+            "÷ hookflow",
+            "CPU ÷ base"
         );
         for row in &self.rows {
             let connections = row.connections.map_or("-".into(), |c| c.to_string());
             match &row.outcome {
                 Ok(m) => {
-                    let (base, hookflow) = self.ratios(row);
+                    let (base, hookflow, cpu) = self.ratios(row);
                     let ratio = |r: Option<f64>| r.map_or("-".into(), |r| format!("{r:.3}"));
                     println!(
-                        "{:<26} {:<7} {:>5} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>7.0} MiB {:>9} {:>9}",
+                        "{:<26} {:<14} {:>5} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>5.0} MiB {:>8} {:>9} {:>9} {:>10}",
                         row.system,
                         row.workflow,
                         connections,
@@ -520,11 +644,13 @@ impl Report {
                         m.p999_ms,
                         m.errors,
                         m.peak_rss_mib,
+                        m.cpu_us.map_or("-".into(), |cpu| format!("{cpu:.0}")),
                         ratio(base),
-                        ratio(hookflow)
+                        ratio(hookflow),
+                        cpu.map_or("-".into(), |cpu| format!("{cpu:.2}×"))
                     );
                 }
-                Err(why) => println!("{:<26} {:<7} {:>5} not run: {why}", row.system, row.workflow, connections),
+                Err(why) => println!("{:<26} {:<14} {:>5} not run: {why}", row.system, row.workflow, connections),
             }
         }
         for row in &self.rows {
@@ -536,6 +662,9 @@ impl Report {
                     row.system, row.workflow
                 );
             }
+        }
+        for line in self.growth() {
+            println!("{line}");
         }
         for facts in &self.facts {
             let idle = facts.idle_rss_mib.map_or("-".into(), |mib| format!("{mib:.0} MiB"));
@@ -549,12 +678,14 @@ impl Report {
             .rows
             .iter()
             .map(|row| {
-                let (base, hookflow) = self.ratios(row);
+                let (base, hookflow, cpu) = self.ratios(row);
                 match &row.outcome {
                     Ok(m) => json!({
                         "system": row.system, "workflow": row.workflow, "connections": row.connections,
+                        "bodyBytes": row.body_bytes,
                         "requestsPerSecond": m.requests_per_second, "p50Ms": m.p50_ms, "p99Ms": m.p99_ms,
                         "p999Ms": m.p999_ms, "errors": m.errors, "non2xx": m.non_2xx, "peakRssMib": m.peak_rss_mib,
+                        "cpuMicrosPerRequest": m.cpu_us, "cpuRatioToBaseline": cpu,
                         "ratioToBaseline": base, "ratioToHookflow": hookflow,
                         "backlogAtEnd": m.backlog.map(|(left, _)| left),
                         "drainedPerSecond": m.backlog.map(|(_, rate)| rate),
@@ -573,7 +704,7 @@ impl Report {
             .collect();
         json!({
             "machine": machine(), "seconds": options.seconds, "warmupSeconds": options.warmup,
-            "loadGenerator": "wrk -t2", "rows": rows, "systems": facts,
+            "loadGenerator": "wrk -t2", "rows": rows, "systems": facts, "growth": self.growth(),
         })
     }
 }
@@ -636,7 +767,7 @@ impl Running {
 
     /// Sends the body once; `Err` says how the answer was wrong.
     fn check(&self, target: &Target) -> Result<(), String> {
-        let (status, body) = request_once(self.address, "POST", &target.path)?;
+        let (status, body) = request_once(self.address, "POST", &target.path, &target.body)?;
         if status == target.status && body.contains(target.body_contains) {
             Ok(())
         } else {
@@ -648,7 +779,7 @@ impl Running {
     /// executions run per second meanwhile. `None` when the depth cannot be read.
     fn drain(&self) -> Option<(u64, f64)> {
         let depth = || {
-            let (_, metrics) = request_once(self.address, "GET", "/metrics").ok()?;
+            let (_, metrics) = request_once(self.address, "GET", "/metrics", "").ok()?;
             let line = metrics.lines().find(|line| line.starts_with("hookflow_queue_depth"))?;
             line.split_whitespace().last()?.parse::<f64>().ok().map(|depth| depth.max(0.0) as u64)
         };
@@ -702,24 +833,23 @@ fn free_port() -> Result<u16, String> {
     listener.local_addr().map(|address| address.port()).map_err(|e| e.to_string())
 }
 
-/// One request (a POST carries the demo body) that asks to close; the status and the body as
-/// text.
-fn request_once(address: SocketAddr, method: &str, path: &str) -> Result<(u16, String), String> {
-    let body = if method == "POST" { BODY.as_bytes() } else { b"" };
+/// One request (a POST carries `body`) that asks to close; the status and the body as text.
+fn request_once(address: SocketAddr, method: &str, path: &str, body: &str) -> Result<(u16, String), String> {
+    let body = if method == "POST" { body.as_bytes() } else { b"" };
     let request = http::request_bytes(address, method, path, &[("Content-Type", "application/json")], body);
     let response = http::try_send_raw(address, &request, false)?;
     Ok((response.status, response.text()))
 }
 
 /// Runs wrk for `seconds` and reads the JSON line `bench/wrk/post.lua` prints.
-fn wrk(options: &Options, url: &str, connections: u32, seconds: u64) -> Result<Measured, String> {
+fn wrk(options: &Options, url: &str, connections: u32, seconds: u64, body: &str) -> Result<Measured, String> {
     let output = Command::new("wrk")
         // wrk needs a connection per thread.
         .args([&format!("-t{}", connections.min(2)), &format!("-c{connections}"), &format!("-d{seconds}s")])
         .args(["--timeout", "5s", "-s"])
         .arg(&options.wrk_script)
         .arg(url)
-        .env("BENCH_BODY", BODY)
+        .env("BENCH_BODY", body)
         .output()
         .map_err(|e| format!("cannot run wrk: {e}"))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -739,6 +869,8 @@ fn wrk(options: &Options, url: &str, connections: u32, seconds: u64) -> Result<M
         errors: (field("socket_errors") + field("non_2xx")) as u64,
         non_2xx: field("non_2xx") as u64,
         peak_rss_mib: f64::NAN,
+        requests: field("requests") as u64,
+        cpu_us: None,
         backlog: None,
     })
 }

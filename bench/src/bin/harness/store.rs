@@ -7,7 +7,6 @@
 //! of the run (`hookflow-test-postgres`) with its defaults for durability (`fsync`,
 //! `synchronous_commit` on).
 
-use std::fs;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -17,7 +16,7 @@ use hookflow_test_haproxy::Balancer;
 use hookflow_test_postgres::PgServer;
 use serde_json::{Value, json};
 
-use crate::{Options, free_port, request_once, wrk};
+use crate::{BODY, Options, free_port, procfs, request_once, wrk};
 
 /// The flow every row loads: `demo-payment-async`.
 const PATH: &str = "/api/webhook:trigger/demo-payment-async";
@@ -48,7 +47,7 @@ struct Cost {
 
 /// Runs every configuration, prints the table and returns the rows as JSON.
 pub(crate) fn compare(options: &Options, scratch: &Path) -> Value {
-    let ticks = clock_ticks();
+    let ticks = procfs::clock_ticks();
     let server = PgServer::start_with("bench", &["shared_preload_libraries=pg_stat_statements"]);
     let mut rows = Vec::new();
     for &connections in &options.connections {
@@ -94,16 +93,16 @@ fn measure(
     let balancer =
         if nodes > 1 { Some(Balancer::start(&scratch.join(format!("{name}.cfg")), &addresses)?) } else { None };
     let target = balancer.as_ref().map_or(addresses[0], |balancer| balancer.address);
-    wait_for(|| request_once(target, "POST", PATH).is_ok_and(|(status, _)| status == 200))?;
+    wait_for(|| request_once(target, "POST", PATH, BODY).is_ok_and(|(status, _)| status == 200))?;
     if let (Some(server), Some((_, database))) = (server, &database) {
         server.psql(database, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
     }
     let url = format!("http://{target}{PATH}");
-    let _ = wrk(options, &url, connections, options.warmup);
+    let _ = wrk(options, &url, connections, options.warmup, BODY);
     drain(addresses[0])?;
 
     let before = Snapshot::take(&running, server, database.as_ref().map(|(_, database)| database.as_str()));
-    let loaded = wrk(options, &url, connections, options.seconds)?;
+    let loaded = wrk(options, &url, connections, options.seconds, BODY)?;
     let drained_from = Instant::now();
     let left = depth(addresses[0]).unwrap_or(0);
     drain(addresses[0])?;
@@ -151,7 +150,7 @@ impl Node {
             .spawn()
             .map_err(|error| format!("cannot start hookflow: {error}"))?;
         let node = Node { child, address: SocketAddr::from(([127, 0, 0, 1], port)) };
-        wait_for(|| request_once(node.address, "GET", "/readyz").is_ok_and(|(status, _)| status == 200))?;
+        wait_for(|| request_once(node.address, "GET", "/readyz", "").is_ok_and(|(status, _)| status == 200))?;
         Ok(node)
     }
 }
@@ -182,10 +181,8 @@ struct Snapshot {
 
 impl Snapshot {
     fn take(nodes: &[Node], server: Option<&PgServer>, database: Option<&str>) -> Snapshot {
-        let hookflow = nodes.iter().map(|node| cpu_ticks(node.child.id())).sum();
-        let postgres = server
-            .and_then(PgServer::pid)
-            .map(|postmaster| cpu_ticks(postmaster) + children(postmaster).into_iter().map(cpu_ticks).sum::<u64>());
+        let hookflow = nodes.iter().map(|node| procfs::cpu_ticks(node.child.id())).sum();
+        let postgres = server.and_then(PgServer::pid).map(procfs::tree_ticks);
         let wal = server.zip(database).map(|(server, database)| server.psql(database, "SELECT pg_current_wal_lsn()"));
         let statements = server.zip(database).and_then(|(server, database)| {
             server
@@ -212,44 +209,9 @@ fn wal_difference(
     server.psql(database, &format!("SELECT pg_wal_lsn_diff('{after}', '{before}')")).parse().ok()
 }
 
-/// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0 };
-    // The fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
-    let field = |index: usize| fields.get(index).and_then(|value| value.parse::<u64>().ok()).unwrap_or(0);
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    field(11) + field(12)
-}
-
-/// The processes whose parent is `pid`.
-fn children(pid: u32) -> Vec<u32> {
-    let Ok(entries) = fs::read_dir("/proc") else { return Vec::new() };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|candidate| {
-            fs::read_to_string(format!("/proc/{candidate}/stat")).ok().is_some_and(|stat| {
-                let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-                rest.split_whitespace().nth(1).and_then(|parent| parent.parse::<u32>().ok()) == Some(pid)
-            })
-        })
-        .collect()
-}
-
-/// Clock ticks per second (`getconf CLK_TCK`).
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|output| String::from_utf8_lossy(&output.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
 /// The cluster's backlog, read from a node's `/metrics`.
 fn depth(address: SocketAddr) -> Option<u64> {
-    let (_, metrics) = request_once(address, "GET", "/metrics").ok()?;
+    let (_, metrics) = request_once(address, "GET", "/metrics", "").ok()?;
     let line = metrics.lines().find(|line| line.starts_with("hookflow_queue_depth"))?;
     line.split_whitespace().last()?.parse::<f64>().ok().map(|depth| depth.max(0.0) as u64)
 }
