@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use hookflow_workflow::timestamp::Timestamp;
-use hookflow_workflow::{Execution, ExecutionStatus, FIRST_ATTEMPT, Job, JobStatus, Next, Reply};
+use hookflow_workflow::{Execution, ExecutionStatus, FIRST_ATTEMPT, Job, JobStatus, Next, Reply, TriggerText};
 
 use crate::StoreError;
 
@@ -28,7 +29,7 @@ pub(crate) struct ExecutionRecord<'a> {
     workflow: Cow<'a, str>,
     version: u64,
     status: ExecutionStatus,
-    trigger: Cow<'a, Value>,
+    trigger: RecordTrigger<'a>,
     created_at: Timestamp,
     finished_at: Option<Timestamp>,
     jobs: Vec<JobRecord<'a>>,
@@ -54,6 +55,37 @@ fn first_attempt() -> u32 {
     FIRST_ATTEMPT
 }
 
+/// An execution record's trigger data: written as the execution's kept JSON text (the same
+/// bytes serialising the value gives), read as a value.
+pub(crate) enum RecordTrigger<'a> {
+    Text(Arc<RawValue>),
+    Value(Cow<'a, Value>),
+}
+
+impl RecordTrigger<'_> {
+    fn into_value(self) -> Value {
+        match self {
+            RecordTrigger::Text(text) => serde_json::from_str(text.get()).unwrap_or(Value::Null),
+            RecordTrigger::Value(value) => value.into_owned(),
+        }
+    }
+}
+
+impl Serialize for RecordTrigger<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            RecordTrigger::Text(text) => text.serialize(serializer),
+            RecordTrigger::Value(value) => value.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RecordTrigger<'_> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Value::deserialize(deserializer).map(|value| RecordTrigger::Value(Cow::Owned(value)))
+    }
+}
+
 fn is_first_attempt(attempt: &u32) -> bool {
     *attempt == FIRST_ATTEMPT
 }
@@ -66,7 +98,7 @@ impl<'a> ExecutionRecord<'a> {
             workflow: Cow::Borrowed(&execution.workflow),
             version: execution.version,
             status: execution.status,
-            trigger: Cow::Borrowed(&execution.trigger),
+            trigger: RecordTrigger::Text(execution.trigger_json()),
             created_at: execution.created_at,
             finished_at: execution.finished_at,
             jobs: execution.jobs.iter().map(JobRecord::of).collect(),
@@ -92,7 +124,7 @@ impl<'a> ExecutionRecord<'a> {
             workflow: self.workflow.into_owned(),
             version: self.version,
             status: self.status,
-            trigger: self.trigger.into_owned(),
+            trigger: self.trigger.into_value(),
             created_at: self.created_at,
             finished_at: self.finished_at,
             jobs: self.jobs.into_iter().map(JobRecord::into_job).collect(),
@@ -103,6 +135,7 @@ impl<'a> ExecutionRecord<'a> {
             rerun_as: self.rerun_as.map(Cow::into_owned),
             failure_of: self.failure_of.map(Cow::into_owned),
             test: self.test,
+            trigger_text: TriggerText::default(),
         }
     }
 }
@@ -237,4 +270,22 @@ pub(crate) fn merge_jobs(mut execution: Execution, jobs: impl IntoIterator<Item 
         }
     }
     execution
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trigger_written_from_its_kept_text_has_the_bytes_of_its_value() {
+        let trigger = serde_json::json!({"headers": {"x-b": "1"}, "query": {}, "body": {"z": 1.5, "a": [1, "é\"\n", null], "m": 1e300}});
+        let execution = Execution::new(ulid::Ulid::new(), "w", 1, trigger);
+        let from_text = serde_json::to_vec(&ExecutionRecord::of(&execution)).unwrap();
+        let mut from_value = ExecutionRecord::of(&execution);
+        from_value.trigger = RecordTrigger::Value(Cow::Borrowed(&execution.trigger));
+        assert_eq!(
+            String::from_utf8(from_text).unwrap(),
+            String::from_utf8(serde_json::to_vec(&from_value).unwrap()).unwrap()
+        );
+    }
 }

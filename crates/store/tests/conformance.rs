@@ -663,6 +663,8 @@ async fn a_failed_attempt_waits_for_its_next_one_with_its_resolved_jobs(subject:
     let kept = job("kept", JobStatus::Resolved);
     store.record_job(&execution.id, 0, &kept, owner);
     store.record_job(&execution.id, 1, &job("failed", JobStatus::Error), owner);
+    // Its own progress is written before another store is asked to reschedule it.
+    store.flush().await.unwrap();
     let retry_at = Timestamp(start.0 + 60_000);
     execution.jobs = vec![kept.clone()];
     execution.attempt = 2;

@@ -1,7 +1,10 @@
 //! Execution records: one run of a workflow for one request, and its jobs.
 
+use std::sync::{Arc, OnceLock};
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::timestamp::Timestamp;
 
@@ -49,6 +52,23 @@ pub struct Execution {
     /// Started by a test run (`POST /api/workflows/{key}/test`), not by a sender.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub test: bool,
+    /// `trigger` as JSON text, written the first time it is needed: every node's context and
+    /// every record write of the execution splice the same text instead of serialising the
+    /// trigger again. Reset by whoever changes `trigger` after a run (see [`Self::set_trigger`]).
+    #[serde(skip)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    pub trigger_text: TriggerText,
+}
+
+/// The trigger's JSON text, kept once written (see [`Execution::trigger_json`]). Two executions
+/// compare equal whatever their caches hold.
+#[derive(Debug, Clone, Default)]
+pub struct TriggerText(OnceLock<Arc<RawValue>>);
+
+impl PartialEq for TriggerText {
+    fn eq(&self, _: &TriggerText) -> bool {
+        true
+    }
 }
 
 /// The number of an execution's first run.
@@ -95,7 +115,25 @@ impl Execution {
             rerun_as: None,
             failure_of: None,
             test: false,
+            trigger_text: TriggerText::default(),
         }
+    }
+
+    /// The trigger as JSON text, serialised on first use and kept.
+    pub fn trigger_json(&self) -> Arc<RawValue> {
+        self.trigger_text
+            .0
+            .get_or_init(|| {
+                // A `Value` always serialises; `null` stands in should that ever change.
+                serde_json::value::to_raw_value(&self.trigger).unwrap_or_default().into()
+            })
+            .clone()
+    }
+
+    /// Replaces the trigger data (and forgets its JSON text).
+    pub fn set_trigger(&mut self, trigger: Value) {
+        self.trigger = trigger;
+        self.trigger_text = TriggerText::default();
     }
 
     /// What a listing shows for a stored record that does not decode: its id, the time in its
@@ -118,6 +156,7 @@ impl Execution {
             rerun_as: None,
             failure_of: None,
             test: false,
+            trigger_text: TriggerText::default(),
         }
     }
 }

@@ -1,8 +1,10 @@
 //! The executor: walks a [`Plan`]'s chain and branches, calling each node through a
 //! [`NodeRunner`], recording one [`Job`] per node run and following each node's directive.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use super::execution::{Execution, ExecutionStatus, Job, JobStatus, Next};
@@ -99,7 +101,7 @@ fn run(
         runner,
         clock,
         observer,
-        trigger_json: execution.trigger.to_string(),
+        trigger_json: execution.trigger_json(),
         execution_value: json!({ "id": execution.id }),
         execution,
         outputs: Map::new(),
@@ -156,7 +158,7 @@ struct Run<'a, R: ?Sized> {
     observer: &'a mut dyn Observer,
     execution: &'a mut Execution,
     /// The trigger data serialised once, spliced into every node's context.
-    trigger_json: String,
+    trigger_json: Arc<RawValue>,
     /// `$execution`.
     execution_value: Value,
     /// `$jobsMapByNodeKey`.

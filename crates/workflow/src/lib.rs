@@ -20,7 +20,7 @@ mod trial;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use example::example_paths;
-pub use execution::{Execution, ExecutionIds, ExecutionStatus, FIRST_ATTEMPT, Job, JobStatus, Next};
+pub use execution::{Execution, ExecutionIds, ExecutionStatus, FIRST_ATTEMPT, Job, JobStatus, Next, TriggerText};
 pub use executor::{Executor, Observer, Ran, caller_reply, execute};
 pub use limits::{ExecutionLimits, MAX_NESTING, MAX_RECORDED_VALUE, nesting_of, nests_deeper_than, recorded};
 pub use model::{

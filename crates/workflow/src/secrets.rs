@@ -144,7 +144,9 @@ impl Secrets {
                 *text = Some(masked);
             }
         };
-        self.mask_value(&mut execution.trigger);
+        let mut trigger = std::mem::take(&mut execution.trigger);
+        self.mask_value(&mut trigger);
+        execution.set_trigger(trigger);
         mask_text(&mut execution.error);
         for job in &mut execution.jobs {
             self.mask_value(&mut job.input);
