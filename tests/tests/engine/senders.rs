@@ -330,6 +330,55 @@ fn cloudevents_senders_are_allowed_by_the_options_handshake() {
 }
 
 #[test]
+fn sync_workflows_answer_every_handshake_the_same_and_start_nothing() {
+    let sync = |key: &str, sender: &str| {
+        let mut definition = workflow(key, sender);
+        definition["sync"] = json!(true);
+        definition
+    };
+    let senders =
+        [("zoom", "zoom"), ("meta", "meta"), ("graph", "microsoft-graph"), ("x", "x"), ("events", "cloudevents")];
+    let server = TestServer::start(&senders.map(|(key, sender)| sync(key, sender)), |_| {});
+
+    let validation = r#"{"payload": {"plainToken": "qgg8vlvZRS6UYooatFL8Aw"}, "event_ts": 1654503849680, "event": "endpoint.url_validation"}"#;
+    let request =
+        json!({"library": "zoom", "secret": "zoom-example-secret-token", "body": validation, "timestamp": now()});
+    let zoom = post(&server, "zoom", &headers_of(&sign("sign.js", &request), &[JSON]), validation);
+    let token = hex_hmac_sha256(b"zoom-example-secret-token", b"qgg8vlvZRS6UYooatFL8Aw");
+    assert_eq!(
+        (zoom.status, zoom.json()),
+        (200, json!({"plainToken": "qgg8vlvZRS6UYooatFL8Aw", "encryptedToken": token}))
+    );
+
+    let meta_path = "/api/webhook:trigger/meta?hub.mode=subscribe&hub.verify_token=meta-example-verify-token&hub.challenge=1158201444";
+    let meta = http::request(server.address, "GET", meta_path, &[], b"");
+    assert_eq!((meta.status, meta.text()), (200, "1158201444".to_string()));
+
+    let graph = http::post(server.address, "/api/webhook:trigger/graph?validationToken=abc%20def", &[], b"");
+    assert_eq!((graph.status, graph.text()), (200, "abc def".to_string()));
+
+    let crc = http::request(server.address, "GET", "/api/webhook:trigger/x?crc_token=challenge123", &[], b"");
+    assert_eq!(crc.status, 200, "{}", crc.text());
+    assert!(crc.json()["response_token"].as_str().is_some_and(|token| token.starts_with("sha256=")), "{}", crc.text());
+
+    let events = http::request(
+        server.address,
+        "OPTIONS",
+        "/api/webhook:trigger/events",
+        &[("WebHook-Request-Origin", "eventemitter.example.com")],
+        b"",
+    );
+    assert_eq!((events.status, events.header("webhook-allowed-origin")), (200, Some("eventemitter.example.com")));
+
+    for answer in [&zoom, &meta, &graph, &crc, &events] {
+        assert!(answer.header("x-hookflow-execution").is_none(), "a handshake starts no execution");
+    }
+    let filter = hookflow_store::ExecutionFilter::default();
+    let stored = hookflow_tests::block_on(server.server().store().executions(&filter, None, 10)).unwrap();
+    assert!(stored.is_empty(), "no execution was recorded: {stored:?}");
+}
+
+#[test]
 fn without_a_handshake_get_and_options_stay_405() {
     let server = TestServer::start(&[workflow("plain", "stripe")], |_| {});
     for method in ["GET", "OPTIONS"] {
