@@ -43,6 +43,21 @@ fn answer(stream: TcpStream) {
     }
     let mut body = vec![0; length];
     reader.read_exact(&mut body).unwrap();
+    if headers.get("transfer-encoding").is_some_and(|coding| coding == "chunked") {
+        // The whole request is read before answering: sizes in hex, each chunk and its CRLF, up
+        // to the empty chunk and the blank line after it.
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size).unwrap();
+            let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            let mut chunk = vec![0; size + 2];
+            reader.read_exact(&mut chunk).unwrap();
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    }
     let mut parts = request_line.split_whitespace();
     let (method, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
     let path = target.split('?').next().unwrap_or_default();
@@ -67,6 +82,11 @@ fn answer(stream: TcpStream) {
     );
     let _ = stream.write_all(head.as_bytes());
     let _ = stream.write_all(reply.as_bytes());
+    // Take what the client still sends (a chunked body's last chunk) before closing: closing a
+    // socket with unread data resets the connection, and the client may lose the answer.
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let _ = reader.get_ref().set_read_timeout(Some(Duration::from_secs(1)));
+    let _ = std::io::copy(&mut reader, &mut std::io::sink());
 }
 
 /// A sync workflow: one `http-request` node with `config`, then a response with its output.
@@ -305,7 +325,7 @@ fn credential_headers_are_sent_but_recorded_masked() {
         {"name": "X-Order", "value": "42"}]});
     let server = TestServer::start(&[calling(config)], granted("127.0.0.1:*"));
     let (status, answer, execution) = call(&server, &json!({}));
-    assert_eq!(status, 200, "{answer}");
+    assert_eq!(status, 200, "{answer}: {:?}", execution.jobs);
     let sent = &answer["data"]["headers"];
     assert_eq!(sent["authorization"], "Bearer live-token-31", "the target got the real value: {answer}");
     assert_eq!(sent["x-api-key"], "key-77");
