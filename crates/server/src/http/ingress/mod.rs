@@ -178,10 +178,15 @@ async fn handle(
     }
     let headers = captured_headers(&parts.headers, &trigger.request.headers);
     let idempotency_key = trigger.idempotency.as_ref().and_then(|spec| idempotency_key(spec, &parts.headers, &body));
-    let mut data = serde_json::json!({ "headers": headers, "query": query, "body": body });
+    // Moved into place, not through `json!`, which would copy the body value by serialising it.
+    let mut data = Map::with_capacity(4);
+    data.insert("headers".into(), headers);
+    data.insert("query".into(), query);
+    data.insert("body".into(), body);
     if trigger.request.raw_body {
-        data["rawBody"] = Value::String(base64::engine::general_purpose::STANDARD.encode(&bytes));
+        data.insert("rawBody".into(), Value::String(base64::engine::general_purpose::STANDARD.encode(&bytes)));
     }
+    let data = Value::Object(data);
     let outcome = if deployed.workflow().sync {
         ingress.dispatcher.dispatch(deployed, data, idempotency_key).await
     } else {
