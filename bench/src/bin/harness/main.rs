@@ -395,7 +395,13 @@ fn n8n_environment(folder: &Path, port: u16, engine: Option<&str>) -> Vec<(Strin
         ("N8N_TEMPLATES_ENABLED", "false".into()),
         ("N8N_PERSONALIZATION_ENABLED", "false".into()),
         ("N8N_ENFORCE_SETTINGS_FILE_PERMISSIONS", "false".into()),
+        // Its documented settings for throughput: no execution data saved (success, error,
+        // progress, manual runs) and SQLite in WAL mode.
         ("EXECUTIONS_DATA_SAVE_ON_SUCCESS", "none".into()),
+        ("EXECUTIONS_DATA_SAVE_ON_ERROR", "none".into()),
+        ("EXECUTIONS_DATA_SAVE_ON_PROGRESS", "false".into()),
+        ("EXECUTIONS_DATA_SAVE_MANUAL_EXECUTIONS", "false".into()),
+        ("DB_SQLITE_POOL_SIZE", "2".into()),
         ("N8N_LOG_LEVEL", "warn".into()),
     ]
     .into_iter()
