@@ -59,7 +59,7 @@ pub enum Placement {
     /// A thread that may block (tokio's blocking pool, a plain thread): a call waits for a free
     /// slot, at most until its deadline.
     BlockingThread,
-    /// An async runtime thread (quick built-ins of a sync execution): a call takes a slot kept
+    /// An async runtime thread (quick built-ins of a short plan): a call takes a slot kept
     /// for such threads and never waits for one while those last.
     RuntimeThread,
 }

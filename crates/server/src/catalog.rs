@@ -36,8 +36,9 @@ pub struct Deployed {
     pub plan: Plan,
     /// The answer to an accepted async request (`trigger.response`, default `200 ok`).
     pub accept_reply: Reply,
-    /// Whether a sync execution runs on the request's own thread: a short plan of quick
-    /// built-ins (see [`PluginHost::is_quick`]) without a sync deadline.
+    /// Whether its executions run on an async runtime thread instead of the blocking pool: a
+    /// short plan of quick built-ins (see [`PluginHost::is_quick`]), and for a sync workflow no
+    /// sync deadline (a sync one runs on the request's own thread).
     pub runs_inline: bool,
     /// Whether the plan holds a `delay` node (its async requests count against `--max-delayed`).
     pub has_delay: bool,
@@ -49,7 +50,7 @@ pub struct Deployed {
     pub rate_limit: Option<RateLimiter>,
 }
 
-/// The most nodes a plan run on the request's thread may have.
+/// The most nodes a plan run on an async runtime thread may have.
 const MAX_INLINE_NODES: usize = 16;
 
 impl Deployed {
@@ -58,8 +59,7 @@ impl Deployed {
         plan.secrets = host.secrets().clone();
         let accept_reply = plan.workflow.trigger.response.clone().unwrap_or_default().reply();
         let quick = plan.count_nodes_if(&|node| host.is_quick(&node.node_type));
-        let runs_inline = plan.workflow.sync
-            && plan.workflow.trigger.sync_deadline_ms.is_none()
+        let runs_inline = (!plan.workflow.sync || plan.workflow.trigger.sync_deadline_ms.is_none())
             && quick.is_some_and(|count| count <= MAX_INLINE_NODES);
         let has_delay = plan.count_nodes_if(&|node| node.kind != NodeKind::Delay).is_none();
         let allowlist =

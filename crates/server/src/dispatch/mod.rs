@@ -7,8 +7,8 @@
 //!
 //! Dispatch answers in domain terms ([`Outcome`]); `http::ingress` alone turns them into
 //! statuses and bodies. Node calls block (wasmtime's sync API under an epoch deadline), so
-//! executions run on tokio's blocking pool, except sync ones made only of quick built-ins, which
-//! run on the request's own runtime thread with instance slots of their own.
+//! executions run on tokio's blocking pool, except short ones made only of quick built-ins, which
+//! run on a runtime thread (a sync one on the request's own) with instance slots of their own.
 
 mod failures;
 mod idempotency;

@@ -247,9 +247,7 @@ impl Dispatcher {
                 (self.host.clone(), self.store.clone(), self.canceled.clone(), self.clock.clone());
             let plan_of = deployed.clone();
             let mut running = execution;
-            let span = tracing::Span::current();
-            let ran = tokio::task::spawn_blocking(move || {
-                let _entered = span.enter();
+            let run = move |placement| {
                 // The executor replays the leading resolved jobs; new ones are recorded after them.
                 let next_index = running.jobs.iter().take_while(|job| job.status == JobStatus::Resolved).count();
                 let mut recorder = JobRecorder {
@@ -259,15 +257,27 @@ impl Dispatcher {
                     next_index,
                     canceled: &canceled,
                 };
-                let runner = host.runner(Placement::BlockingThread);
+                let runner = host.runner(placement);
                 let executor = Executor { runner: &runner, clock: clock.as_ref() };
                 let wake_at = executor.run(&plan_of.plan, &mut running, &mut recorder).wake_at;
                 (running, wake_at)
-            })
-            .await;
+            };
+            let ran = if deployed.runs_inline {
+                // Microseconds of quick built-ins: cheaper here than a hand-off to a blocking thread.
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(Placement::RuntimeThread)))
+                    .map_err(|_| None)
+            } else {
+                let span = tracing::Span::current();
+                tokio::task::spawn_blocking(move || {
+                    let _entered = span.enter();
+                    run(Placement::BlockingThread)
+                })
+                .await
+                .map_err(Some)
+            };
             let (ran, wake_at) = match ran {
                 Ok(ran) => ran,
-                Err(error) if error.is_cancelled() => {
+                Err(Some(error)) if error.is_cancelled() => {
                     tracing::debug!("the process stops before the execution ran; it is resumed later");
                     return Left::Stuck;
                 }
