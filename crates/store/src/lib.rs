@@ -849,6 +849,14 @@ impl Store {
         self.write(Vec::new()).await.map(drop)
     }
 
+    /// Waits until every write issued before the call is visible to reads (committed, not
+    /// necessarily durable). Readers of executions and refusals call it first, so that a sync execution
+    /// whose caller was just answered — its record still waiting in the writer's batch — is
+    /// found. When the store cannot write, it returns at once and the read sees what is there.
+    pub async fn settle(&self) {
+        let _ = self.submit_notified(Ok(Vec::new()), false).await;
+    }
+
     // --- the refusal log ---
 
     /// Logs a refused trigger request, keeping the newest `keep` of its workflow (the oldest

@@ -128,6 +128,26 @@ fn lists_are_paginated() {
     assert_eq!(call(&server, "GET", "/api/executions?status=bogus", None).status, 422);
 }
 
+/// A sync execution's record is written just after its caller is answered; an admin read that
+/// comes right after the answer still finds it (the read waits for earlier writes to commit).
+#[test]
+fn a_sync_execution_is_found_as_soon_as_its_caller_has_the_answer() {
+    let server = TestServer::start(&[], |config| {
+        config.demo = true;
+        config.admin_token = Some(TOKEN.into());
+    });
+    for order in 0..20 {
+        let response = server.post_json("demo-payment", &json!({"status": "paid", "order": order}));
+        assert_eq!(response.status, 200);
+        let id = response.header("x-hookflow-execution").unwrap().to_string();
+        let shown = call(&server, "GET", &format!("/api/executions/{id}"), None);
+        assert_eq!(shown.status, 200, "execution {id} not found right after its answer");
+        assert_eq!(shown.json()["status"], json!("resolved"));
+        let listed = call(&server, "GET", "/api/executions?workflow=demo-payment&limit=1", None).json();
+        assert_eq!(listed["items"][0]["id"], json!(id), "the newest execution listed first");
+    }
+}
+
 #[test]
 fn executions_show_their_jobs() {
     let server = TestServer::start(&[], |config| {

@@ -65,6 +65,7 @@ pub(super) async fn list(
         rerun: None,
     };
     let limit = Page { limit: query.limit, cursor: None }.limit()?;
+    admin.store.settle().await;
     // The store decodes the page off the async runtime.
     let listed = admin.store.executions(&filter, query.cursor.as_deref(), limit + 1).await;
     let mut items = listed.map_err(store_failed)?;
@@ -234,6 +235,7 @@ async fn execution(admin: &Admin, id: &str) -> Result<Execution, ApiError> {
 
 /// One execution as stored (what a rerun or a cancel works on).
 async fn stored(admin: &Admin, id: &str) -> Result<Execution, ApiError> {
+    admin.store.settle().await;
     admin
         .store
         .execution(id)

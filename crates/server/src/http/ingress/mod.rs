@@ -230,6 +230,7 @@ fn called_url(public_url: Option<&str>, parts: &axum::http::request::Parts) -> S
 /// authorised like its trigger.
 async fn result(State(ingress): State<Arc<Ingress>>, Path(id): Path<String>, request: Request) -> Response {
     let not_found = || ApiError::new(ErrorCode::NotFound, format!("no execution {id:?}")).into_response();
+    ingress.dispatcher.store().settle().await;
     let execution = match ingress.dispatcher.store().execution(&id).await {
         Ok(Some(execution)) => execution,
         Ok(None) => return not_found(),
