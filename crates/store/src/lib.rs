@@ -850,9 +850,11 @@ impl Store {
     }
 
     /// Waits until every write issued before the call is visible to reads (committed, not
-    /// necessarily durable). Readers of executions and refusals call it first, so that a sync execution
-    /// whose caller was just answered — its record still waiting in the writer's batch — is
-    /// found. When the store cannot write, it returns at once and the read sees what is there.
+    /// necessarily durable), so that a sync execution whose caller was just answered — its record
+    /// still waiting in the writer's batch — is found. Listings call it themselves; a reader of
+    /// one execution by id calls it first unless the execution is its own claim (the async
+    /// worker's hot path). When the store cannot write, it returns at once and the read sees what
+    /// is there.
     pub async fn settle(&self) {
         let _ = self.submit_notified(Ok(Vec::new()), false).await;
     }
@@ -888,6 +890,7 @@ impl Store {
         if low >= high || limit == 0 {
             return Ok(Vec::new());
         }
+        self.settle().await;
         on_backend!(self, backend => backend.refusals(filter, &low, &high, limit).await)
     }
 
@@ -934,11 +937,13 @@ impl Store {
         before: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Execution>, StoreError> {
+        self.settle().await;
         on_backend!(self, backend => backend.executions(filter, before, limit).await)
     }
 
     /// The newest execution of a workflow, as `(id, status)`.
     pub async fn last_execution(&self, workflow: &str) -> Result<Option<(String, String)>, StoreError> {
+        self.settle().await;
         on_backend!(self, backend => backend.last_execution(workflow).await)
     }
 

@@ -65,7 +65,6 @@ pub(super) async fn list(
         rerun: None,
     };
     let limit = Page { limit: query.limit, cursor: None }.limit()?;
-    admin.store.settle().await;
     // The store decodes the page off the async runtime.
     let listed = admin.store.executions(&filter, query.cursor.as_deref(), limit + 1).await;
     let mut items = listed.map_err(store_failed)?;

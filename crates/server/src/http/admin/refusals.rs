@@ -46,7 +46,6 @@ pub(super) async fn list(
         since: instant("since", query.since.as_deref())?,
     };
     let limit = Page { limit: query.limit, cursor: None }.limit()?;
-    admin.store.settle().await;
     let mut items = admin.store.refusals(&filter, query.cursor.as_deref(), limit + 1).await.map_err(store_failed)?;
     let next_cursor = (items.len() > limit).then(|| items[limit - 1].id.clone());
     items.truncate(limit);

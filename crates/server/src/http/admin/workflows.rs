@@ -207,7 +207,6 @@ async fn view(admin: &Admin, deployed: &Deployed) -> Result<WorkflowView, ApiErr
     let record = admin.catalog.record(&deployed.key).await.map_err(store_failed)?;
     view.created_at = record.as_ref().map(|r| r.created_at);
     view.updated_at = record.as_ref().map(|r| r.updated_at);
-    admin.store.settle().await;
     let last = admin.store.last_execution(&deployed.key).await.map_err(store_failed)?;
     view.last_execution = last.map(|(id, status)| {
         let created_at = ulid::Ulid::from_string(&id).map_or(Timestamp(0), |ulid| Timestamp(ulid.timestamp_ms()));
