@@ -15,7 +15,7 @@ use hookflow_server::http::ingress::{parse_body, parse_query};
 use hookflow_store::Store;
 use hookflow_workflow::template::{Scope, Template};
 use hookflow_workflow::timestamp::Timestamp;
-use hookflow_workflow::{Execution, NodeCall, NodeRunner};
+use hookflow_workflow::{Execution, NodeCall, NodeRunner, OwnedContext};
 use serde_json::{Map, json};
 
 /// A scratch directory of this process under the system's temporary directory.
@@ -32,10 +32,9 @@ fn node_call(c: &mut Criterion) {
     let config = json!({"rejectOnFalse": false, "calculation": {"group": {"type": "and", "calculations": [
         {"calculator": "equal", "operands": ["paid", "paid"]}]}}})
     .to_string();
-    let context = json!({"$context": {"headers": {}, "query": {}, "body": {"status": "paid", "order": 42}},
-                         "$jobsMapByNodeKey": {}, "$scopes": {}, "$execution": {"id": "x"}, "$system": {"now": "n"}})
-    .to_string();
-    let call = NodeCall { execution_id: "x", node_key: "check", config: &config, context: &context, deadline: None };
+    let context = OwnedContext::new("x", json!({"headers": {}, "query": {}, "body": {"status": "paid", "order": 42}}));
+    let call =
+        NodeCall { execution_id: "x", node_key: "check", config: &config, context: context.context(), deadline: None };
     c.bench_function("node call: condition (warm built-in instance + run)", |b| {
         b.iter(|| host.run("condition", black_box(&call)).expect("the condition runs"))
     });

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use hookflow_plugin::{BUILTIN_NODES, HostConfig, PluginHost};
-use hookflow_workflow::{Execution, NodeCall, NodeRunner, compile, execute, parse_workflow};
+use hookflow_workflow::{Execution, NodeCall, NodeRunner, OwnedContext, compile, execute, parse_workflow};
 use serde_json::json;
 
 const WARM_UP: u32 = 200;
@@ -20,11 +20,15 @@ fn main() {
     let config = json!({"rejectOnFalse": false, "calculation": {"group": {"type": "and", "calculations": [
         {"calculator": "equal", "operands": ["paid", "paid"]}]}}})
     .to_string();
-    let context = json!({"$context": {"headers": {}, "query": {}, "body": {"status": "paid", "order": 42}},
-        "$jobsMapByNodeKey": {}, "$execution": {"id": "bench"}, "$system": {"now": "2026-11-29T00:00:00Z"}})
-    .to_string();
-    let call =
-        NodeCall { execution_id: "bench", node_key: "check", config: &config, context: &context, deadline: None };
+    let context =
+        OwnedContext::new("bench", json!({"headers": {}, "query": {}, "body": {"status": "paid", "order": 42}}));
+    let call = NodeCall {
+        execution_id: "bench",
+        node_key: "check",
+        config: &config,
+        context: context.context(),
+        deadline: None,
+    };
     let per_call = time(iterations, || {
         host.run("condition", &call).unwrap_or_else(|e| panic!("node call failed: {e}"));
     });

@@ -402,7 +402,8 @@ fn check_plugin(file: &Path, json: bool) -> anyhow::Result<()> {
     let schema = &info.config_schema;
     if json {
         let report = serde_json::json!({"name": info.name, "version": info.version, "branches": info.branches,
-            "mayRespond": info.may_respond, "configSchema": schema, "digest": plugin.digest,
+            "mayRespond": info.may_respond, "readsContext": plugin.reads_context, "configSchema": schema,
+            "digest": plugin.digest,
             "bytes": wasm.len(), "compileMs": compile_ms});
         outln!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
@@ -413,6 +414,14 @@ fn check_plugin(file: &Path, json: bool) -> anyhow::Result<()> {
     let branches = if info.branches.is_empty() { "-".to_string() } else { info.branches.join(", ") };
     outln!("branches:     {branches}");
     outln!("may respond:  {}", if info.may_respond { "yes" } else { "no" });
+    outln!(
+        "context:      {}",
+        if plugin.reads_context {
+            "read a path at a time (imports hookflow:node/context: world context-reader)"
+        } else {
+            "sent whole, as text in invocation.context"
+        }
+    );
     outln!("size:         {} bytes (sha256 {})", wasm.len(), plugin.digest);
     outln!("compiled in:  {compile_ms} ms");
     outln!("config schema:\n{}", serde_json::to_string_pretty(schema)?);

@@ -454,8 +454,11 @@ fn plugin_check_tells_whether_a_component_fits() {
     assert!(report.contains("fits the hookflow:node/node@0.1.0 world"), "{report}");
     assert!(report.contains("name:         condition") && report.contains("branches:     true, false"), "{report}");
     assert!(report.contains("\"rejectOnFalse\""), "the config schema is printed: {report}");
+    // Every node built with the Rust SDK reads its context through the `context` import.
+    assert!(report.contains("context:      read a path at a time"), "{report}");
     let json = json_out(&check(&["plugin", "check", wasm.to_str().unwrap(), "--json"]));
     assert_eq!((json["name"].clone(), json["mayRespond"].clone()), (json!("condition"), json!(false)));
+    assert_eq!(json["readsContext"], json!(true));
     assert_eq!(json["digest"].as_str().unwrap().len(), 64);
 
     let text = files.join("notes.wasm");
@@ -506,6 +509,7 @@ fn plugin_new_makes_a_rust_node_that_passes_its_tests_builds_and_fits() {
         report.contains("fits the hookflow:node/node@0.1.0 world") && report.contains("name:         greeter"),
         "{report}"
     );
+    assert!(report.contains("context:      read a path at a time"), "{report}");
 }
 
 /// Runs a command in a new project and returns its output; a failure shows all of it.
@@ -531,6 +535,7 @@ fn new_project(lang: &str) -> std::path::PathBuf {
     project
 }
 
+/// A Python or JavaScript project's component fits the `node` world and is sent its context whole.
 fn check_fits(wasm: &std::path::Path) {
     let output = Command::new(env!("CARGO_BIN_EXE_hookflow"))
         .args(["plugin", "check", wasm.to_str().unwrap()])
@@ -541,6 +546,7 @@ fn check_fits(wasm: &std::path::Path) {
         report.contains("fits the hookflow:node/node@0.1.0 world") && report.contains("name:         greeter"),
         "{report}"
     );
+    assert!(report.contains("context:      sent whole"), "{report}");
 }
 
 #[test]

@@ -7,6 +7,7 @@ mod bindings;
 mod cache;
 mod connect;
 mod grants;
+mod lent;
 mod sandbox;
 
 pub use grants::{Grant, Grants, HostPattern, HostPatternError};
@@ -20,7 +21,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Trap};
 
-use bindings::{Node, NodePre};
+use bindings::{ContextReader, ContextReaderPre};
 use hookflow_workflow::{
     Directive, EndStatus, NodeCall, NodeFailure, NodeInfo, NodeOutcome, NodeRunner, Reply, Secrets, is_header_name,
     is_header_value,
@@ -29,6 +30,9 @@ use sandbox::{MemoryLimitExceeded, Sandbox, SandboxSpec};
 
 /// The built-in node components, compiled by `build.rs`: `(type name, component bytes)`.
 pub const BUILTIN_NODES: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/builtin_nodes.rs"));
+
+/// The interface whose import makes a component a `context-reader` (any version).
+const CONTEXT_INTERFACE: &str = "hookflow:node/context";
 
 /// How much of each linear memory and table a freed pool slot keeps resident.
 const KEEP_RESIDENT: usize = 2 << 20;
@@ -188,7 +192,10 @@ pub struct Plugin {
     pub digest: String,
     /// Whether it is embedded in the binary.
     pub builtin: bool,
-    pre: NodePre<Sandbox>,
+    /// Whether it imports the `context` interface (world `context-reader`): its calls get an
+    /// empty `invocation.context` and read paths through the import.
+    pub reads_context: bool,
+    pre: ContextReaderPre<Sandbox>,
     /// Idle instances ready for the next call (built-ins without a grant only).
     warm: Mutex<Vec<WarmNode>>,
 }
@@ -196,7 +203,7 @@ pub struct Plugin {
 /// An instantiated node in its store, kept between calls of a built-in.
 struct WarmNode {
     store: InstanceStore,
-    node: Node,
+    node: ContextReader,
     calls: u32,
 }
 
@@ -242,7 +249,8 @@ impl PluginHost {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_error)?;
         // Every node may import wasi:http; requests pass only to the hosts its type is granted.
         wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker).map_err(engine_error)?;
-        Node::add_to_linker::<Sandbox, HasSelf<Sandbox>>(&mut linker, |sandbox| sandbox).map_err(engine_error)?;
+        ContextReader::add_to_linker::<Sandbox, HasSelf<Sandbox>>(&mut linker, |sandbox| sandbox)
+            .map_err(engine_error)?;
 
         let host = PluginHost {
             engine,
@@ -340,8 +348,12 @@ impl PluginHost {
             .map_err(|e| LoadError::Compile { name: name.to_string(), reason: format!("{e:#}") })?;
         let wrong_world =
             |e: wasmtime::Error| LoadError::WrongWorld { name: name.to_string(), reason: format!("{e:#}") };
+        let reads_context = component
+            .component_type()
+            .imports(&self.engine)
+            .any(|(import, _)| import.split('@').next() == Some(CONTEXT_INTERFACE));
         let instance_pre = self.linker.instantiate_pre(&component).map_err(wrong_world)?;
-        let pre = NodePre::new(instance_pre).map_err(wrong_world)?;
+        let pre = ContextReaderPre::new(instance_pre).map_err(wrong_world)?;
 
         let describe_error = |reason: String| LoadError::Describe { name: name.to_string(), reason };
         let _slot = self.slots.acquire(None);
@@ -357,7 +369,15 @@ impl PluginHost {
             branches: info.branches,
             may_respond: info.may_respond,
         };
-        Ok(Plugin { name: name.to_string(), info: Arc::new(info), digest, builtin, pre, warm: Mutex::new(Vec::new()) })
+        Ok(Plugin {
+            name: name.to_string(),
+            info: Arc::new(info),
+            digest,
+            builtin,
+            reads_context,
+            pre,
+            warm: Mutex::new(Vec::new()),
+        })
     }
 
     /// A store for one call of a `node_type` node, under its grant and time budget.
@@ -462,10 +482,12 @@ impl PluginHost {
         let invocation = bindings::Invocation {
             node_key: call.node_key.to_string(),
             config: call.config.to_string(),
-            context: call.context.to_string(),
+            context: if plugin.reads_context { String::new() } else { call.context.text() },
         };
         // A trap drops the instance with this frame; only one that returned may be reused.
-        let answer = instance.node.call_run(&mut instance.store, &invocation).map_err(failure)?;
+        let node = &instance.node;
+        let answer = lent::with_context(&mut instance.store, call.context, |store| node.call_run(store, &invocation))
+            .map_err(failure)?;
         instance.calls += 1;
         if self.reuses_instances(plugin)
             && instance.calls < WARM_MAX_CALLS

@@ -1,6 +1,6 @@
 //! The per-call store state: a WASI context that grants only what the node type's [`Grant`]
-//! says, resource limits, and the `host` interface (logging tagged with the execution and node
-//! of the call).
+//! says, resource limits, the `host` interface (logging tagged with the execution and node of
+//! the call) and the `context` interface (paths of the call's context, lent by [`super::lent`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,8 +10,10 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use super::bindings::hookflow::node::context;
 use super::bindings::hookflow::node::host::{Host, Level};
 use super::grants::{Grant, Outbound};
+use super::lent::LentContext;
 use hookflow_workflow::Secrets;
 
 /// Longest log line kept from a node; the rest is cut.
@@ -31,6 +33,8 @@ pub struct Sandbox {
     node_type: String,
     /// Masked out of every log line.
     secrets: Arc<Secrets>,
+    /// What the `context` import reads during a call.
+    context: LentContext,
 }
 
 /// What a sandbox is made from: the call's limits and tags.
@@ -73,6 +77,7 @@ impl Sandbox {
             node_key: node_key.to_string(),
             node_type: node_type.to_string(),
             secrets: secrets.clone(),
+            context: LentContext::default(),
         }
     }
 }
@@ -87,6 +92,11 @@ impl Sandbox {
     /// The largest linear memory size any instance in this store asked for.
     pub fn peak_memory(&self) -> usize {
         self.peak_memory
+    }
+
+    /// Where [`super::lent::with_context`] lends a call's context.
+    pub fn context_mut(&mut self) -> &mut LentContext {
+        &mut self.context
     }
 }
 
@@ -147,5 +157,17 @@ impl Host for Sandbox {
             Level::Warn => tracing::warn!(target: "hookflow::node", execution, node, node_type, "{message}"),
             Level::Error => tracing::error!(target: "hookflow::node", execution, node, node_type, "{message}"),
         }
+    }
+}
+
+/// The `context` import: paths of the context lent for the call running now; nothing outside a
+/// call.
+impl context::Host for Sandbox {
+    fn get(&mut self, path: String) -> Option<String> {
+        self.context.get()?.get(&path)
+    }
+
+    fn all(&mut self) -> String {
+        self.context.get().map(|context| context.text()).unwrap_or_default()
     }
 }

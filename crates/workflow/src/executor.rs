@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::execution::{Execution, ExecutionStatus, Job, JobStatus, Next};
 use super::limits::{ExecutionLimits, json_size, recorded};
-use super::node::{Directive, EndStatus, NodeCall, NodeFailure, NodeRunner, Reply};
+use super::node::{CallContext, Directive, EndStatus, NodeCall, NodeFailure, NodeRunner, Reply};
 use super::plan::{NodeKind, Plan, PlanNode};
 use super::secrets::Secrets;
 use super::template::Scope;
@@ -264,14 +264,7 @@ impl<R: NodeRunner + ?Sized> Run<'_, R> {
         };
         let input = node.config.resolve(&scope);
         let config = input.to_string();
-        let context = format!(
-            r#"{{"$context":{},"$jobsMapByNodeKey":{},"$scopes":{},"$execution":{},"$system":{}}}"#,
-            self.trigger_json,
-            JsonText(&self.outputs),
-            JsonText(&self.scopes),
-            self.execution_value,
-            system,
-        );
+        let context = CallContext::new(scope).with_trigger_text(&self.trigger_json);
         let run_time_left = (!self.sync).then(|| {
             let spent = Duration::from_millis(self.node_time_ms);
             self.clock.instant() + self.plan_limits.max_run_time.saturating_sub(spent)
@@ -280,13 +273,8 @@ impl<R: NodeRunner + ?Sized> Run<'_, R> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let call = NodeCall {
-            execution_id: &self.execution.id,
-            node_key: &node.key,
-            config: &config,
-            context: &context,
-            deadline,
-        };
+        let call =
+            NodeCall { execution_id: &self.execution.id, node_key: &node.key, config: &config, context, deadline };
         let result = self.runner.run(&node.node_type, &call);
 
         let (status, output, error, step) = match result {
@@ -482,14 +470,5 @@ fn wake_time(started_at: Timestamp, output: &Value) -> Result<Timestamp, String>
 }
 
 /// Writes a JSON map as text without cloning it into a `Value` first.
-struct JsonText<'a>(&'a Map<String, Value>);
-
-impl std::fmt::Display for JsonText<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let text = serde_json::to_string(self.0).map_err(|_| std::fmt::Error)?;
-        f.write_str(&text)
-    }
-}
-
 #[cfg(test)]
 mod tests;

@@ -28,7 +28,9 @@ pub use model::{
     SecretSlot, Signature, SignatureEncoding, Trigger, TriggerResponse, Variable, Workflow, parse_address_block,
     parse_duration, standard_webhooks_key, standard_webhooks_public_key,
 };
-pub use node::{Directive, EndStatus, NodeCall, NodeFailure, NodeInfo, NodeOutcome, NodeRunner, Reply};
+pub use node::{
+    CallContext, Directive, EndStatus, NodeCall, NodeFailure, NodeInfo, NodeOutcome, NodeRunner, OwnedContext, Reply,
+};
 pub use plan::{
     Fault, NodeKind, Plan, PlanNode, ValidationError, compile, is_header_name, is_header_value, is_valid_key,
     parse_workflow,

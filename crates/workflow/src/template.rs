@@ -203,29 +203,62 @@ impl Expr {
 
     /// Resolves the reference; a missing path is `null`.
     pub fn resolve(&self, scope: &Scope<'_>) -> Value {
-        let start = match self.root {
-            Root::Context => scope.context,
-            Root::System => scope.system,
-            Root::Execution => scope.execution,
-            Root::Jobs => return by_key(scope.jobs, &self.path),
-            Root::Scopes => return by_key(scope.scopes, &self.path),
-            Root::Secrets => return by_key(scope.secrets, &self.path),
-        };
-        walk(start, &self.path).into_value()
+        match self.start(scope) {
+            Start::Value(start) => walk(start, &self.path).into_value(),
+            Start::Map(map) => by_key(map, &self.path),
+        }
+    }
+
+    /// The referenced value as JSON text; `None` where the path reaches nothing (which
+    /// [`Expr::resolve`] gives as `null`). Nothing is cloned but the items of a mapping.
+    pub fn find_text(&self, scope: &Scope<'_>) -> Option<String> {
+        match self.start(scope) {
+            Start::Value(start) => reach(start, &self.path).map(|found| found.to_text()),
+            Start::Map(map) => find_by_key(map, &self.path),
+        }
+    }
+
+    fn start<'s>(&self, scope: &Scope<'s>) -> Start<'s> {
+        match self.root {
+            Root::Context => Start::Value(scope.context),
+            Root::System => Start::Value(scope.system),
+            Root::Execution => Start::Value(scope.execution),
+            Root::Jobs => Start::Map(scope.jobs),
+            Root::Scopes => Start::Map(scope.scopes),
+            Root::Secrets => Start::Map(scope.secrets),
+        }
     }
 }
 
-/// Resolves a path whose first step names an entry of `map` (node outputs, loop scopes) without
-/// cloning the whole map.
+/// Where a reference's path starts: a value, or a map whose entry its first step names (node
+/// outputs, loop scopes, secrets — resolved without cloning the whole map).
+enum Start<'s> {
+    Value(&'s Value),
+    Map(&'s Map<String, Value>),
+}
+
+/// [`Expr::find_text`] for a path whose first step names an entry of `map`.
+fn find_by_key(map: &Map<String, Value>, path: &[Step]) -> Option<String> {
+    let Some((first, rest)) = path.split_first() else {
+        return serde_json::to_string(map).ok();
+    };
+    reach(map.get(&step_key(first))?, rest).map(|found| found.to_text())
+}
+
+/// A path step as an object key.
+fn step_key(step: &Step) -> String {
+    match step {
+        Step::Key(key) => key.clone(),
+        Step::Index(index) => index.to_string(),
+    }
+}
+
+/// [`Expr::resolve`] for a path whose first step names an entry of `map`.
 fn by_key(map: &Map<String, Value>, path: &[Step]) -> Value {
     let Some((first, rest)) = path.split_first() else {
         return Value::Object(map.clone());
     };
-    let key = match first {
-        Step::Key(key) => key.clone(),
-        Step::Index(index) => index.to_string(),
-    };
-    match map.get(&key) {
+    match map.get(&step_key(first)) {
         Some(value) => walk(value, rest).into_value(),
         None => Value::Null,
     }
@@ -245,43 +278,54 @@ pub fn select(value: &Value, path: &[Step]) -> Value {
 }
 
 /// The result of walking a path: one value, or the values of a mapping over an array.
-enum Walked {
-    One(Value),
+enum Walked<'v> {
+    One(&'v Value),
     Many(Vec<Value>),
 }
 
-impl Walked {
+impl Walked<'_> {
     fn into_value(self) -> Value {
         match self {
-            Walked::One(value) => value,
+            Walked::One(value) => value.clone(),
             Walked::Many(values) => Value::Array(values),
+        }
+    }
+
+    fn to_text(&self) -> String {
+        match self {
+            Walked::One(value) => value.to_string(),
+            Walked::Many(values) => serde_json::to_string(values).unwrap_or_default(),
         }
     }
 }
 
-fn walk(value: &Value, path: &[Step]) -> Walked {
+/// Walks a path; a step that reaches nothing gives `null`.
+fn walk<'v>(value: &'v Value, path: &[Step]) -> Walked<'v> {
+    static NULL: Value = Value::Null;
+    reach(value, path).unwrap_or(Walked::One(&NULL))
+}
+
+/// Walks a path; `None` when a step reaches nothing. Inside a mapping over an array, an item the
+/// rest of the path does not reach is `null`.
+fn reach<'v>(value: &'v Value, path: &[Step]) -> Option<Walked<'v>> {
     let Some((step, rest)) = path.split_first() else {
-        return Walked::One(value.clone());
+        return Some(Walked::One(value));
     };
     match (value, step) {
-        (Value::Object(fields), Step::Key(key)) => fields.get(key).map_or(Walked::One(Value::Null), |v| walk(v, rest)),
-        (Value::Object(fields), Step::Index(index)) => {
-            fields.get(&index.to_string()).map_or(Walked::One(Value::Null), |v| walk(v, rest))
-        }
-        (Value::Array(items), Step::Index(index)) => {
-            items.get(*index).map_or(Walked::One(Value::Null), |v| walk(v, rest))
-        }
+        (Value::Object(fields), Step::Key(key)) => reach(fields.get(key)?, rest),
+        (Value::Object(fields), Step::Index(index)) => reach(fields.get(&index.to_string())?, rest),
+        (Value::Array(items), Step::Index(index)) => reach(items.get(*index)?, rest),
         (Value::Array(items), Step::Key(_)) => {
             let mut mapped = Vec::with_capacity(items.len());
             for item in items {
                 match walk(item, path) {
-                    Walked::One(value) => mapped.push(value),
+                    Walked::One(value) => mapped.push(value.clone()),
                     Walked::Many(values) => mapped.extend(values),
                 }
             }
-            Walked::Many(mapped)
+            Some(Walked::Many(mapped))
         }
-        _ => Walked::One(Value::Null),
+        _ => None,
     }
 }
 

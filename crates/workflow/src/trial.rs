@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 
 use crate::clock::Clock;
 use crate::execution::JobStatus;
-use crate::node::{Directive, EndStatus, NodeCall, NodeFailure, NodeRunner};
+use crate::node::{CallContext, Directive, EndStatus, NodeCall, NodeFailure, NodeRunner};
 use crate::secrets::Secrets;
 use crate::template::{Scope, Template};
 
@@ -94,18 +94,11 @@ pub fn try_node(
         secrets: secrets.values(),
     };
     let mut resolved = config.resolve(&scope);
-    let context = json!({
-        "$context": sample.trigger,
-        "$jobsMapByNodeKey": sample.jobs,
-        "$scopes": sample.scopes,
-        "$execution": execution,
-        "$system": system,
-    });
     let call = NodeCall {
         execution_id: "test",
         node_key,
         config: &resolved.to_string(),
-        context: &context.to_string(),
+        context: CallContext::new(scope),
         deadline: None,
     };
     let result = runner.run(node_type, &call);

@@ -12,20 +12,34 @@ use crate::{Error, bindings, fail};
 pub struct Call {
     node_key: String,
     config: Value,
-    /// The context as the engine sent it; parsed on first use (many nodes never read it).
-    context_text: String,
+    /// Where the context comes from.
+    source: Source,
+    /// The whole context, parsed on first use (many nodes never read it).
     context: OnceLock<Value>,
+}
+
+/// Where a call's context comes from.
+#[derive(Debug, Clone)]
+enum Source {
+    /// The engine reads it out a path at a time through the `context` import: it sends an empty
+    /// `invocation.context` to a component that imports `context`, as every SDK node does.
+    Engine,
+    /// The whole context as text, from an engine that sends it in `invocation.context`.
+    Text(String),
+    /// Given to [`Call::new`].
+    Given,
 }
 
 impl Call {
     pub(crate) fn parse(invocation: bindings::Invocation) -> Result<Call, Error> {
         let config = serde_json::from_str(&invocation.config).map_err(|e| fail(format!("config is not JSON: {e}")))?;
-        Ok(Call { node_key: invocation.node_key, config, context_text: invocation.context, context: OnceLock::new() })
+        let source = if invocation.context.is_empty() { Source::Engine } else { Source::Text(invocation.context) };
+        Ok(Call { node_key: invocation.node_key, config, source, context: OnceLock::new() })
     }
 
     /// A call made by hand, for testing a node's function natively (`cargo test`).
     pub fn new(node_key: &str, config: Value, context: Value) -> Call {
-        Call { node_key: node_key.into(), config, context_text: String::new(), context: OnceLock::from(context) }
+        Call { node_key: node_key.into(), config, source: Source::Given, context: OnceLock::from(context) }
     }
 
     /// The node's key in the workflow.
@@ -48,18 +62,31 @@ impl Call {
         &self.config
     }
 
-    /// The execution context: `$context` (the trigger data), `$jobsMapByNodeKey`, `$execution`,
-    /// `$system`.
+    /// The whole execution context: `$context` (the trigger data), `$jobsMapByNodeKey`,
+    /// `$scopes`, `$execution`, `$system`. This asks the engine for all of it: a node that reads
+    /// a few values of a large request is cheaper with [`Call::get`].
     pub fn context(&self) -> &Value {
         // The engine always sends a JSON object; anything else reads as `null`.
-        self.context.get_or_init(|| serde_json::from_str(&self.context_text).unwrap_or(Value::Null))
+        self.context.get_or_init(|| match &self.source {
+            Source::Engine => serde_json::from_str(&bindings::hookflow::node::context::all()).unwrap_or(Value::Null),
+            Source::Text(text) => serde_json::from_str(text).unwrap_or(Value::Null),
+            Source::Given => Value::Null,
+        })
     }
 
-    /// A value of the context by path: `$context.body.order.id`, `$jobsMapByNodeKey.score.total`,
-    /// `$context.body.items[0].sku`, `$context.body["a.b"]` — a subset of what templates accept
-    /// (no single quotes, no spaces inside brackets, no mapping over arrays).
-    pub fn get(&self, path: &str) -> Option<&Value> {
-        lookup(self.context(), path)
+    /// A value of the context by path, as templates write it: `$context.body.order.id`,
+    /// `$jobsMapByNodeKey.score.total`, `$context.body.items[0].sku`, `$context.body["a.b"]`;
+    /// `None` when the path reaches nothing. The engine hands over only that value, so reading
+    /// one field of a large request costs that field.
+    ///
+    /// In a call made with [`Call::new`] (and from engines that send the whole context), paths
+    /// follow [`lookup`]: a subset of the template syntax (no single quotes, no spaces inside
+    /// brackets, no mapping over arrays).
+    pub fn get(&self, path: &str) -> Option<Value> {
+        match &self.source {
+            Source::Engine => serde_json::from_str(&bindings::hookflow::node::context::get(path)?).ok(),
+            Source::Text(_) | Source::Given => lookup(self.context(), path).cloned(),
+        }
     }
 }
 

@@ -30,11 +30,12 @@ pub use outcome::{EndStatus, Outcome, Reply};
 
 extern crate self as hookflow_node;
 
-/// The generated bindings of the `node` world (`wit/node.wit`); [`export_node!`] uses them.
+/// The generated bindings of the `context-reader` world (`wit/node.wit`): the `node` world plus
+/// the `context` import; [`export_node!`] uses them.
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        world: "node",
+        world: "context-reader",
         path: "wit",
         pub_export_macro: true,
         export_macro_name: "__export_node_world",
@@ -154,6 +155,10 @@ pub fn __run(
     run: fn(Call) -> Result<Outcome, Error>,
     invocation: bindings::Invocation,
 ) -> Result<bindings::Outcome, bindings::NodeError> {
+    // Keeps the `context` import in every SDK node, also in one that never reads its context: a
+    // component that imports it is sent no context text, whose rendering and copy it would
+    // otherwise pay on every call.
+    std::hint::black_box(bindings::hookflow::node::context::get as fn(&str) -> Option<String>);
     let call = Call::parse(invocation).map_err(|error| bindings::NodeError { message: error.message })?;
     run(call).map(Outcome::into_wit).map_err(|error| bindings::NodeError { message: error.message })
 }

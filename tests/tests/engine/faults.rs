@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use hookflow_plugin::{HostConfig, LoadError, PluginHost};
 use hookflow_tests::fixture;
-use hookflow_workflow::{NodeCall, NodeRunner};
+use hookflow_workflow::{NodeCall, NodeRunner, OwnedContext};
 use serde_json::json;
 
 use crate::util::{cache_dir, plan_on, run_on};
@@ -187,10 +187,16 @@ fn compiled_components_are_cached_on_disk() {
 /// next calls correct.
 #[test]
 fn reused_builtin_instances_answer_each_call_from_its_own_input() {
-    let context = json!({"$context": {}}).to_string();
+    let context = OwnedContext::new("x", json!({}));
     let call_set = |value: &str| {
         let config = json!({"values": {"echo": value}}).to_string();
-        let call = NodeCall { execution_id: "x", node_key: "set", config: &config, context: &context, deadline: None };
+        let call = NodeCall {
+            execution_id: "x",
+            node_key: "set",
+            config: &config,
+            context: context.context(),
+            deadline: None,
+        };
         host().run("set", &call).unwrap().output
     };
     std::thread::scope(|scope| {

@@ -283,3 +283,39 @@ fn a_loop_resumed_mid_way_replays_its_recorded_iterations() {
         assert_eq!(reply, whole.replied.first().cloned());
     }
 }
+
+/// A node of the `context-reader` world is sent no context text; through the `context` import it
+/// reads the values it names — fields of a large body, a mapping over its items, an earlier
+/// node's output, a loop's item, the execution id — and `none` for a missing path and for the
+/// operator's secrets, which are not part of the context.
+#[test]
+fn a_context_reader_gets_the_values_it_names_and_no_context_text() {
+    let paths = "$context.body.order.id $context.body.order.items.sku $jobsMapByNodeKey.first.total \
+                 $scopes.each.item $context.body.nope $secrets.SHOP_TOKEN $execution.id *";
+    let workflow = chain(json!([
+        {"key": "first", "type": "set", "config": {"values": {"total": 12}}},
+        {"key": "each", "type": "loop", "config": {"target": ["only"]}, "branches": {"body": [
+            {"key": "read", "type": "reader", "config": {"paths": paths}}]}},
+        {"key": "answer", "type": "response", "config": {"body": "{{$jobsMapByNodeKey.read}}"}}
+    ]));
+    let server = crate::util::TestServer::start(&[workflow], |config| {
+        let plugins = config.plugins_dir.as_ref().unwrap();
+        std::fs::write(plugins.join("reader.wasm"), hookflow_tests::fixture("context-reader")).unwrap();
+        config.host.secrets =
+            std::sync::Arc::new(hookflow_workflow::Secrets::new([("SHOP_TOKEN", "token-value-123")]).unwrap());
+    });
+    let padding = "x".repeat(200_000);
+    let body = json!({"order": {"id": 7, "items": [{"sku": "A"}, {"sku": "B"}]}, "padding": padding});
+    let answer = server.post_json("chain", &body);
+    assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+    let execution_id = answer.header("x-hookflow-execution").unwrap().to_string();
+    let read = answer.json();
+    assert_eq!(read["contextText"], json!(0), "a context reader is sent no context text");
+    let values = read["values"].as_array().unwrap();
+    assert_eq!(
+        values[..7],
+        json!([7, ["A", "B"], 12, "only", "<none>", "<none>", execution_id]).as_array().unwrap()[..]
+    );
+    // `context.all` still gives the whole context: at least the padding of the body.
+    assert!(values[7].as_u64().unwrap() > 200_000, "{read}");
+}
