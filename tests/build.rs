@@ -9,7 +9,7 @@ fn main() {
     let root = tests.parent().expect("tests/ has a parent");
     hookflow_guest_build::build(&hookflow_guest_build::Guests {
         workspace: &tests.join("fixtures"),
-        watch: &[&root.join("wit")],
+        watch: &[&root.join("wit"), &root.join("plugins/hookflow-node")],
         name_prefix: "fixture_",
         out_file: "fixtures.rs",
     });

@@ -287,20 +287,25 @@ fn a_loop_resumed_mid_way_replays_its_recorded_iterations() {
 /// A node of the `context-reader` world is sent no context text; through the `context` import it
 /// reads the values it names — fields of a large body, a mapping over its items, an earlier
 /// node's output, a loop's item, the execution id — and `none` for a missing path and for the
-/// operator's secrets, which are not part of the context.
+/// operator's secrets, which are not part of the context. A node written with the Rust SDK reads
+/// the same through `Call::get` and `Call::context`.
 #[test]
 fn a_context_reader_gets_the_values_it_names_and_no_context_text() {
     let paths = "$context.body.order.id $context.body.order.items.sku $jobsMapByNodeKey.first.total \
                  $scopes.each.item $context.body.nope $secrets.SHOP_TOKEN $execution.id *";
+    let path_list: Vec<&str> = paths.split_whitespace().collect();
     let workflow = chain(json!([
         {"key": "first", "type": "set", "config": {"values": {"total": 12}}},
         {"key": "each", "type": "loop", "config": {"target": ["only"]}, "branches": {"body": [
-            {"key": "read", "type": "reader", "config": {"paths": paths}}]}},
-        {"key": "answer", "type": "response", "config": {"body": "{{$jobsMapByNodeKey.read}}"}}
+            {"key": "read", "type": "reader", "config": {"paths": paths}},
+            {"key": "sdk", "type": "sdk-reader", "config": {"paths": path_list}}]}},
+        {"key": "answer", "type": "response", "config": {"body": {
+            "read": "{{$jobsMapByNodeKey.read}}", "sdk": "{{$jobsMapByNodeKey.sdk}}"}}}
     ]));
     let server = crate::util::TestServer::start(&[workflow], |config| {
         let plugins = config.plugins_dir.as_ref().unwrap();
         std::fs::write(plugins.join("reader.wasm"), hookflow_tests::fixture("context-reader")).unwrap();
+        std::fs::write(plugins.join("sdk-reader.wasm"), hookflow_tests::fixture("sdk-reader")).unwrap();
         config.host.secrets =
             std::sync::Arc::new(hookflow_workflow::Secrets::new([("SHOP_TOKEN", "token-value-123")]).unwrap());
     });
@@ -309,13 +314,18 @@ fn a_context_reader_gets_the_values_it_names_and_no_context_text() {
     let answer = server.post_json("chain", &body);
     assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
     let execution_id = answer.header("x-hookflow-execution").unwrap().to_string();
-    let read = answer.json();
+    let answer = answer.json();
+    let read = &answer["read"];
     assert_eq!(read["contextText"], json!(0), "a context reader is sent no context text");
     let values = read["values"].as_array().unwrap();
-    assert_eq!(
-        values[..7],
-        json!([7, ["A", "B"], 12, "only", "<none>", "<none>", execution_id]).as_array().unwrap()[..]
-    );
+    let expected = [json!(7), json!(["A", "B"]), json!(12), json!("only"), json!("<none>"), json!("<none>")];
+    assert_eq!(values[..6], expected, "{read}");
+    assert_eq!(values[6], json!(execution_id));
     // `context.all` still gives the whole context: at least the padding of the body.
     assert!(values[7].as_u64().unwrap() > 200_000, "{read}");
+    let sdk = &answer["sdk"];
+    let through_sdk = [json!(7), json!(["A", "B"]), json!(12), json!("only"), json!(null), json!(null)];
+    assert_eq!(sdk["values"].as_array().unwrap()[..6], through_sdk, "{sdk}");
+    assert_eq!(sdk["values"][6], json!(execution_id));
+    assert_eq!(sdk["executionId"], json!(execution_id), "Call::context gives the whole context");
 }
