@@ -63,7 +63,7 @@ pub fn next_steps(lang: Lang, name: &str) -> Vec<String> {
         ],
         Lang::Python => vec![
             "python3 -m unittest".into(),
-            format!("componentize-py -d wit -w node componentize app -o {name}.wasm"),
+            format!("componentize-py -d wit -w context-reader componentize app -o {name}.wasm"),
             format!("hookflow plugin check {name}.wasm"),
         ],
         Lang::Js => vec!["npm ci && npm test && npm run build".into(), format!("hookflow plugin check {name}.wasm")],

@@ -535,7 +535,8 @@ fn new_project(lang: &str) -> std::path::PathBuf {
     project
 }
 
-/// A Python or JavaScript project's component fits the `node` world and is sent its context whole.
+/// A Python or JavaScript project's component fits the `node` world and, built for
+/// `context-reader`, is sent no context text.
 fn check_fits(wasm: &std::path::Path) {
     let output = Command::new(env!("CARGO_BIN_EXE_hookflow"))
         .args(["plugin", "check", wasm.to_str().unwrap()])
@@ -546,7 +547,7 @@ fn check_fits(wasm: &std::path::Path) {
         report.contains("fits the hookflow:node/node@0.1.0 world") && report.contains("name:         greeter"),
         "{report}"
     );
-    assert!(report.contains("context:      sent whole"), "{report}");
+    assert!(report.contains("context:      read a path at a time"), "{report}");
 }
 
 #[test]
@@ -554,7 +555,11 @@ fn plugin_new_makes_a_python_node_that_passes_its_tests_builds_and_fits() {
     let project = new_project("python");
     let tested = in_project(&project, "python3", &["-m", "unittest", "-v"]);
     assert!(tested.contains("Ran 2 tests") && tested.contains("OK"), "{tested}");
-    in_project(&project, "componentize-py", &["-d", "wit", "-w", "node", "componentize", "app", "-o", "greeter.wasm"]);
+    in_project(
+        &project,
+        "componentize-py",
+        &["-d", "wit", "-w", "context-reader", "componentize", "app", "-o", "greeter.wasm"],
+    );
     check_fits(&project.join("greeter.wasm"));
 }
 

@@ -92,7 +92,8 @@ fn a_python_node_built_with_componentize_py_runs_in_a_workflow() {
     let example = repository().join("examples/nodes/python/scorer");
     let out = fresh_dir("python-node").join("scorer.wasm");
     let wit = repository().join("wit");
-    let args = ["-d", wit.to_str().unwrap(), "-w", "node", "componentize", "app", "-o", out.to_str().unwrap()];
+    let args =
+        ["-d", wit.to_str().unwrap(), "-w", "context-reader", "componentize", "app", "-o", out.to_str().unwrap()];
     build("componentize-py", &args, &example, "pip install componentize-py==0.25.1");
     runs_the_scoring_workflow("scorer-py", &std::fs::read(&out).unwrap());
 }

@@ -1,6 +1,6 @@
 """A hookflow node written in Python: scores an order and picks the `high` or `low` branch.
 
-Build:  componentize-py -d ../../../../wit -w node componentize app -o scorer.wasm
+Build:  componentize-py -d ../../../../wit -w context-reader componentize app -o scorer.wasm
 Check:  hookflow plugin check scorer.wasm
 """
 
