@@ -137,6 +137,25 @@ fn the_readme_demo_command_answers_as_the_readme_shows() {
 }
 
 #[test]
+fn sigterm_waits_for_a_sync_execution_that_runs_on_after_its_answer() {
+    let data = fresh_dir("runs-on");
+    let runs_on = json!({"key": "early", "sync": true, "nodes": [
+        {"key": "reply", "type": "response", "config": {"body": "accepted", "continue": true}},
+        {"key": "work", "type": "misbehave", "config": {"mode": "busy", "ms": 1000}}]});
+    let serve = serve_in(&data, "runs-on", &[runs_on], &[], &[]);
+    let answer = trigger(&serve, "early", b"{}");
+    assert_eq!((answer.status, answer.text().as_str()), (200, "accepted"), "answered before the work");
+    let id = answer.header("x-hookflow-execution").unwrap().to_string();
+    assert_eq!(serve.terminate(), Some(0), "stopped while `work` still ran");
+
+    let stored = support::stored_executions(&data, std::slice::from_ref(&id)).remove(0);
+    let execution = stored.unwrap_or_else(|| panic!("execution {id} was lost at shutdown"));
+    assert_eq!(execution.status, hookflow_workflow::ExecutionStatus::Resolved);
+    let keys: Vec<&str> = execution.jobs.iter().map(|job| job.node_key.as_str()).collect();
+    assert_eq!(keys, ["reply", "work"]);
+}
+
+#[test]
 fn public_url_is_the_origin_of_the_printed_urls() {
     let data = fresh_dir("public-url");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"))

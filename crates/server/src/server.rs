@@ -301,13 +301,14 @@ impl Server {
         Ok(Server { address, endpoints, refused, store, host, dispatcher, stop, serving, background })
     }
 
-    /// Stops accepting, lets in-flight requests finish (up to the sync timeout), makes every
-    /// record durable and, in a cluster, releases this node's claims for the others.
+    /// Stops accepting, lets in-flight requests and sync executions finish (each up to the sync
+    /// timeout), makes every record durable and, in a cluster, releases this node's claims for the others.
     pub async fn stop(self) -> Result<(), ServerError> {
         self.background.iter().for_each(JoinHandle::abort);
         self.dispatcher.stop();
         let _ = self.stop.send(());
         self.serving.await.unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()));
+        self.dispatcher.drain_sync().await;
         self.dispatcher.activity().flush(&self.store).await;
         self.store.flush().await?;
         self.store.leave().await?;

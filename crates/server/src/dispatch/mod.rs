@@ -132,8 +132,10 @@ pub struct Dispatcher {
     store: Store,
     catalog: Arc<Catalog>,
     sync_timeout: Duration,
-    /// Permits for running sync executions.
+    /// Permits for running sync executions: each is held until its execution's record is queued.
     sync_slots: Arc<Semaphore>,
+    /// How many permits `sync_slots` has.
+    sync_capacity: u32,
     /// Free workers for async executions (`--workers`): a claim takes one per execution.
     workers: Arc<Semaphore>,
     /// Wakes the claimer: work may be waiting (or a worker came free for a limited workflow).
@@ -183,6 +185,7 @@ impl Dispatcher {
             catalog,
             sync_timeout: config.sync_timeout,
             sync_slots: Arc::new(Semaphore::new(config.max_sync_inflight)),
+            sync_capacity: u32::try_from(config.max_sync_inflight).unwrap_or(u32::MAX),
             workers: Arc::new(Semaphore::new(config.workers)),
             wake: Arc::default(),
             claims: Arc::default(),
@@ -210,6 +213,20 @@ impl Dispatcher {
         self.workers.close();
         for task in self.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).drain(..) {
             task.abort();
+        }
+    }
+
+    /// Waits (at most the sync timeout) until no sync execution runs: each one's record is then
+    /// queued for writing. A shutdown calls it once no request is in flight, before it flushes the
+    /// store: a sync execution may run on after its caller was answered.
+    pub async fn drain_sync(&self) {
+        let all = self.sync_slots.acquire_many(self.sync_capacity);
+        match tokio::time::timeout(self.sync_timeout, all).await {
+            Ok(_) => {}
+            Err(_) => tracing::warn!(
+                running = (self.sync_capacity as usize).saturating_sub(self.sync_slots.available_permits()),
+                "sync executions still running at shutdown were not waited for"
+            ),
         }
     }
 

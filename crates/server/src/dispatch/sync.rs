@@ -204,8 +204,8 @@ struct SyncObserver {
     timed_out: Arc<AtomicBool>,
     /// With an idempotency key: where the reply is stored before the caller hears it.
     kept: Option<KeptReply>,
-    /// The execution's place among `--max-sync-inflight`; freed before the caller's answer once
-    /// no node runs after it.
+    /// The execution's place among `--max-sync-inflight`; freed once its record is queued for
+    /// writing (what [`Dispatcher::drain_sync`] waits for).
     slot: Option<OwnedSemaphorePermit>,
     /// When the caller stops waiting: node calls wait for an instance no longer.
     deadline: std::time::Instant,
@@ -222,14 +222,18 @@ struct KeptReply {
 
 impl Observer for SyncObserver {
     fn replied(&mut self, reply: &Reply, ends: bool) {
+        if ends {
+            // The caller hears back once the record is queued for writing (at the run's end,
+            // microseconds away), so a shutdown that drains requests and then flushes the store
+            // cannot lose it.
+            self.sent = Some(reply.clone());
+            return;
+        }
         let Some(answer) = self.answer.take() else { return };
         if let Some(kept) = self.kept.as_ref().filter(|_| reply.status < 500) {
             let key = IdempotencyKey { workflow: &kept.workflow, key: &kept.key };
             let entry = IdempotencyEntry { key, record: &kept.record };
             wait_for_commit(kept.store.record_reply(&self.execution_id, reply, entry), &self.execution_id);
-        }
-        if ends {
-            drop(self.slot.take());
         }
         let _ = answer.send(Outcome::Answered { execution_id: self.execution_id.clone(), reply: reply.clone() });
         self.sent = Some(reply.clone());

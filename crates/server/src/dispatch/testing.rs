@@ -39,7 +39,6 @@ impl Dispatcher {
         let ran = tokio::task::spawn_blocking(move || {
             let runner = host.runner(Placement::BlockingThread);
             Executor { runner: &runner, clock: clock.as_ref() }.run(&deployed.plan, &mut execution, &mut observer);
-            drop(slot);
             finished(&execution, &activity);
             let committed = store.record_sync_execution(SyncFinish {
                 execution: &execution,
@@ -49,6 +48,7 @@ impl Dispatcher {
                 release: None,
                 follow_up: None,
             });
+            drop(slot);
             (execution, committed)
         })
         .await;
