@@ -322,14 +322,16 @@ fn unfinished_executions_cannot_be_deleted_and_the_refusal_names_them() {
         assert_eq!(refused.status, 409, "{}", refused.text());
         (refused.json()["error"]["executionId"].clone(), refused.json()["error"]["status"].clone())
     };
-    // The only worker runs the first; the second waits in the queue behind it.
+    // The only worker runs the first; the second, sent once the first has started (a request
+    // that finds the worker free while the first still waits for the claimer would run at once),
+    // waits in the queue behind it.
     let running = server.post("busy", &[], b"").header("x-hookflow-execution").unwrap().to_string();
-    let waiting = server.post("later", &[], b"").header("x-hookflow-execution").unwrap().to_string();
     let started = Instant::now();
     while server.execution(&running).map(|execution| execution.status) != Some(ExecutionStatus::Started) {
         assert!(started.elapsed() < Duration::from_secs(20), "the first execution never started");
         std::thread::sleep(Duration::from_millis(5));
     }
+    let waiting = server.post("later", &[], b"").header("x-hookflow-execution").unwrap().to_string();
     assert_eq!(refusal(&running), (json!(running), json!("started")));
     assert_eq!(server.execution(&waiting).unwrap().status, ExecutionStatus::Queued);
     assert_eq!(refusal(&waiting), (json!(waiting), json!("queued")));
