@@ -1,7 +1,7 @@
 //! Async executions: stored durably and queued before the caller's acknowledgement, claimed from
 //! the store by this process (at once when a worker is free, else by the claimer), run by a
 //! worker with each job recorded as it finishes (so another owner, or a restart, resumes after
-//! it), put back on the queue while a delay node holds them or their next attempt waits
+//! it; a run of quick built-ins is recorded once, at its end), put back on the queue while a delay node holds them or their next attempt waits
 //! ([`super::failures`]), and canceled by operators.
 //!
 //! Every write of a claimed execution's progress is fenced by the claim's owner: a node that
@@ -15,7 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, broadcast};
 use tracing::Instrument as _;
 
 use hookflow_plugin::Placement;
-use hookflow_store::{Canceled, Claimed, Enqueued, IdempotencyEntry, Owner, RecordFate, StoreError, StoreEvent};
+use hookflow_store::{Canceled, Claimed, Enqueued, Owner, RecordFate, StoreError, StoreEvent};
 use hookflow_workflow::{Execution, ExecutionStatus, Executor, Job, JobStatus, Observer};
 
 use super::idempotency::Claim;
@@ -67,9 +67,11 @@ impl Dispatcher {
         let execution = self.new_execution(deployed, trigger);
         let record = claim.as_ref().map(|claim| claim.record(&execution.id, self.clock.now()));
         let entry = claim.as_ref().zip(record.as_ref()).map(|(claim, record)| claim.entry(record));
-        match self.queue(deployed, &execution, entry).await {
-            Ok(Enqueued::New) => {}
-            Ok(Enqueued::Duplicate { execution_id }) => {
+        let now = self.clock.now();
+        let queued = self.enqueue_hiring(deployed, |owner| self.store.enqueue(&execution, entry, owner, now)).await;
+        let hired = match queued {
+            Ok((Enqueued::New, hired)) => hired,
+            Ok((Enqueued::Duplicate { execution_id }, _)) => {
                 // Another node took the key first: answered like its request.
                 self.load.finished(&deployed.key);
                 return Outcome::Answered { execution_id, reply: deployed.accept_reply.clone() };
@@ -81,21 +83,21 @@ impl Dispatcher {
                     "the request could not be stored; nothing was queued".into(),
                 ));
             }
+        };
+        let execution_id = execution.id.clone();
+        if let Some(hired) = hired {
+            // Its worker runs it from the record in hand, not one read back from the store.
+            self.run_hired(hired, execution);
         }
-        Outcome::Answered { execution_id: execution.id, reply: deployed.accept_reply.clone() }
+        Outcome::Answered { execution_id, reply: deployed.accept_reply.clone() }
     }
 
     /// Stores a new execution of `deployed` and queues it; a worker free right now claims it in
     /// the same write and runs it (none for a workflow with `options.maxConcurrency`: the store's
     /// claims keep that).
-    pub(super) async fn queue(
-        &self,
-        deployed: &Deployed,
-        execution: &Execution,
-        idempotency: Option<IdempotencyEntry<'_>>,
-    ) -> Result<Enqueued, StoreError> {
+    pub(super) async fn queue(&self, deployed: &Deployed, execution: &Execution) -> Result<Enqueued, StoreError> {
         let now = self.clock.now();
-        self.queue_with(deployed, execution, |owner| self.store.enqueue(execution, idempotency, owner, now)).await
+        self.queue_with(deployed, execution, |owner| self.store.enqueue(execution, None, owner, now)).await
     }
 
     /// Queues a new execution of `deployed` by `write` (given the owner that claims it in the
@@ -106,6 +108,20 @@ impl Dispatcher {
         execution: &Execution,
         write: impl FnOnce(Option<Owner>) -> F,
     ) -> Result<Enqueued, StoreError> {
+        let (enqueued, hired) = self.enqueue_hiring(deployed, write).await?;
+        if let Some(hired) = hired {
+            self.run_hired(hired, execution.clone());
+        }
+        Ok(enqueued)
+    }
+
+    /// Queues a new execution of `deployed` by `write`, given the owner that claims it in the
+    /// same write when a worker is free now; returns that worker when it did.
+    async fn enqueue_hiring<F: Future<Output = Result<Enqueued, StoreError>>>(
+        &self,
+        deployed: &Deployed,
+        write: impl FnOnce(Option<Owner>) -> F,
+    ) -> Result<(Enqueued, Option<Hired>), StoreError> {
         let worker = deployed
             .workflow()
             .options
@@ -115,17 +131,23 @@ impl Dispatcher {
             .flatten();
         let owner = worker.as_ref().and_then(|_| self.store.owner());
         let enqueued = write(owner).await?;
-        if let (Enqueued::New, Some(worker), Some(owner)) = (&enqueued, worker, owner) {
-            let claimed = Claimed {
-                id: execution.id.clone(),
-                workflow: deployed.key.clone(),
-                takeovers: 0,
-                cancel: false,
-                waited: false,
-            };
-            self.run(claimed, owner, worker);
-        }
-        Ok(enqueued)
+        let hired = match (&enqueued, worker, owner) {
+            (Enqueued::New, Some(worker), Some(owner)) => Some(Hired { worker, owner }),
+            _ => None,
+        };
+        Ok((enqueued, hired))
+    }
+
+    /// Runs an execution that its worker claimed as it was queued, from the record just written.
+    fn run_hired(&self, hired: Hired, execution: Execution) {
+        let claimed = Claimed {
+            id: execution.id.clone(),
+            workflow: execution.workflow.clone(),
+            takeovers: 0,
+            cancel: false,
+            waited: false,
+        };
+        self.run(claimed, hired.owner, hired.worker, Some(execution));
     }
 
     /// Cancels an async execution: one nobody runs ends `canceled` at once, one running (here or
@@ -150,8 +172,9 @@ impl Dispatcher {
         })
     }
 
-    /// Runs a claimed execution on a task of its own, holding `worker` until it leaves.
-    fn run(&self, claimed: Claimed, owner: Owner, worker: OwnedSemaphorePermit) {
+    /// Runs a claimed execution on a task of its own, holding `worker` until it leaves; `held`
+    /// is its record when this process has it in hand (else it is read from the store).
+    fn run(&self, claimed: Claimed, owner: Owner, worker: OwnedSemaphorePermit, held: Option<Execution>) {
         let Some(dispatcher) = self.me.upgrade() else { return };
         if claimed.cancel {
             self.remember_cancel(&claimed.id);
@@ -161,7 +184,7 @@ impl Dispatcher {
         }
         tokio::spawn(async move {
             let span = tracing::error_span!("execution", id = %claimed.id);
-            let left = dispatcher.run_claimed(&claimed, owner).instrument(span).await;
+            let left = dispatcher.run_claimed(&claimed, owner, held).instrument(span).await;
             match left {
                 Left::Finished => {
                     dispatcher.load.finished(&claimed.workflow);
@@ -177,10 +200,15 @@ impl Dispatcher {
     }
 
     /// Runs one claimed execution to its end, or until a delay node holds it, recording each job
-    /// as it finishes.
-    async fn run_claimed(&self, claimed: &Claimed, owner: Owner) -> Left {
+    /// as it finishes (a short plan of quick built-ins, which runs in microseconds and may run
+    /// again from its start after a crash, is recorded once, when it ends).
+    async fn run_claimed(&self, claimed: &Claimed, owner: Owner, held: Option<Execution>) -> Left {
         let id = claimed.id.as_str();
-        let mut execution = match self.store.execution(id).await {
+        let read = match held {
+            Some(execution) => Ok(Some(execution)),
+            None => self.store.execution(id).await,
+        };
+        let mut execution = match read {
             Ok(Some(execution)) => execution,
             Ok(None) => {
                 tracing::error!("queued execution not found in the store; taken off the queue");
@@ -241,7 +269,11 @@ impl Dispatcher {
         execution.status = ExecutionStatus::Started;
         execution.retry_at = None;
         execution.error = None;
-        self.store.mark_started(&execution, owner);
+        // A run of microseconds goes from queued to its end in one record.
+        let record_progress = !deployed.runs_inline;
+        if record_progress {
+            self.store.mark_started(&execution, owner);
+        }
         loop {
             let (host, store, canceled, clock) =
                 (self.host.clone(), self.store.clone(), self.canceled.clone(), self.clock.clone());
@@ -256,6 +288,7 @@ impl Dispatcher {
                     execution_id: running.id.clone(),
                     next_index,
                     canceled: &canceled,
+                    record_jobs: record_progress,
                 };
                 let runner = host.runner(placement);
                 let executor = Executor { runner: &runner, clock: clock.as_ref() };
@@ -357,7 +390,7 @@ pub(super) async fn claim_loop(dispatcher: Weak<Dispatcher>) {
                     let got = claimed.len();
                     for claimed in claimed {
                         let Some(worker) = permits.pop() else { break };
-                        dispatcher.run(claimed, owner, worker);
+                        dispatcher.run(claimed, owner, worker, None);
                     }
                     if got == wanted {
                         continue;
@@ -417,11 +450,22 @@ struct JobRecorder<'a> {
     execution_id: String,
     next_index: usize,
     canceled: &'a std::sync::Mutex<std::collections::HashMap<String, Instant>>,
+    /// Off for a run of microseconds, whose jobs the record of its end holds.
+    record_jobs: bool,
+}
+
+/// A worker that was free when an execution was queued, and the owner that claimed it in the
+/// same write.
+struct Hired {
+    worker: OwnedSemaphorePermit,
+    owner: Owner,
 }
 
 impl Observer for JobRecorder<'_> {
     fn job_finished(&mut self, job: &Job) {
-        self.store.record_job(&self.execution_id, self.next_index, job, self.owner);
+        if self.record_jobs {
+            self.store.record_job(&self.execution_id, self.next_index, job, self.owner);
+        }
         self.next_index += 1;
     }
 

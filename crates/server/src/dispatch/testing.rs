@@ -24,7 +24,7 @@ impl Dispatcher {
         execution.test = true;
         if !deployed.workflow().sync {
             self.load.add(&deployed.key);
-            if let Err(error) = self.queue(&deployed, &execution, None).await {
+            if let Err(error) = self.queue(&deployed, &execution).await {
                 self.load.finished(&deployed.key);
                 return Err(Refusal::Storage(error));
             }
