@@ -1,9 +1,10 @@
-//! Async executions: one of quick built-ins only run on the request's task and stored ended before
-//! the caller's acknowledgement; the others stored durably and queued before it, claimed from
-//! the store by this process (at once when a worker is free, else by the claimer), run by a
-//! worker with each job recorded as it finishes (so another owner, or a restart, resumes after
-//! it; a run of quick built-ins is recorded once, at its end), put back on the queue while a delay node holds them or their next attempt waits
-//! ([`super::failures`]), and canceled by operators.
+//! Async executions: one of quick built-ins only is run on the request's task and stored ended
+//! before the caller's acknowledgement; the others are stored durably and queued before it,
+//! claimed from the store by this process (at once when a worker is free, else by the claimer),
+//! run by a worker with each job recorded as it finishes (so another owner, or a restart, resumes
+//! after it; a run of quick built-ins is recorded once, at its end), put back on the queue while a
+//! delay node holds them or their next attempt waits ([`super::failures`]), and canceled by
+//! operators.
 //!
 //! Every write of a claimed execution's progress is fenced by the claim's owner: a node that
 //! lost its lease stops the execution before its next node and nothing it still writes lands.
