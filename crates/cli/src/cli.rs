@@ -407,9 +407,7 @@ pub struct ServeArgs {
     /// How long a sync caller waits for its workflow's answer (30s, 500ms, 2m).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub sync_timeout: Duration,
-    /// How many async executions run at once in the background (one of quick built-ins only runs
-    /// before its acknowledgement, on the request's task, and takes none); 0 stores them without
-    /// running them.
+    /// How many async executions run at once; 0 stores them without running them.
     #[arg(long, default_value_t = 4)]
     pub workers: usize,
     /// Most sync executions running at once; more requests get 503 with Retry-After. Each may

@@ -302,7 +302,8 @@ impl Server {
     }
 
     /// Stops accepting, lets in-flight requests and sync executions finish (each up to the sync
-    /// timeout), makes every record durable and, in a cluster, releases this node's claims for the others.
+    /// timeout), makes every record durable and, in a cluster, releases this node's claims for the
+    /// others.
     pub async fn stop(self) -> Result<(), ServerError> {
         self.background.iter().for_each(JoinHandle::abort);
         self.dispatcher.stop();

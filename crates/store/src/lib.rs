@@ -811,19 +811,6 @@ impl Store {
         self.submit_notified(ops, idempotency.is_some() || release.is_some() || follow_up.is_some())
     }
 
-    /// Records an async execution that ran to its end before it was acknowledged (it was never
-    /// queued), with its jobs (nothing of it when it is not to be kept); `follow_up` (a failure
-    /// hook's execution) is stored and queued in the same transaction. The receiver hears once it
-    /// is durable.
-    pub fn record_ran_at_once(
-        &self,
-        execution: &Execution,
-        fate: RecordFate,
-        follow_up: Option<&Execution>,
-    ) -> Committed {
-        self.submit_notified(finish_ops(execution, fate, follow_up), true)
-    }
-
     /// Keeps the answer a sync caller is about to get, under its idempotency key; the receiver
     /// hears once both are durable.
     pub fn record_reply(&self, execution_id: &str, reply: &Reply, idempotency: IdempotencyEntry<'_>) -> Committed {

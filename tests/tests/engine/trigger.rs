@@ -243,23 +243,6 @@ fn async_answers_at_once_and_runs_in_the_background() {
 }
 
 #[test]
-fn an_async_run_of_quick_built_ins_is_stored_ended_before_its_acknowledgement() {
-    let server = TestServer::start(&[], |config| config.demo = true);
-    for (status, result) in [("paid", true), ("unpaid", false)] {
-        let ack = server.post_json("demo-payment-async", &json!({"status": status}));
-        assert_eq!((ack.status, ack.text().as_str()), (200, "ok"));
-        let id = ack.header("x-hookflow-execution").unwrap();
-        // Read at once, without waiting: the record the acknowledgement promised is its last.
-        let execution = server.execution(id).unwrap();
-        assert_eq!(execution.status, ExecutionStatus::Resolved);
-        assert_eq!(
-            execution.jobs.iter().map(|job| job.output.clone()).collect::<Vec<_>>(),
-            [json!({"result": result})]
-        );
-    }
-}
-
-#[test]
 fn sync_without_response_and_sync_failure() {
     let silent = json!({"key": "silent", "sync": true, "nodes": [{"key": "c", "type": "condition", "config": {}}]});
     let strict = json!({"key": "strict", "sync": true, "nodes": [{"key": "c", "type": "condition",

@@ -138,8 +138,6 @@ pub struct Dispatcher {
     sync_capacity: u32,
     /// Free workers for async executions (`--workers`): a claim takes one per execution.
     workers: Arc<Semaphore>,
-    /// `--workers` is above 0: async executions run here.
-    runs_async: bool,
     /// Wakes the claimer: work may be waiting (or a worker came free for a limited workflow).
     wake: Arc<Notify>,
     /// Idempotency keys being processed right now.
@@ -189,7 +187,6 @@ impl Dispatcher {
             sync_slots: Arc::new(Semaphore::new(config.max_sync_inflight)),
             sync_capacity: u32::try_from(config.max_sync_inflight).unwrap_or(u32::MAX),
             workers: Arc::new(Semaphore::new(config.workers)),
-            runs_async: config.workers > 0,
             wake: Arc::default(),
             claims: Arc::default(),
             canceled: Arc::default(),

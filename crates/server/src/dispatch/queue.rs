@@ -1,8 +1,7 @@
-//! Async executions: one of quick built-ins only is run on the request's task and stored ended
-//! before the caller's acknowledgement; the others are stored durably and queued before it,
-//! claimed from the store by this process (at once when a worker is free, else by the claimer),
-//! run by a worker with each job recorded as it finishes (so another owner, or a restart, resumes
-//! after it; a run of quick built-ins is recorded once, at its end), put back on the queue while a
+//! Async executions: stored durably and queued before the caller's acknowledgement, claimed from
+//! the store by this process (at once when a worker is free, else by the claimer), run by a
+//! worker with each job recorded as it finishes (so another owner, or a restart, resumes after
+//! it; a run of quick built-ins is recorded once, at its end), put back on the queue while a
 //! delay node holds them or their next attempt waits ([`super::failures`]), and canceled by
 //! operators.
 //!
@@ -67,9 +66,6 @@ impl Dispatcher {
             return Outcome::Refused(Refusal::Overloaded(refusal.to_string()));
         }
         let execution = self.new_execution(deployed, trigger);
-        if claim.is_none() && self.may_run_at_once(deployed) {
-            return self.run_at_once(deployed, execution).await;
-        }
         let record = claim.as_ref().map(|claim| claim.record(&execution.id, self.clock.now()));
         let entry = claim.as_ref().zip(record.as_ref()).map(|(claim, record)| claim.entry(record));
         let now = self.clock.now();
@@ -95,43 +91,6 @@ impl Dispatcher {
             self.run_hired(hired, execution);
         }
         Outcome::Answered { execution_id, reply: deployed.accept_reply.clone() }
-    }
-
-    /// Whether an execution of `deployed` runs before its acknowledgement, on the request's
-    /// task: a short plan of quick built-ins (microseconds, no side effects, like an inline sync
-    /// run it takes no worker) with no retry policy and no concurrency limit, on a process that
-    /// runs async executions (`--workers` above 0, not stopping) and may claim work.
-    fn may_run_at_once(&self, deployed: &Deployed) -> bool {
-        deployed.runs_inline
-            && deployed.retry.is_none()
-            && deployed.workflow().options.max_concurrency.is_none()
-            && self.runs_async
-            && !self.workers.is_closed()
-            && self.store.owner().is_some()
-    }
-
-    /// Runs an execution of quick built-ins on the request's task and stores it, ended, in one
-    /// durable write before the acknowledgement: it never enters the queue. Should that write
-    /// fail, the request is refused like one that could not be queued (its nodes had no effect).
-    async fn run_at_once(&self, deployed: &Deployed, mut execution: Execution) -> Outcome {
-        let span = super::execution_span(&execution);
-        {
-            let _entered = span.enter();
-            execution.status = ExecutionStatus::Started;
-            let runner = self.host.runner(Placement::RuntimeThread);
-            Executor { runner: &runner, clock: self.clock.as_ref() }.run(&deployed.plan, &mut execution, &mut ());
-            finished(&execution, &self.activity);
-        }
-        let hook = self.failure_hook(deployed, &execution);
-        let committed = self.store.record_ran_at_once(&execution, fate(deployed, execution.status), hook.as_ref());
-        self.load.finished(&deployed.key);
-        let failure = match committed.await {
-            Ok(Ok(_)) => return Outcome::Answered { execution_id: execution.id, reply: deployed.accept_reply.clone() },
-            Ok(Err(error)) => error,
-            Err(_) => StoreError::Closed,
-        };
-        tracing::error!(workflow = %deployed.key, "cannot store an execution: {failure}");
-        Outcome::Refused(Refusal::Overloaded("the request could not be stored; nothing was queued".into()))
     }
 
     /// Stores a new execution of `deployed` and queues it; a worker free right now claims it in
