@@ -799,7 +799,11 @@ impl Store {
     pub fn record_sync_execution(&self, finish: SyncFinish<'_>) -> Committed {
         let SyncFinish { execution, fate, reply, idempotency, release, follow_up } = finish;
         let ops = (|| {
-            let mut ops = finish_ops(execution, fate, follow_up)?;
+            // A sync execution is never queued and records no jobs: nothing else to remove.
+            let mut ops = vec![final_record(execution, fate)?];
+            if let Some(follow_up) = follow_up {
+                ops.extend(enqueue_ops(follow_up, None, follow_up.created_at)?);
+            }
             ops.extend(reply.map(|reply| reply_op(&execution.id, reply)).transpose()?);
             ops.extend(idempotency.map(idempotency_op).transpose()?);
             ops.extend(
@@ -1046,16 +1050,20 @@ fn take_idempotency_op(entry: IdempotencyEntry<'_>, execution_id: &str, now: Tim
     })
 }
 
-/// The whole record of a finished execution (or, when it is not to be kept, its deletion)
-/// replaces its job-by-job progress and its queue entry; `follow_up` is stored and queued
-/// before the queue entry goes (a fenced request's writes hold while the claim does).
+/// The whole record of a finished execution, or its deletion when it is not to be kept.
+fn final_record(execution: &Execution, fate: RecordFate) -> Result<Op, StoreError> {
+    match fate {
+        RecordFate::Keep => put_execution(execution),
+        RecordFate::Delete => Ok(Op::DeleteExecution { id: execution.id.clone() }),
+    }
+}
+
+/// A finished async execution's [`final_record`] replaces its job-by-job progress and its queue
+/// entry; `follow_up` is stored and queued before the queue entry goes (a fenced request's
+/// writes hold while the claim does).
 fn finish_ops(execution: &Execution, fate: RecordFate, follow_up: Option<&Execution>) -> Result<Vec<Op>, StoreError> {
     let id = execution.id.clone();
-    let record = match fate {
-        RecordFate::Keep => put_execution(execution)?,
-        RecordFate::Delete => Op::DeleteExecution { id: id.clone() },
-    };
-    let mut ops = vec![record, Op::DeleteJobs { id: id.clone() }];
+    let mut ops = vec![final_record(execution, fate)?, Op::DeleteJobs { id: id.clone() }];
     if let Some(follow_up) = follow_up {
         ops.extend(enqueue_ops(follow_up, None, follow_up.created_at)?);
     }

@@ -485,12 +485,18 @@ impl<'txn> Index<'txn> {
         if before.as_ref().is_some_and(|(w, s)| w == workflow && s == status) {
             return Ok(());
         }
+        // A status change (the usual update) leaves the entry by workflow where it is.
+        let same_workflow = before.as_ref().is_some_and(|(old_workflow, _)| old_workflow == workflow);
         if let Some((old_workflow, old_status)) = before {
             self.by_status.remove((old_status.as_str(), id)).map_err(write_failed)?;
             self.by_workflow_status.remove((old_workflow.as_str(), old_status.as_str(), id)).map_err(write_failed)?;
-            self.by_workflow.remove((old_workflow.as_str(), id)).map_err(write_failed)?;
+            if !same_workflow {
+                self.by_workflow.remove((old_workflow.as_str(), id)).map_err(write_failed)?;
+            }
         }
-        self.by_workflow.insert((workflow, id), ()).map_err(write_failed)?;
+        if !same_workflow {
+            self.by_workflow.insert((workflow, id), ()).map_err(write_failed)?;
+        }
         self.by_status.insert((status, id), ()).map_err(write_failed)?;
         self.by_workflow_status.insert((workflow, status, id), ()).map_err(write_failed)?;
         self.indexed.insert(id, (workflow, status)).map_err(write_failed)?;
