@@ -17,6 +17,7 @@ use tracing::Instrument as _;
 
 use hookflow_plugin::Placement;
 use hookflow_store::{Canceled, Claimed, Enqueued, Owner, RecordFate, StoreError, StoreEvent};
+use hookflow_workflow::timestamp::Timestamp;
 use hookflow_workflow::{Execution, ExecutionStatus, Executor, Job, JobStatus, Observer};
 
 use super::idempotency::Claim;
@@ -34,16 +35,21 @@ const CLUSTER_POLL: Duration = Duration::from_secs(1);
 /// How long a cancel request is remembered for an execution that no worker here runs.
 const CANCEL_MEMORY: Duration = Duration::from_secs(3600);
 
+/// How long a claimed execution whose record could not be read waits before it is claimed and
+/// read again (a store that lost its connection for a moment).
+const READ_RETRY: Duration = Duration::from_secs(5);
+
 /// Where a worker left a claimed execution.
 enum Left {
     /// It ended (or cannot run): off the queue.
     Finished,
-    /// A delay node holds it; it is back on the queue, due when the delay ends.
+    /// A delay node or its next attempt holds it, or its record could not be read: it is back
+    /// on the queue, due later.
     Waits,
     /// This process lost the claim (its lease): it wrote nothing more; another owner goes on.
     Lost,
-    /// It could not be read or run for now; it stays claimed until the process restarts or its
-    /// lease moves on.
+    /// It could not run (the process stops, or the run panicked); it stays claimed until the
+    /// process restarts or its lease moves on.
     Stuck,
 }
 
@@ -217,8 +223,10 @@ impl Dispatcher {
                 return Left::Finished;
             }
             Err(error) => {
-                tracing::error!("cannot load a queued execution, it waits for a restart: {error}");
-                return Left::Stuck;
+                tracing::error!("cannot load a queued execution, tried again in {} s: {error}", READ_RETRY.as_secs());
+                let retry_at = self.clock.now().0.saturating_add(u64::try_from(READ_RETRY.as_millis()).unwrap_or(0));
+                self.store.release(id, Timestamp(retry_at), owner);
+                return Left::Waits;
             }
         };
         if execution.status == ExecutionStatus::Unreadable {
