@@ -31,7 +31,7 @@ use crate::{IdempotencyRecord, Owner, PAST_EVERY_ID, RECOVERY_INTERVAL, StoreErr
 const MAX_BATCH: usize = 4096;
 
 /// How long a batch of background writes waits for more to join it before it commits.
-const BACKGROUND_LINGER: Duration = Duration::from_millis(1);
+const BACKGROUND_LINGER: Duration = Duration::from_millis(3);
 
 /// Most background writes kept for after a failure; past it the oldest are dropped (and logged).
 const MAX_KEPT: usize = 100_000;
