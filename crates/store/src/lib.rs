@@ -679,9 +679,7 @@ impl Store {
         if once {
             let record = IdempotencyRecord {
                 execution_id: rerun.id.clone(),
-                expires_at: Timestamp(
-                    now.0.saturating_add(u64::try_from(RERUN_KEY_TTL.as_millis()).unwrap_or(u64::MAX)),
-                ),
+                expires_at: now.plus(RERUN_KEY_TTL),
                 pending: false,
             };
             let key = IdempotencyKey { workflow: RERUN_KEYS, key: &earlier.id };
@@ -800,10 +798,7 @@ impl Store {
         let SyncFinish { execution, fate, reply, idempotency, release, follow_up } = finish;
         let ops = (|| {
             // A sync execution is never queued and records no jobs: nothing else to remove.
-            let mut ops = vec![final_record(execution, fate)?];
-            if let Some(follow_up) = follow_up {
-                ops.extend(enqueue_ops(follow_up, None, follow_up.created_at)?);
-            }
+            let mut ops = end_ops(execution, fate, follow_up)?;
             ops.extend(reply.map(|reply| reply_op(&execution.id, reply)).transpose()?);
             ops.extend(idempotency.map(idempotency_op).transpose()?);
             ops.extend(
@@ -1050,23 +1045,25 @@ fn take_idempotency_op(entry: IdempotencyEntry<'_>, execution_id: &str, now: Tim
     })
 }
 
-/// The whole record of a finished execution, or its deletion when it is not to be kept.
-fn final_record(execution: &Execution, fate: RecordFate) -> Result<Op, StoreError> {
-    match fate {
-        RecordFate::Keep => put_execution(execution),
-        RecordFate::Delete => Ok(Op::DeleteExecution { id: execution.id.clone() }),
-    }
-}
-
-/// A finished async execution's [`final_record`] replaces its job-by-job progress and its queue
-/// entry; `follow_up` is stored and queued before the queue entry goes (a fenced request's
-/// writes hold while the claim does).
-fn finish_ops(execution: &Execution, fate: RecordFate, follow_up: Option<&Execution>) -> Result<Vec<Op>, StoreError> {
-    let id = execution.id.clone();
-    let mut ops = vec![final_record(execution, fate)?, Op::DeleteJobs { id: id.clone() }];
+/// The whole record of a finished execution (or its deletion, when it is not to be kept), and
+/// `follow_up` stored and queued, free to claim.
+fn end_ops(execution: &Execution, fate: RecordFate, follow_up: Option<&Execution>) -> Result<Vec<Op>, StoreError> {
+    let mut ops = vec![match fate {
+        RecordFate::Keep => put_execution(execution)?,
+        RecordFate::Delete => Op::DeleteExecution { id: execution.id.clone() },
+    }];
     if let Some(follow_up) = follow_up {
         ops.extend(enqueue_ops(follow_up, None, follow_up.created_at)?);
     }
-    ops.push(Op::Dequeue { id });
+    Ok(ops)
+}
+
+/// A finished async execution's [`end_ops`], which replace its job-by-job progress and its queue
+/// entry: the follow-up is queued before the queue entry goes (a fenced request's writes hold
+/// while the claim does).
+fn finish_ops(execution: &Execution, fate: RecordFate, follow_up: Option<&Execution>) -> Result<Vec<Op>, StoreError> {
+    let mut ops = end_ops(execution, fate, follow_up)?;
+    ops.push(Op::DeleteJobs { id: execution.id.clone() });
+    ops.push(Op::Dequeue { id: execution.id.clone() });
     Ok(ops)
 }

@@ -16,6 +16,11 @@ impl Timestamp {
         Timestamp(u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX))
     }
 
+    /// The instant `duration` after this one (the last representable one past it).
+    pub fn plus(self, duration: Duration) -> Timestamp {
+        Timestamp(self.0.saturating_add(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)))
+    }
+
     /// Reads an RFC 3339 instant in UTC (`2026-11-29T18:00:00Z`, `2026-11-29T18:00:00.250Z`).
     pub fn parse(text: &str) -> Option<Timestamp> {
         let text = text.trim();

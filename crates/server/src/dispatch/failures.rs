@@ -38,7 +38,7 @@ impl Dispatcher {
         if let Some(asked) = downstream_retry_after(execution, now) {
             wait = wait.max(asked);
         }
-        let at = Timestamp(now.0.saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)));
+        let at = now.plus(wait);
         let reason = failure_reason(execution).unwrap_or_default();
         tracing::info!(
             workflow = %execution.workflow,

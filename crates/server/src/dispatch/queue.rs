@@ -17,7 +17,6 @@ use tracing::Instrument as _;
 
 use hookflow_plugin::Placement;
 use hookflow_store::{Canceled, Claimed, Enqueued, Owner, RecordFate, StoreError, StoreEvent};
-use hookflow_workflow::timestamp::Timestamp;
 use hookflow_workflow::{Execution, ExecutionStatus, Executor, Job, JobStatus, Observer};
 
 use super::idempotency::Claim;
@@ -224,8 +223,7 @@ impl Dispatcher {
             }
             Err(error) => {
                 tracing::error!("cannot load a queued execution, tried again in {} s: {error}", READ_RETRY.as_secs());
-                let retry_at = self.clock.now().0.saturating_add(u64::try_from(READ_RETRY.as_millis()).unwrap_or(0));
-                self.store.release(id, Timestamp(retry_at), owner);
+                self.store.release(id, self.clock.now().plus(READ_RETRY), owner);
                 return Left::Waits;
             }
         };

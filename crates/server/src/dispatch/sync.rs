@@ -10,7 +10,6 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 use hookflow_plugin::Placement;
 use hookflow_store::{Enqueued, IdempotencyEntry, IdempotencyKey, IdempotencyRecord, Store, StoreError, SyncFinish};
-use hookflow_workflow::timestamp::Timestamp;
 use hookflow_workflow::{Execution, ExecutionStatus, Executor, Observer, Reply, caller_reply};
 
 use super::idempotency::Claim;
@@ -146,7 +145,7 @@ impl Dispatcher {
     async fn hold(&self, deployed: &Deployed, claim: &Claim, execution_id: &str) -> Result<(), Outcome> {
         let now = self.clock.now();
         let running_for = self.sync_timeout + HOLD_MARGIN;
-        let expires_at = Timestamp(now.0.saturating_add(u64::try_from(running_for.as_millis()).unwrap_or(u64::MAX)));
+        let expires_at = now.plus(running_for);
         let pending = IdempotencyRecord { execution_id: execution_id.to_string(), expires_at, pending: true };
         match self.store.hold_idempotency(claim.entry(&pending), now).await {
             Ok(Enqueued::New) => Ok(()),
