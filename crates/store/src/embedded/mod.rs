@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::broadcast;
@@ -142,9 +143,23 @@ impl Shared {
     }
 }
 
+/// How long an open waits for another holder's lock on the file to go. A process killed a
+/// moment ago may still hold it: the kernel can release a dead process's file locks after its
+/// parent has seen it exit.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
+
 fn open_database(path: &Path) -> Result<Database, StoreError> {
-    let db = Database::builder().set_cache_size(CACHE_BYTES).create(path);
-    db.map_err(|e| StoreError::Open { location: path.display().to_string(), source: Arc::new(e) })
+    let give_up = Instant::now() + LOCK_WAIT;
+    loop {
+        match Database::builder().set_cache_size(CACHE_BYTES).create(path) {
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) if Instant::now() < give_up => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            db => {
+                return db.map_err(|e| StoreError::Open { location: path.display().to_string(), source: Arc::new(e) });
+            }
+        }
+    }
 }
 
 impl Embedded {
