@@ -103,6 +103,7 @@ fn run(
         observer,
         trigger_json: execution.trigger_json(),
         execution_value: json!({ "id": execution.id }),
+        system: None,
         execution,
         outputs: Map::new(),
         scopes: Map::new(),
@@ -161,6 +162,8 @@ struct Run<'a, R: ?Sized> {
     trigger_json: Arc<RawValue>,
     /// `$execution`.
     execution_value: Value,
+    /// `$system` as of a millisecond: the nodes started within one share it.
+    system: Option<(Timestamp, Value)>,
     /// `$jobsMapByNodeKey`.
     outputs: Map<String, Value>,
     /// `$scopes`: the current item of each loop being run, by the loop's key.
@@ -253,11 +256,14 @@ impl<R: NodeRunner + ?Sized> Run<'_, R> {
             return self.exceeded(node, Value::Null, Value::Null, self.clock.now(), message);
         }
         let started_at = self.clock.now();
-        let system = json!({ "now": started_at.to_string() });
+        if self.system.as_ref().is_none_or(|(at, _)| *at != started_at) {
+            self.system = Some((started_at, json!({ "now": started_at.to_string() })));
+        }
+        let system = self.system.as_ref().map_or(&Value::Null, |(_, system)| system);
         let scope = Scope {
             context: &self.execution.trigger,
             jobs: &self.outputs,
-            system: &system,
+            system,
             execution: &self.execution_value,
             scopes: &self.scopes,
             secrets: self.secrets.values(),

@@ -29,56 +29,75 @@ pub struct ConfigError(pub String);
 pub fn evaluate(calculation: Option<&Value>) -> Result<bool, ConfigError> {
     match calculation {
         None | Some(Value::Null) => Ok(true),
-        Some(item) => evaluate_item(item, "calculation"),
+        Some(item) => evaluate_item(item, Place::Calculation),
     }
 }
 
-fn evaluate_item(item: &Value, path: &str) -> Result<bool, ConfigError> {
+/// Where an item sits in the config (`calculation.group.calculations[0]`), written out only
+/// when an error names it.
+#[derive(Clone, Copy)]
+enum Place<'a> {
+    Calculation,
+    Group(&'a Place<'a>),
+    Item(&'a Place<'a>, usize),
+}
+
+impl std::fmt::Display for Place<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Place::Calculation => f.write_str("calculation"),
+            Place::Group(parent) => write!(f, "{parent}.group"),
+            Place::Item(parent, index) => write!(f, "{parent}.calculations[{index}]"),
+        }
+    }
+}
+
+fn evaluate_item(item: &Value, place: Place<'_>) -> Result<bool, ConfigError> {
     let Some(object) = item.as_object() else {
-        return Err(ConfigError(format!("{path}: expected an object")));
+        return Err(ConfigError(format!("{place}: expected an object")));
     };
     if let Some(group) = object.get("group") {
-        return evaluate_group(group, &format!("{path}.group"));
+        return evaluate_group(group, Place::Group(&place));
     }
     let calculator = match object.get("calculator") {
         Some(Value::String(name)) => name.as_str(),
-        Some(_) => return Err(ConfigError(format!("{path}.calculator: expected a string"))),
+        Some(_) => return Err(ConfigError(format!("{place}.calculator: expected a string"))),
         None => {
-            return Err(ConfigError(format!("{path}: expected a \"calculator\" item or a \"group\"")));
+            return Err(ConfigError(format!("{place}: expected a \"calculator\" item or a \"group\"")));
         }
     };
     let operands = match object.get("operands") {
         Some(Value::Array(operands)) => operands.as_slice(),
         None => &[],
-        Some(_) => return Err(ConfigError(format!("{path}.operands: expected an array"))),
+        Some(_) => return Err(ConfigError(format!("{place}.operands: expected an array"))),
     };
     let left = operands.first().unwrap_or(&Value::Null);
     let right = operands.get(1).unwrap_or(&Value::Null);
     calculate(calculator, left, right)
-        .map_err(|name| ConfigError(format!("{path}.calculator: unknown calculator \"{name}\"")))
+        .map_err(|name| ConfigError(format!("{place}.calculator: unknown calculator \"{name}\"")))
 }
 
-fn evaluate_group(group: &Value, path: &str) -> Result<bool, ConfigError> {
+fn evaluate_group(group: &Value, place: Place<'_>) -> Result<bool, ConfigError> {
     let Some(group) = group.as_object() else {
-        return Err(ConfigError(format!("{path}: expected an object")));
+        return Err(ConfigError(format!("{place}: expected an object")));
     };
     let any = match group.get("type") {
         None => false,
         Some(Value::String(kind)) if kind == "and" => false,
         Some(Value::String(kind)) if kind == "or" => true,
         Some(other) => {
-            return Err(ConfigError(format!("{path}.type: expected \"and\" or \"or\", got {other}")));
+            return Err(ConfigError(format!("{place}.type: expected \"and\" or \"or\", got {other}")));
         }
     };
     let items = match group.get("calculations") {
         None => &[][..],
         Some(Value::Array(items)) => items.as_slice(),
-        Some(_) => return Err(ConfigError(format!("{path}.calculations: expected an array"))),
+        Some(_) => return Err(ConfigError(format!("{place}.calculations: expected an array"))),
     };
     // Every item is evaluated, so a config fault is reported even behind a decided result.
     let mut result = !any;
     for (index, item) in items.iter().enumerate() {
-        let value = evaluate_item(item, &format!("{path}.calculations[{index}]"))?;
+        let value = evaluate_item(item, Place::Item(&place, index))?;
         result = if any { result || value } else { result && value };
     }
     Ok(result)
@@ -174,5 +193,37 @@ fn as_text(value: &Value) -> Option<String> {
         Value::String(s) => Some(s.clone()),
         Value::Number(_) | Value::Bool(_) => Some(value.to_string()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_config_fault_names_where_it_is() {
+        let nested = json!({"group": {"type": "or", "calculations": [
+            {"calculator": "equal", "operands": [1, 1]},
+            {"group": {"calculations": [{"calculator": "equal"}, {"calculator": "near", "operands": [1, 2]}]}}
+        ]}});
+        assert_eq!(
+            evaluate(Some(&nested)),
+            Err(ConfigError(
+                "calculation.group.calculations[1].group.calculations[1].calculator: unknown calculator \"near\""
+                    .into()
+            ))
+        );
+        let group = json!({"group": {"type": "xor"}});
+        assert_eq!(
+            evaluate(Some(&group)),
+            Err(ConfigError("calculation.group.type: expected \"and\" or \"or\", got \"xor\"".into()))
+        );
+        assert_eq!(evaluate(Some(&json!([]))), Err(ConfigError("calculation: expected an object".into())));
+        assert_eq!(
+            evaluate(Some(&json!({"group": {"calculations": [{"calculator": "gt", "operands": [2, 1]}]}}))),
+            Ok(true)
+        );
     }
 }

@@ -17,7 +17,8 @@
 //! children) the system spent per request over the load, and its multiple of the baseline's with
 //! the same body. The growth rows (left out with `--no-growth`) post bodies of 100 B, 10 KB and
 //! 100 KB to the baseline and to hookflow sync chains of 1, 5 and 10 nodes (N − 1 passing
-//! conditions and a response) at the first connection count; two summaries follow the table:
+//! conditions and a response; a fresh server for each row) at the first connection count; two
+//! summaries follow the table:
 //! what a 100 KB body adds over a 100 B one against what it adds to the baseline, and what each
 //! extra node adds against a whole baseline request.
 //!
@@ -220,7 +221,7 @@ fn systems(options: &Options, scratch: &Path) -> Vec<System> {
         },
     ];
     if !options.no_growth {
-        systems.push(hookflow_growth(options, scratch));
+        systems.extend(hookflow_growth(options, scratch));
     }
     if !options.nodes.is_empty() {
         systems.push(hookflow_chains(options, scratch, "hookflow chain", &options.nodes));
@@ -233,22 +234,26 @@ fn systems(options: &Options, scratch: &Path) -> Vec<System> {
     systems
 }
 
-/// hookflow serving a sync chain of each growth length, each loaded with each growth body (at the
-/// first connection count): how the cost grows with the body and with the workflow.
-fn hookflow_growth(options: &Options, scratch: &Path) -> System {
-    let mut system = hookflow_chains(options, scratch, "hookflow growth", &GROWTH_CHAINS);
-    let chains = std::mem::take(&mut system.targets);
-    for chain in chains {
-        for size in GROWTH_BODIES {
-            system.targets.push(Target {
-                workflow: format!("{} {}", chain.workflow, size_name(size)),
-                body: growth_body(size),
-                first_connections_only: true,
-                ..Target::demo("", &chain.path, chain.status, chain.body_contains, false)
-            });
+/// hookflow serving a sync chain of each growth length, loaded with each growth body (at the
+/// first connection count): how the cost grows with the body and with the workflow. Each row gets
+/// a server of its own on a fresh data directory, so that no row runs on the records (and the
+/// peak memory) of the rows before it: the 100 KB rows write about 1 GB of records.
+fn hookflow_growth(options: &Options, scratch: &Path) -> Vec<System> {
+    let mut systems = Vec::new();
+    for size in GROWTH_BODIES {
+        for chain in GROWTH_CHAINS {
+            let row = format!("hookflow growth {chain} {}", size_name(size));
+            let mut system = hookflow_chains(options, scratch, &row, &[chain]);
+            system.name = "hookflow growth".into();
+            for target in &mut system.targets {
+                target.workflow = format!("{} {}", target.workflow, size_name(size));
+                target.body = growth_body(size);
+                target.first_connections_only = true;
+            }
+            systems.push(system);
         }
     }
-    system
+    systems
 }
 
 /// `100B`, `10KB`, `100KB`.
@@ -672,7 +677,9 @@ impl Report {
         for line in self.growth() {
             println!("{line}");
         }
-        for facts in &self.facts {
+        // The growth rows' servers are one system each: their idle memory is printed once.
+        let mut printed = std::collections::HashSet::new();
+        for facts in self.facts.iter().filter(|facts| printed.insert(facts.system.as_str())) {
             let idle = facts.idle_rss_mib.map_or("-".into(), |mib| format!("{mib:.0} MiB"));
             let startup = facts.startup_ms.map_or(String::new(), |ms| format!(", start-up to first answer {ms:.0} ms"));
             println!("{}: idle RSS {idle}{startup}", facts.system);
