@@ -45,8 +45,7 @@ impl ManualClock {
     /// Moves the clock forward by `by`.
     pub fn advance(&self, by: Duration) {
         let mut time = self.time.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let millis = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
-        *time = (Timestamp(time.0.0.saturating_add(millis)), time.1 + by);
+        *time = (time.0.plus(by), time.1 + by);
     }
 }
 

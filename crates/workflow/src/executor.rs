@@ -256,10 +256,10 @@ impl<R: NodeRunner + ?Sized> Run<'_, R> {
             return self.exceeded(node, Value::Null, Value::Null, self.clock.now(), message);
         }
         let started_at = self.clock.now();
-        if self.system.as_ref().is_none_or(|(at, _)| *at != started_at) {
-            self.system = Some((started_at, json!({ "now": started_at.to_string() })));
-        }
-        let system = self.system.as_ref().map_or(&Value::Null, |(_, system)| system);
+        let system = match &mut self.system {
+            Some((at, system)) if *at == started_at => &*system,
+            slot => &slot.insert((started_at, json!({ "now": started_at.to_string() }))).1,
+        };
         let scope = Scope {
             context: &self.execution.trigger,
             jobs: &self.outputs,
@@ -472,7 +472,7 @@ fn wake_time(started_at: Timestamp, output: &Value) -> Result<Timestamp, String>
         .get("durationMs")
         .and_then(Value::as_u64)
         .ok_or_else(|| format!("a delay node must output {{\"durationMs\": <whole milliseconds>}}, not {output}"))?;
-    Ok(Timestamp(started_at.0.saturating_add(millis)))
+    Ok(started_at.plus(Duration::from_millis(millis)))
 }
 
 /// Writes a JSON map as text without cloning it into a `Value` first.

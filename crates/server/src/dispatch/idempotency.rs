@@ -30,7 +30,7 @@ pub(super) struct Claim {
 impl Claim {
     /// What the key will point at once the request is answered.
     pub(super) fn record(&self, execution_id: &str, now: Timestamp) -> IdempotencyRecord {
-        let expires_at = Timestamp(now.0.saturating_add(self.ttl.saturating_mul(1000)));
+        let expires_at = now.plus(Duration::from_secs(self.ttl));
         IdempotencyRecord { execution_id: execution_id.to_string(), expires_at, pending: false }
     }
 
